@@ -1,0 +1,1059 @@
+//! The [`PanelStore`] contract. Run every function against a fresh, empty store
+//! (or one shared only with other suite functions: names are made unique per call).
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+
+use crate::conformance::unique_suffix;
+use crate::error::Error;
+use crate::model::{
+    AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, MetricKind, NewAuditEntry, NewNode,
+    NewTenant, NewUser, NewWebsite, Node, NodeRole, NotifyChannel, PhpSettings, Quotas, Role,
+    Ssl, SslProvider, Tenant, TenantChanges, TenantStatus, Threshold, User, UserChanges,
+    UserStatus, Website, WebsiteChanges, WebsiteSettings, WebsiteStatus,
+};
+use crate::page::{PageLimit, PageRequest};
+use crate::rbac::{self, Caller, Operator};
+use crate::store::PanelStore;
+use crate::types::{
+    DomainName, IpNetwork, PhpBytes, PhpVersion, SystemUser, WebServerKind,
+};
+
+/// Every function of this suite, in order. Backends call this, or the functions one by one so
+/// each shows as its own test.
+pub async fn run_all(store: &dyn PanelStore) {
+    tenants_crud(store).await;
+    nodes_crud(store).await;
+    users_crud(store).await;
+    websites_crud(store).await;
+    settings_round_trip(store).await;
+    domains_are_unique_across_tenants(store).await;
+    pagination_walks_every_row_once(store).await;
+    cross_tenant_access_is_refused(store).await;
+    roles_scope_what_is_visible(store).await;
+    concurrent_creates_of_one_domain_have_one_winner(store).await;
+    referenced_rows_cannot_be_deleted(store).await;
+    alert_rules_crud(store).await;
+    audit_log_is_scoped(store).await;
+    hostile_values_never_reach_the_store(store).await;
+}
+
+fn parse<T: FromStr>(s: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    s.parse()
+        .unwrap_or_else(|e| panic!("suite value {s:?} must parse: {e:?}"))
+}
+
+fn page(limit: u32) -> PageRequest {
+    PageRequest::first(PageLimit::try_from(limit).unwrap_or_default())
+}
+
+fn assert_not_found<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
+    match r {
+        Err(Error::NotFound { .. }) => {}
+        other => panic!("{what}: expected NotFound, got {other:?}"),
+    }
+}
+
+fn assert_denied<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
+    match r {
+        Err(Error::PermissionDenied(_)) => {}
+        other => panic!("{what}: expected PermissionDenied, got {other:?}"),
+    }
+}
+
+fn assert_conflict<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
+    match r {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("{what}: expected Conflict, got {other:?}"),
+    }
+}
+
+fn assert_exists<T: std::fmt::Debug>(r: crate::Result<T>, what: &str) {
+    match r {
+        Err(Error::AlreadyExists { .. }) => {}
+        other => panic!("{what}: expected AlreadyExists, got {other:?}"),
+    }
+}
+
+/// A tenant with an admin, two resellers each with a client, a client of the admin, and a
+/// web node, all freshly created.
+pub struct World {
+    /// The tenant.
+    pub tenant: Tenant,
+    /// Its admin.
+    pub admin: User,
+    /// A reseller created by the admin.
+    pub reseller_a: User,
+    /// Another reseller created by the admin.
+    pub reseller_b: User,
+    /// A client created by `reseller_a`.
+    pub client_of_a: User,
+    /// A client created by `reseller_b`.
+    pub client_of_b: User,
+    /// A client created by the admin.
+    pub client_of_admin: User,
+    /// A web node.
+    pub node: Node,
+    /// Unique suffix used in every name of this world.
+    pub tag: String,
+}
+
+impl World {
+    /// Creates a fresh world in `store`.
+    pub async fn create(store: &dyn PanelStore) -> World {
+        let op = Operator::assume();
+        let tag = unique_suffix();
+        let tenant = store
+            .create_tenant(
+                &op,
+                NewTenant {
+                    name: parse(&format!("Tenant {tag}")),
+                    slug: parse(&format!("t-{tag}")),
+                    quotas: Quotas {
+                        max_websites: Some(100),
+                        max_databases: None,
+                        max_storage_mb: Some(10_240),
+                    },
+                },
+            )
+            .await
+            .expect("create tenant");
+        let admin = store
+            .create_user_as_operator(
+                &op,
+                tenant.id,
+                NewUser {
+                    role: Role::Admin,
+                    email: parse(&format!("admin-{tag}@example.com")),
+                },
+            )
+            .await
+            .expect("create admin");
+        let as_admin = caller(&admin);
+        let new_user = |role, name: &str| NewUser {
+            role,
+            email: parse(&format!("{name}-{tag}@example.com")),
+        };
+        let reseller_a = store
+            .create_user(&as_admin, new_user(Role::Reseller, "reseller-a"))
+            .await
+            .expect("create reseller a");
+        let reseller_b = store
+            .create_user(&as_admin, new_user(Role::Reseller, "reseller-b"))
+            .await
+            .expect("create reseller b");
+        let client_of_a = store
+            .create_user(&caller(&reseller_a), new_user(Role::Client, "client-a"))
+            .await
+            .expect("reseller creates client");
+        let client_of_b = store
+            .create_user(&caller(&reseller_b), new_user(Role::Client, "client-b"))
+            .await
+            .expect("reseller creates client");
+        let client_of_admin = store
+            .create_user(&as_admin, new_user(Role::Client, "client-admin"))
+            .await
+            .expect("admin creates client");
+        let node = store
+            .create_node(
+                &op,
+                NewNode {
+                    name: parse(&format!("web-{tag}")),
+                    address: parse("127.0.0.1:8443"),
+                    roles: BTreeSet::from([NodeRole::Web, NodeRole::Database]),
+                },
+            )
+            .await
+            .expect("create node");
+        World {
+            tenant,
+            admin,
+            reseller_a,
+            reseller_b,
+            client_of_a,
+            client_of_b,
+            client_of_admin,
+            node,
+            tag,
+        }
+    }
+
+    /// Every user of the world with a name, admin first.
+    pub fn users(&self) -> [(&'static str, &User); 6] {
+        [
+            ("admin", &self.admin),
+            ("reseller_a", &self.reseller_a),
+            ("reseller_b", &self.reseller_b),
+            ("client_of_a", &self.client_of_a),
+            ("client_of_b", &self.client_of_b),
+            ("client_of_admin", &self.client_of_admin),
+        ]
+    }
+
+    /// A new-website request owned by `owner` for `label`.<tag>.example.com.
+    pub fn site(&self, owner: &User, label: &str) -> NewWebsite {
+        NewWebsite {
+            owner_id: owner.id,
+            domain: parse(&format!("{label}.{}.example.com", self.tag)),
+            aliases: vec![parse(&format!("www.{label}.{}.example.com", self.tag))],
+            node_id: self.node.id,
+            web_server: WebServerKind::Nginx,
+            php_version: Some(PhpVersion::V8_2),
+            system_user: parse(&format!("u{}", owner.id.0)),
+            document_root: parse("public_html"),
+            settings: WebsiteSettings::default(),
+        }
+    }
+}
+
+/// The [`Caller`] for a stored user.
+pub fn caller(user: &User) -> Caller {
+    Caller {
+        tenant: user.tenant_id,
+        user: user.id,
+        role: user.role,
+    }
+}
+
+/// Tenants: create, read, list, update, delete; slugs are unique.
+pub async fn tenants_crud(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let tag = unique_suffix();
+    let new = NewTenant {
+        name: parse(&format!("Acme {tag}")),
+        slug: parse(&format!("acme-{tag}")),
+        quotas: Quotas {
+            max_websites: Some(5),
+            max_databases: Some(2),
+            max_storage_mb: None,
+        },
+    };
+    let created = store.create_tenant(&op, new.clone()).await.expect("create");
+    assert_eq!(created.name, new.name);
+    assert_eq!(created.slug, new.slug);
+    assert_eq!(created.quotas, new.quotas);
+    assert_eq!(created.status, TenantStatus::Active);
+    assert_eq!(store.get_tenant(&op, created.id).await.expect("get"), created);
+    assert_exists(store.create_tenant(&op, new).await, "duplicate slug");
+
+    let changed = store
+        .update_tenant(
+            &op,
+            created.id,
+            TenantChanges {
+                name: Some(parse(&format!("Acme Ltd {tag}"))),
+                status: Some(TenantStatus::Suspended),
+                quotas: None,
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(changed.name.as_str(), format!("Acme Ltd {tag}"));
+    assert_eq!(changed.status, TenantStatus::Suspended);
+    assert_eq!(changed.quotas, created.quotas, "untouched fields stay");
+    assert_eq!(store.get_tenant(&op, created.id).await.expect("get"), changed);
+
+    let listed = store.list_tenants(&op, page(500)).await.expect("list");
+    assert!(listed.items.iter().any(|t| t.id == created.id));
+
+    store.delete_tenant(&op, created.id).await.expect("delete");
+    assert_not_found(store.get_tenant(&op, created.id).await, "deleted tenant");
+    assert_not_found(store.delete_tenant(&op, created.id).await, "delete twice");
+    assert_not_found(
+        store
+            .update_tenant(&op, created.id, TenantChanges::default())
+            .await,
+        "update deleted tenant",
+    );
+}
+
+/// Nodes: create, read, list, delete; names are unique.
+pub async fn nodes_crud(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let tag = unique_suffix();
+    let new = NewNode {
+        name: parse(&format!("db-{tag}")),
+        address: parse("db1.example.net:8443"),
+        roles: BTreeSet::from([NodeRole::Database, NodeRole::Backup]),
+    };
+    let node = store.create_node(&op, new.clone()).await.expect("create");
+    assert_eq!(node.name, new.name);
+    assert_eq!(node.address, new.address);
+    assert_eq!(node.roles, new.roles);
+    assert_eq!(store.get_node(&op, node.id).await.expect("get"), node);
+    assert_exists(store.create_node(&op, new).await, "duplicate node name");
+    let listed = store.list_nodes(&op, page(500)).await.expect("list");
+    assert!(listed.items.contains(&node));
+    store.delete_node(&op, node.id).await.expect("delete");
+    assert_not_found(store.get_node(&op, node.id).await, "deleted node");
+}
+
+/// Users: create by role, read, list, update, delete; e-mails are unique.
+pub async fn users_crud(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    assert_eq!(w.admin.tenant_id, w.tenant.id);
+    assert_eq!(w.admin.created_by, None);
+    assert_eq!(w.client_of_a.created_by, Some(w.reseller_a.id));
+    assert_eq!(w.client_of_a.status, UserStatus::Active);
+
+    let as_admin = caller(&w.admin);
+    assert_eq!(
+        store.get_user(&as_admin, w.client_of_a.id).await.expect("get"),
+        w.client_of_a
+    );
+    assert_exists(
+        store
+            .create_user(
+                &as_admin,
+                NewUser {
+                    role: Role::Client,
+                    email: w.client_of_b.email.clone(),
+                },
+            )
+            .await,
+        "duplicate e-mail",
+    );
+
+    // Resellers create only clients; clients create nobody.
+    assert_denied(
+        store
+            .create_user(
+                &caller(&w.reseller_a),
+                NewUser {
+                    role: Role::Admin,
+                    email: parse(&format!("escalate-{}@example.com", w.tag)),
+                },
+            )
+            .await,
+        "reseller creating an admin",
+    );
+    assert_denied(
+        store
+            .create_user(
+                &caller(&w.client_of_a),
+                NewUser {
+                    role: Role::Client,
+                    email: parse(&format!("sub-{}@example.com", w.tag)),
+                },
+            )
+            .await,
+        "client creating a user",
+    );
+
+    let updated = store
+        .update_user(
+            &caller(&w.reseller_a),
+            w.client_of_a.id,
+            UserChanges {
+                status: Some(UserStatus::Suspended),
+                ..UserChanges::default()
+            },
+        )
+        .await
+        .expect("reseller suspends its client");
+    assert_eq!(updated.status, UserStatus::Suspended);
+    assert_eq!(updated.email, w.client_of_a.email);
+    assert_denied(
+        store
+            .update_user(
+                &caller(&w.reseller_a),
+                w.client_of_a.id,
+                UserChanges {
+                    role: Some(Role::Admin),
+                    ..UserChanges::default()
+                },
+            )
+            .await,
+        "reseller promoting its client to admin",
+    );
+    assert_not_found(
+        store
+            .update_user(
+                &caller(&w.reseller_a),
+                w.client_of_b.id,
+                UserChanges {
+                    status: Some(UserStatus::Suspended),
+                    ..UserChanges::default()
+                },
+            )
+            .await,
+        "reseller changing another reseller's client",
+    );
+
+    store
+        .delete_user(&caller(&w.reseller_b), w.client_of_b.id)
+        .await
+        .expect("reseller deletes its client");
+    assert_not_found(
+        store.get_user(&as_admin, w.client_of_b.id).await,
+        "deleted user",
+    );
+}
+
+/// Websites: create, read by id and by domain (primary and alias), list, update, delete.
+pub async fn websites_crud(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let me = caller(&w.client_of_a);
+    let new = w.site(&w.client_of_a, "shop");
+    let site = store.create_website(&me, new.clone()).await.expect("create");
+    assert_eq!(site.tenant_id, w.tenant.id);
+    assert_eq!(site.owner_id, w.client_of_a.id);
+    assert_eq!(site.domain, new.domain);
+    assert_eq!(site.aliases, new.aliases);
+    assert_eq!(site.node_id, w.node.id);
+    assert_eq!(site.php_version, Some(PhpVersion::V8_2));
+    assert_eq!(site.system_user, new.system_user);
+    assert_eq!(site.document_root, new.document_root);
+    assert_eq!(site.status, WebsiteStatus::Provisioning);
+    assert_eq!(site.settings, WebsiteSettings::default());
+
+    assert_eq!(store.get_website(&me, site.id).await.expect("get"), site);
+    assert_eq!(
+        store
+            .get_website_by_domain(&me, &new.domain)
+            .await
+            .expect("by domain"),
+        site
+    );
+    assert_eq!(
+        store
+            .get_website_by_domain(&me, &new.aliases[0])
+            .await
+            .expect("by alias"),
+        site
+    );
+    let listed = store.list_websites(&me, page(50)).await.expect("list");
+    assert_eq!(listed.items, vec![site.clone()]);
+
+    let alias: DomainName = parse(&format!("shop-alias.{}.example.com", w.tag));
+    let changed = store
+        .update_website(
+            &me,
+            site.id,
+            WebsiteChanges {
+                aliases: Some(vec![alias.clone()]),
+                php_version: Some(Some(PhpVersion::V8_4)),
+                web_server: Some(WebServerKind::Apache),
+                status: Some(WebsiteStatus::Active),
+                ..WebsiteChanges::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(changed.aliases, vec![alias.clone()]);
+    assert_eq!(changed.php_version, Some(PhpVersion::V8_4));
+    assert_eq!(changed.web_server, WebServerKind::Apache);
+    assert_eq!(changed.status, WebsiteStatus::Active);
+    assert_eq!(changed.domain, site.domain);
+    assert!(changed.updated_at >= site.updated_at);
+    assert_eq!(store.get_website(&me, site.id).await.expect("get"), changed);
+    assert_not_found(
+        store.get_website_by_domain(&me, &new.aliases[0]).await,
+        "replaced alias no longer resolves",
+    );
+    let php_off = store
+        .update_website(
+            &me,
+            site.id,
+            WebsiteChanges {
+                php_version: Some(None),
+                ..WebsiteChanges::default()
+            },
+        )
+        .await
+        .expect("turn PHP off");
+    assert_eq!(php_off.php_version, None);
+
+    store.delete_website(&me, site.id).await.expect("delete");
+    assert_not_found(store.get_website(&me, site.id).await, "deleted site");
+    assert_not_found(
+        store.get_website_by_domain(&me, &alias).await,
+        "deleted site's alias",
+    );
+    // The freed domain can be used again.
+    store
+        .create_website(&me, new)
+        .await
+        .expect("recreate on a freed domain");
+}
+
+/// Every per-site setting survives a write and a read unchanged.
+pub async fn settings_round_trip(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let me = caller(&w.admin);
+    let mut new = w.site(&w.admin, "settings");
+    new.settings = WebsiteSettings {
+        php: PhpSettings::new(
+            parse("512M"),
+            300,
+            parse("100M"),
+            parse("128M"),
+            BTreeSet::from([parse("intl"), parse("pdo_mysql"), parse("gd")]),
+        )
+        .expect("valid php settings"),
+        database: Some(DatabaseSettings {
+            engine: crate::types::DbEngine::MariaDb,
+            name: parse(&format!("shop_{}", w.tag)),
+            charset: parse("utf8mb4"),
+            collation: parse("utf8mb4_unicode_ci"),
+        }),
+        ssl: Ssl::Enabled {
+            provider: SslProvider::LetsEncrypt,
+            auto_renew: true,
+        },
+        gzip: true,
+        cache_ttl_secs: Some(86_400),
+        security_headers: true,
+        allowed_ips: BTreeSet::from([parse::<IpNetwork>("10.0.0.0/8"), parse("2001:db8::/32")]),
+        blocked_ips: BTreeSet::from([parse::<IpNetwork>("203.0.113.7")]),
+    };
+    new.php_version = Some(PhpVersion::V8_0);
+    new.web_server = WebServerKind::OpenLiteSpeed;
+    new.document_root = parse("sites/shop/public");
+    let site = store.create_website(&me, new.clone()).await.expect("create");
+    assert_eq!(site.settings, new.settings);
+    let read = store.get_website(&me, site.id).await.expect("get");
+    assert_eq!(read.settings, new.settings);
+    assert_eq!(read.document_root, new.document_root);
+    assert_eq!(read.web_server, WebServerKind::OpenLiteSpeed);
+
+    let mut next = new.settings.clone();
+    next.ssl = Ssl::Disabled;
+    next.database = None;
+    next.php = PhpSettings::default();
+    next.allowed_ips.clear();
+    let updated = store
+        .update_website(
+            &me,
+            site.id,
+            WebsiteChanges {
+                settings: Some(next.clone()),
+                ..WebsiteChanges::default()
+            },
+        )
+        .await
+        .expect("update settings");
+    assert_eq!(updated.settings, next);
+    assert_eq!(
+        store.get_website(&me, site.id).await.expect("get").settings,
+        next
+    );
+}
+
+/// A domain (primary or alias) belongs to one site in the whole panel.
+pub async fn domains_are_unique_across_tenants(store: &dyn PanelStore) {
+    let first = World::create(store).await;
+    let second = World::create(store).await;
+    let mine = first.site(&first.admin, "unique");
+    store
+        .create_website(&caller(&first.admin), mine.clone())
+        .await
+        .expect("create");
+
+    // Another tenant takes the same primary domain.
+    let mut theirs = second.site(&second.admin, "other");
+    theirs.domain = mine.domain.clone();
+    theirs.aliases.clear();
+    assert_exists(
+        store.create_website(&caller(&second.admin), theirs).await,
+        "primary domain taken by another tenant",
+    );
+    // ... or uses it as an alias.
+    let mut theirs = second.site(&second.admin, "other2");
+    theirs.aliases = vec![mine.aliases[0].clone()];
+    assert_exists(
+        store.create_website(&caller(&second.admin), theirs).await,
+        "alias taken by another tenant's alias",
+    );
+    // Nothing half-written: the refused site's own domain is still free.
+    let retry = second.site(&second.admin, "other2");
+    store
+        .create_website(&caller(&second.admin), retry)
+        .await
+        .expect("the refused site left nothing behind");
+
+    // A site cannot list its own domain twice.
+    let mut dup = first.site(&first.admin, "dup");
+    dup.aliases = vec![dup.domain.clone()];
+    match store.create_website(&caller(&first.admin), dup).await {
+        Err(Error::Invalid { field, .. }) => assert!(field.starts_with("aliases"), "{field}"),
+        other => panic!("alias equal to domain: expected Invalid, got {other:?}"),
+    }
+
+    // An update that would steal another site's domain is refused and changes nothing.
+    let victim = store
+        .create_website(&caller(&second.admin), second.site(&second.admin, "victim"))
+        .await
+        .expect("create");
+    assert_exists(
+        store
+            .update_website(
+                &caller(&second.admin),
+                victim.id,
+                WebsiteChanges {
+                    aliases: Some(vec![mine.domain.clone()]),
+                    php_version: Some(Some(PhpVersion::V8_1)),
+                    ..WebsiteChanges::default()
+                },
+            )
+            .await,
+        "update stealing a domain",
+    );
+    assert_eq!(
+        store
+            .get_website(&caller(&second.admin), victim.id)
+            .await
+            .expect("get"),
+        victim,
+        "a refused update changes nothing"
+    );
+}
+
+/// Keyset pages: every row exactly once, in id order, `next_after` `None` at the end.
+pub async fn pagination_walks_every_row_once(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let me = caller(&w.admin);
+    let mut created = Vec::new();
+    for i in 0..7 {
+        let site = store
+            .create_website(&me, w.site(&w.client_of_admin, &format!("page{i}")))
+            .await
+            .expect("create");
+        created.push(site.id);
+    }
+    let mut seen = Vec::new();
+    let mut request = page(3);
+    let mut pages = 0;
+    loop {
+        let p = store.list_websites(&me, request).await.expect("list");
+        assert!(p.items.len() <= 3);
+        pages += 1;
+        seen.extend(p.items.iter().map(|s| s.id));
+        match p.next_after {
+            Some(after) => request.after = Some(after),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not terminate");
+    }
+    assert_eq!(seen, created, "every row once, in id order");
+    assert!(pages >= 3);
+    let mut users = Vec::new();
+    let mut request = page(2);
+    loop {
+        let p = store.list_users(&me, request).await.expect("list users");
+        users.extend(p.items.iter().map(|u| u.id));
+        match p.next_after {
+            Some(after) => request.after = Some(after),
+            None => break,
+        }
+    }
+    let mut expected: Vec<_> = w.users().iter().map(|(_, u)| u.id).collect();
+    expected.sort();
+    assert_eq!(users, expected);
+}
+
+/// Nothing in another tenant can be read, changed or deleted, whatever the role, even with
+/// the right ids and domains.
+pub async fn cross_tenant_access_is_refused(store: &dyn PanelStore) {
+    let home = World::create(store).await;
+    let away = World::create(store).await;
+    let their_site = store
+        .create_website(&caller(&away.admin), away.site(&away.client_of_a, "secret"))
+        .await
+        .expect("create");
+    let their_rule = store
+        .create_alert_rule(&caller(&away.admin), rule_spec(&away.tag, None))
+        .await
+        .expect("create rule");
+    for (name, user) in home.users() {
+        let me = caller(user);
+        assert_not_found(store.get_website(&me, their_site.id).await, name);
+        assert_not_found(
+            store.get_website_by_domain(&me, &their_site.domain).await,
+            name,
+        );
+        assert_not_found(
+            store
+                .update_website(
+                    &me,
+                    their_site.id,
+                    WebsiteChanges {
+                        status: Some(WebsiteStatus::Suspended),
+                        ..WebsiteChanges::default()
+                    },
+                )
+                .await,
+            name,
+        );
+        assert_not_found(store.delete_website(&me, their_site.id).await, name);
+        for (_, theirs) in away.users() {
+            assert_not_found(store.get_user(&me, theirs.id).await, name);
+            assert_not_found(
+                store
+                    .update_user(
+                        &me,
+                        theirs.id,
+                        UserChanges {
+                            status: Some(UserStatus::Suspended),
+                            ..UserChanges::default()
+                        },
+                    )
+                    .await,
+                name,
+            );
+            assert_not_found(store.delete_user(&me, theirs.id).await, name);
+        }
+        // Creating a site owned by a user of another tenant.
+        let mut stolen = home.site(user, &format!("steal-{name}").replace('_', "-"));
+        stolen.owner_id = away.client_of_a.id;
+        assert_not_found(store.create_website(&me, stolen).await, name);
+
+        let sites = store.list_websites(&me, page(500)).await.expect("list");
+        assert!(sites.items.iter().all(|s| s.tenant_id == home.tenant.id));
+        let users = store.list_users(&me, page(500)).await.expect("list");
+        assert!(users.items.iter().all(|u| u.tenant_id == home.tenant.id));
+        assert_eq!(store.own_tenant(&me).await.expect("own").id, home.tenant.id);
+        if user.role == Role::Admin {
+            assert_not_found(store.get_alert_rule(&me, their_rule.id).await, name);
+            assert_not_found(store.delete_alert_rule(&me, their_rule.id).await, name);
+            let rules = store.list_alert_rules(&me, page(500)).await.expect("list");
+            assert!(rules.items.iter().all(|r| r.tenant_id == home.tenant.id));
+        }
+    }
+    // The other tenant's rows are untouched.
+    assert_eq!(
+        store
+            .get_website(&caller(&away.admin), their_site.id)
+            .await
+            .expect("still there"),
+        their_site
+    );
+}
+
+/// What each role sees and may change inside its tenant matches [`rbac`] exactly.
+pub async fn roles_scope_what_is_visible(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let as_admin = caller(&w.admin);
+    let mut sites: Vec<(&str, &User, Website)> = Vec::new();
+    for (name, owner) in w.users() {
+        let site = store
+            .create_website(&as_admin, w.site(owner, &format!("own-{name}").replace('_', "-")))
+            .await
+            .expect("admin creates a site for anyone in the tenant");
+        sites.push((name, owner, site));
+    }
+    for (actor_name, actor) in w.users() {
+        let me = caller(actor);
+        let visible: BTreeSet<_> = list_all_sites(store, &me).await;
+        for (owner_name, owner, site) in &sites {
+            let allowed = rbac::can_manage_site(
+                &me,
+                &rbac::SiteFacts {
+                    tenant: owner.tenant_id,
+                    owner: owner.id,
+                    owner_created_by: owner.created_by,
+                },
+            );
+            let what = format!("{actor_name} and the site of {owner_name}");
+            assert_eq!(visible.contains(&site.id.0), allowed, "list: {what}");
+            let got = store.get_website(&me, site.id).await;
+            if allowed {
+                assert_eq!(got.expect(&what).id, site.id);
+            } else {
+                assert_not_found(got, &what);
+                assert_not_found(store.get_website_by_domain(&me, &site.domain).await, &what);
+            }
+            // Creating a site for that owner follows the same rule.
+            let new = w.site(owner, &format!("by-{actor_name}-for-{owner_name}").replace('_', "-"));
+            let created = store.create_website(&me, new).await;
+            if allowed {
+                created.expect(&what);
+            } else {
+                assert!(
+                    matches!(created, Err(Error::NotFound { .. } | Error::PermissionDenied(_))),
+                    "create: {what}: {created:?}"
+                );
+            }
+        }
+        let visible_users: BTreeSet<_> = store
+            .list_users(&me, page(500))
+            .await
+            .expect("list users")
+            .items
+            .iter()
+            .map(|u| u.id)
+            .collect();
+        for (target_name, target) in w.users() {
+            let facts = rbac::UserFacts {
+                tenant: target.tenant_id,
+                id: target.id,
+                role: target.role,
+                created_by: target.created_by,
+            };
+            assert_eq!(
+                visible_users.contains(&target.id),
+                rbac::can_view_user(&me, &facts),
+                "{actor_name} listing {target_name}"
+            );
+        }
+        let audit = store.list_audit(&me, page(10)).await;
+        if actor.role == Role::Admin {
+            audit.expect("admin reads the audit log");
+        } else {
+            assert_denied(audit, actor_name);
+        }
+    }
+}
+
+async fn list_all_sites(store: &dyn PanelStore, me: &Caller) -> BTreeSet<i64> {
+    let mut ids = BTreeSet::new();
+    let mut request = page(500);
+    loop {
+        let p = store.list_websites(me, request).await.expect("list");
+        ids.extend(p.items.iter().map(|s| s.id.0));
+        match p.next_after {
+            Some(after) => request.after = Some(after),
+            None => return ids,
+        }
+    }
+}
+
+/// Several creates of the same domain at once: exactly one succeeds, the rest are
+/// `AlreadyExists`, and exactly one row exists afterwards.
+pub async fn concurrent_creates_of_one_domain_have_one_winner(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let me = caller(&w.admin);
+    let new = w.site(&w.admin, "race");
+    let attempts = (0..8).map(|_| store.create_website(&me, new.clone()));
+    let results = futures::future::join_all(attempts).await;
+    let wins = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "exactly one create wins: {results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(
+            matches!(r, Err(Error::AlreadyExists { .. })),
+            "losers see AlreadyExists: {r:?}"
+        );
+    }
+    let all = list_all_sites(store, &me).await;
+    assert_eq!(all.len(), 1, "one row exists");
+}
+
+/// Rows that others reference are not deleted out from under them.
+pub async fn referenced_rows_cannot_be_deleted(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let w = World::create(store).await;
+    let site = store
+        .create_website(&caller(&w.admin), w.site(&w.client_of_a, "ref"))
+        .await
+        .expect("create");
+    assert_conflict(
+        store.delete_tenant(&op, w.tenant.id).await,
+        "tenant with users and sites",
+    );
+    assert_conflict(store.delete_node(&op, w.node.id).await, "node with sites");
+    assert_conflict(
+        store.delete_user(&caller(&w.admin), w.client_of_a.id).await,
+        "user owning a site",
+    );
+    assert_conflict(
+        store.delete_user(&caller(&w.admin), w.reseller_a.id).await,
+        "reseller with clients",
+    );
+    // Nothing was removed.
+    store.get_tenant(&op, w.tenant.id).await.expect("tenant");
+    store.get_node(&op, w.node.id).await.expect("node");
+    store
+        .get_website(&caller(&w.admin), site.id)
+        .await
+        .expect("site");
+}
+
+fn rule_spec(tag: &str, website: Option<crate::model::WebsiteId>) -> AlertRuleSpec {
+    AlertRuleSpec {
+        name: parse(&format!("High CPU {tag}")),
+        metric: MetricKind::CpuPercent,
+        website_id: website,
+        comparison: Comparison::Above,
+        threshold: Threshold::try_from(90.5).expect("finite"),
+        for_secs: 300,
+        channels: BTreeSet::from([
+            NotifyChannel::Webhook {
+                url: parse("https://hooks.example.com/alert?x=1"),
+            },
+            NotifyChannel::Email {
+                to: parse("ops@example.com"),
+            },
+        ]),
+        enabled: true,
+    }
+}
+
+/// Alert rules: admins create, read, list, replace and delete them; others may not.
+pub async fn alert_rules_crud(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let me = caller(&w.admin);
+    let site = store
+        .create_website(&me, w.site(&w.admin, "alerts"))
+        .await
+        .expect("site");
+    let spec = rule_spec(&w.tag, Some(site.id));
+    let rule = store
+        .create_alert_rule(&me, spec.clone())
+        .await
+        .expect("create");
+    assert_eq!(rule.spec, spec);
+    assert_eq!(rule.tenant_id, w.tenant.id);
+    assert_eq!(store.get_alert_rule(&me, rule.id).await.expect("get"), rule);
+    assert_exists(
+        store.create_alert_rule(&me, spec.clone()).await,
+        "duplicate rule name",
+    );
+    let mut next = spec.clone();
+    next.metric = MetricKind::SiteResponseMs;
+    next.comparison = Comparison::Below;
+    next.threshold = Threshold::try_from(-1.25).expect("finite");
+    next.enabled = false;
+    next.channels.clear();
+    let replaced = store
+        .update_alert_rule(&me, rule.id, next.clone())
+        .await
+        .expect("replace");
+    assert_eq!(replaced.spec, next);
+    assert_eq!(
+        store.list_alert_rules(&me, page(10)).await.expect("list").items,
+        vec![replaced]
+    );
+    for (name, user) in w.users().into_iter().skip(1) {
+        assert_denied(
+            store
+                .create_alert_rule(&caller(user), rule_spec(name, None))
+                .await,
+            name,
+        );
+        assert_denied(store.delete_alert_rule(&caller(user), rule.id).await, name);
+    }
+    // A rule cannot point at a site the tenant does not have.
+    let other = World::create(store).await;
+    let foreign = store
+        .create_website(&caller(&other.admin), other.site(&other.admin, "foreign"))
+        .await
+        .expect("site");
+    let mut bad = rule_spec(&format!("{}x", w.tag), Some(foreign.id));
+    bad.name = parse(&format!("Foreign {}", w.tag));
+    assert_not_found(
+        store.create_alert_rule(&me, bad).await,
+        "rule on another tenant's site",
+    );
+    store.delete_alert_rule(&me, rule.id).await.expect("delete");
+    assert_not_found(store.get_alert_rule(&me, rule.id).await, "deleted rule");
+}
+
+/// The audit log keeps every field, lists newest-last by id, and each tenant sees its own.
+pub async fn audit_log_is_scoped(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let home = World::create(store).await;
+    let away = World::create(store).await;
+    let mine = store
+        .append_audit(
+            NewAuditEntry::by(
+                &caller(&home.admin),
+                "website.create",
+                "website:1",
+                AuditOutcome::Success,
+            )
+            .from_ip(parse("192.0.2.10"))
+            .with_detail("domain shop.example.com"),
+        )
+        .await
+        .expect("append");
+    assert_eq!(mine.tenant_id, Some(home.tenant.id));
+    assert_eq!(mine.actor_id, Some(home.admin.id));
+    assert_eq!(mine.action, "website.create");
+    assert_eq!(mine.outcome, AuditOutcome::Success);
+    assert_eq!(mine.source_ip, Some(parse("192.0.2.10")));
+    assert_eq!(mine.detail, "domain shop.example.com");
+    let theirs = store
+        .append_audit(NewAuditEntry::by(
+            &caller(&away.client_of_a),
+            "user.login",
+            "user:9",
+            AuditOutcome::Denied,
+        ))
+        .await
+        .expect("append");
+    let operator = store
+        .append_audit(NewAuditEntry::by_operator(
+            "tenant.create",
+            "tenant:1",
+            AuditOutcome::Failed,
+        ))
+        .await
+        .expect("append");
+    assert!(operator.id > theirs.id && theirs.id > mine.id);
+
+    let home_log = store
+        .list_audit(&caller(&home.admin), page(500))
+        .await
+        .expect("list");
+    assert_eq!(home_log.items, vec![mine.clone()]);
+    let mut all = Vec::new();
+    let mut request = page(500);
+    loop {
+        let p = store.list_all_audit(&op, request).await.expect("list all");
+        all.extend(p.items);
+        match p.next_after {
+            Some(after) => request.after = Some(after),
+            None => break,
+        }
+    }
+    for e in [&mine, &theirs, &operator] {
+        assert!(all.contains(e), "operator sees {e:?}");
+    }
+}
+
+/// Hostile strings are refused by the types, so they can never be bound into SQL; and a store
+/// holding rows keeps them intact after hostile input is thrown at the boundary.
+pub async fn hostile_values_never_reach_the_store(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let me = caller(&w.admin);
+    let before = list_all_sites(store, &me).await;
+    let hostile_domains = [
+        "evil.com; rm -rf /",
+        "evil.com\nserver { }",
+        "a..b.com",
+        "evil.com' OR '1'='1",
+        "evil\".com",
+        "-evil.com",
+        "evil.com.",
+        "$(reboot).com",
+        "evil.com`id`",
+        "evil.com|x",
+        "1.2.3.4",
+        "evil.com\r\nHost: x",
+        "ev il.com",
+        "{evil}.com",
+        "100%.com",
+    ];
+    for raw in hostile_domains {
+        assert!(DomainName::from_str(raw).is_err(), "{raw:?} must not parse");
+        let via_serde: Result<DomainName, serde::de::value::Error> =
+            DomainName::deserialize(raw.into_deserializer());
+        assert!(via_serde.is_err(), "{raw:?} must not deserialize");
+    }
+    for raw in ["x'; DROP TABLE users; --", "a\"b", "a`b", "root", "../etc"] {
+        assert!(SystemUser::from_str(raw).is_err(), "{raw:?}");
+        assert!(crate::types::DbName::from_str(raw).is_err(), "{raw:?}");
+    }
+    for raw in ["../etc/passwd", "/etc/passwd", "a/../../b", "a//b", "a\0b"] {
+        assert!(crate::types::ConfinedPath::from_str(raw).is_err(), "{raw:?}");
+    }
+    assert!(PhpBytes::from_str("128M\nmemory_limit=-1").is_err());
+    assert!(crate::types::IniValue::from_str("1\nphp_admin_value[x]=y").is_err());
+    assert_eq!(list_all_sites(store, &me).await, before, "nothing changed");
+}

@@ -1,0 +1,32 @@
+//! # hosting-core
+//!
+//! The domain of the hosting SDK: validated value types, the panel's records, RBAC, the one
+//! [`Error`] type, and the traits (ports) that backends implement: [`PanelStore`],
+//! [`DatabaseBackend`], [`WebServer`], [`PhpRuntime`] and [`MetricsStore`].
+//!
+//! This crate performs no IO and depends on no database, template, HTTP or system crate, so a
+//! plugin that implements a trait depends on it alone. With the `conformance` feature,
+//! [`conformance`] holds the suites every backend runs, ours and third parties' alike.
+
+pub mod database;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod page;
+pub mod php;
+pub mod rbac;
+pub mod store;
+pub mod types;
+pub mod web;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use database::{DatabaseBackend, DatabaseOptions, DbCapabilities};
+pub use error::{Error, InvalidValue, Result};
+pub use metrics::MetricsStore;
+pub use page::{Page, PageLimit, PageRequest};
+pub use php::PhpRuntime;
+pub use rbac::{Caller, Operator};
+pub use store::{PanelStore, StoreInfo};
+pub use web::WebServer;

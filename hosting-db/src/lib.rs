@@ -1,0 +1,16 @@
+//! # hosting-db
+//!
+//! The SQL side of the hosting SDK, on sqlx:
+//! - [`SqlStore`]: the [`PanelStore`](hosting_core::PanelStore) on SQLite (the embedded
+//!   default), PostgreSQL and MySQL/MariaDB, chosen by URL scheme, with per-dialect migrations
+//!   applied on open.
+//! - [`customer`]: [`DatabaseBackend`](hosting_core::DatabaseBackend)s that create and isolate
+//!   customer databases on PostgreSQL and MySQL/MariaDB servers.
+//!
+//! Depends on hosting-core only; no sqlx type crosses a public trait.
+
+pub mod customer;
+mod errors;
+mod store;
+
+pub use store::{SqlStore, StoreOptions};

@@ -1,0 +1,1218 @@
+//! [`SqlStore`]: the [`PanelStore`] on SQLite, PostgreSQL and MySQL/MariaDB.
+//!
+//! One implementation serves the three dialects through sqlx's `Any` driver: queries are written
+//! once with `?` placeholders (rewritten to `$n` for PostgreSQL), values are plain integers and
+//! text, and the few real dialect differences (how an insert reports its id, how a write
+//! transaction starts) are explicit `match`es on [`Dialect`]. Migrations are per dialect.
+
+mod rows;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use hosting_core::model::{
+    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewTenant, NewUser,
+    NewWebsite, Node, NodeId, Role, Ssl, Tenant, TenantChanges, TenantId, TenantStatus, User,
+    UserChanges, UserId, UserStatus, Website, WebsiteChanges, WebsiteId, WebsiteSettings,
+    WebsiteStatus, check_domains,
+};
+use hosting_core::rbac::{self, Caller, Operator, UserFacts};
+use hosting_core::types::DomainName;
+use hosting_core::{Error, Page, PageRequest, PanelStore, Result, StoreInfo};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Arguments, AssertSqlSafe, Executor};
+
+use crate::errors::map_sqlx;
+
+/// SQL dialect of the connected server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+    /// MySQL and MariaDB share the driver and the migrations.
+    MySql,
+}
+
+/// Connection pool settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most open connections (SQLite: concurrent readers; writes are serialised by SQLite).
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long a query waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// The panel store over sqlx. Open it with [`SqlStore::open`]; migrations run on open.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    info: StoreInfo,
+}
+
+/// Argument list under construction, so scope filters and values can be appended in order.
+#[derive(Default)]
+struct Args(AnyArguments);
+
+impl Args {
+    fn int(mut self, v: i64) -> Self {
+        self.push(v);
+        self
+    }
+    fn opt_int(mut self, v: Option<i64>) -> Self {
+        self.push(v);
+        self
+    }
+    fn text(mut self, v: impl Into<String>) -> Self {
+        self.push(v.into());
+        self
+    }
+    fn opt_text(mut self, v: Option<String>) -> Self {
+        self.push(v);
+        self
+    }
+    fn real(mut self, v: f64) -> Self {
+        self.push(v);
+        self
+    }
+    fn flag(self, v: bool) -> Self {
+        self.int(i64::from(v))
+    }
+    fn push<T>(&mut self, v: T)
+    where
+        T: for<'q> sqlx::Encode<'q, Any> + sqlx::Type<Any> + Send,
+    {
+        // Encoding integers, text and floats into Any's owned buffer cannot fail.
+        let _ = self.0.add(v);
+    }
+}
+
+fn now_ms() -> i64 {
+    rows::millis(Utc::now())
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Invalid {
+        field: "quotas".into(),
+        reason: "is too large".into(),
+    })
+}
+
+/// The scope filter for websites (aliased `w`) visible to `caller`, mirroring
+/// [`rbac::can_manage_site`].
+fn website_scope(caller: &Caller, args: Args) -> (&'static str, Args) {
+    let t = caller.tenant.0;
+    let u = caller.user.0;
+    match caller.role {
+        Role::Admin => ("w.tenant_id = ?", args.int(t)),
+        Role::Reseller => (
+            "w.tenant_id = ? AND (w.owner_id = ? OR w.owner_id IN \
+             (SELECT s.id FROM users s WHERE s.tenant_id = ? AND s.created_by = ?))",
+            args.int(t).int(u).int(t).int(u),
+        ),
+        Role::Client => ("w.tenant_id = ? AND w.owner_id = ?", args.int(t).int(u)),
+    }
+}
+
+/// The scope filter for users visible to `caller`, mirroring [`rbac::can_view_user`].
+fn user_scope(caller: &Caller, args: Args) -> (&'static str, Args) {
+    let t = caller.tenant.0;
+    let u = caller.user.0;
+    match caller.role {
+        Role::Admin => ("tenant_id = ?", args.int(t)),
+        Role::Reseller => (
+            "tenant_id = ? AND (id = ? OR (created_by = ? AND role = 'client'))",
+            args.int(t).int(u).int(u),
+        ),
+        Role::Client => ("tenant_id = ? AND id = ?", args.int(t).int(u)),
+    }
+}
+
+fn page_of<T>(items: Vec<T>, page: PageRequest, id: impl Fn(&T) -> i64) -> Page<T> {
+    let full = items.len() == page.limit.get() as usize;
+    let next_after = if full { items.last().map(&id) } else { None };
+    Page { items, next_after }
+}
+
+fn unsupported_url(url: &str) -> Error {
+    let scheme = url.split(':').next().unwrap_or_default();
+    Error::Invalid {
+        field: "database_url".into(),
+        reason: format!(
+            "scheme '{scheme}' is not supported; use sqlite:, postgres:// or mysql:// (MariaDB)"
+        )
+        .into(),
+    }
+}
+
+impl SqlStore {
+    /// Opens the store at `url` and applies pending migrations.
+    ///
+    /// `sqlite:PATH` (the embedded default: the file is created on first use and put in WAL
+    /// mode), `postgres://` / `postgresql://`, or `mysql://` / `mariadb://` (MariaDB and MySQL
+    /// are told apart by `SELECT VERSION()`).
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (dialect, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = if path.contains("mode=") {
+                format!("sqlite://{path}")
+            } else {
+                format!("sqlite://{path}{sep}mode=rwc")
+            };
+            (Dialect::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Dialect::Postgres, url.to_owned())
+        } else if let Some(rest) = url.strip_prefix("mariadb://") {
+            (Dialect::MySql, format!("mysql://{rest}"))
+        } else if url.starts_with("mysql://") {
+            (Dialect::MySql, url.to_owned())
+        } else {
+            return Err(unsupported_url(url));
+        };
+        let mut pool_options = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .min_connections(options.min_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .idle_timeout(options.idle_timeout);
+        if dialect == Dialect::Sqlite {
+            // WAL lets readers run beside the writer; NORMAL sync is safe under WAL.
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;")
+                        .await
+                        .map(|_| ())
+                })
+            });
+        }
+        let pool = pool_options
+            .connect(&url)
+            .await
+            .map_err(|e| Error::backend("panel-store", e))?;
+        let version_sql = match dialect {
+            Dialect::Sqlite => "SELECT sqlite_version()",
+            Dialect::Postgres => "SHOW server_version",
+            Dialect::MySql => "SELECT VERSION()",
+        };
+        let server_version: String = sqlx::query_scalar(version_sql)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| Error::backend("panel-store", e))?;
+        let engine = match dialect {
+            Dialect::Sqlite => "sqlite",
+            Dialect::Postgres => "postgres",
+            Dialect::MySql if server_version.contains("MariaDB") => "mariadb",
+            Dialect::MySql => "mysql",
+        };
+        let migrator = match dialect {
+            Dialect::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("migrations/postgres"),
+            Dialect::MySql => sqlx::migrate!("migrations/mysql"),
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| Error::backend("panel-store", e))?;
+        tracing::info!(engine, %server_version, "panel store opened");
+        Ok(Self {
+            pool,
+            dialect,
+            info: StoreInfo {
+                engine,
+                server_version,
+            },
+        })
+    }
+
+    /// Closes every connection; waits for queries in flight.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// `sql` with `?` placeholders, rewritten to `$1, $2, ...` for PostgreSQL.
+    fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        if self.dialect != Dialect::Postgres {
+            return Cow::Borrowed(sql);
+        }
+        let mut out = String::with_capacity(sql.len() + 16);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push('$');
+                out.push_str(&n.to_string());
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
+    }
+
+    fn query(&self, sql: &str, args: Args) -> sqlx::query::Query<'static, Any, AnyArguments> {
+        sqlx::query_with(AssertSqlSafe(self.sql(sql).into_owned()), args.0)
+    }
+
+    async fn fetch_optional<'e, E>(&self, exec: E, sql: &str, args: Args) -> Result<Option<AnyRow>>
+    where
+        E: Executor<'e, Database = Any>,
+    {
+        self.query(sql, args)
+            .fetch_optional(exec)
+            .await
+            .map_err(|e| Error::backend("panel-store", e))
+    }
+
+    async fn fetch_all<'e, E>(&self, exec: E, sql: &str, args: Args) -> Result<Vec<AnyRow>>
+    where
+        E: Executor<'e, Database = Any>,
+    {
+        self.query(sql, args)
+            .fetch_all(exec)
+            .await
+            .map_err(|e| Error::backend("panel-store", e))
+    }
+
+    /// Inserts a row and returns its new id.
+    async fn insert<'e, E>(
+        &self,
+        exec: E,
+        sql: &str,
+        args: Args,
+        entity: &'static str,
+        detail: impl FnOnce() -> String,
+    ) -> Result<i64>
+    where
+        E: Executor<'e, Database = Any>,
+    {
+        let backend = self.info.engine;
+        match self.dialect {
+            Dialect::Postgres | Dialect::Sqlite => {
+                let sql = format!("{sql} RETURNING id");
+                let row = self
+                    .query(&sql, args)
+                    .fetch_one(exec)
+                    .await
+                    .map_err(|e| map_sqlx(backend, entity, detail, e))?;
+                rows::int(&row, "id")
+            }
+            Dialect::MySql => {
+                let done = self
+                    .query(sql, args)
+                    .execute(exec)
+                    .await
+                    .map_err(|e| map_sqlx(backend, entity, detail, e))?;
+                done.last_insert_id().ok_or_else(|| {
+                    Error::backend(backend, "the server did not report the new row's id")
+                })
+            }
+        }
+    }
+
+    /// Runs a write statement; returns the number of rows it changed.
+    async fn execute<'e, E>(
+        &self,
+        exec: E,
+        sql: &str,
+        args: Args,
+        entity: &'static str,
+        detail: impl FnOnce() -> String,
+    ) -> Result<u64>
+    where
+        E: Executor<'e, Database = Any>,
+    {
+        self.query(sql, args)
+            .execute(exec)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| map_sqlx(self.info.engine, entity, detail, e))
+    }
+
+    /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
+    /// transaction that reads before it writes cannot fail half-way on a lock upgrade.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {
+        let tx = match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres | Dialect::MySql => self.pool.begin().await,
+        };
+        tx.map_err(|e| Error::backend("panel-store", e))
+    }
+
+    async fn commit(tx: sqlx::Transaction<'static, Any>) -> Result<()> {
+        tx.commit()
+            .await
+            .map_err(|e| Error::backend("panel-store", e))
+    }
+
+    /// The facts RBAC needs about a user of the caller's tenant, or `NotFound`.
+    async fn user_facts<'e, E>(&self, exec: E, tenant: TenantId, id: UserId) -> Result<UserFacts>
+    where
+        E: Executor<'e, Database = Any>,
+    {
+        let row = self
+            .fetch_optional(
+                exec,
+                "SELECT id, role, created_by FROM users WHERE tenant_id = ? AND id = ?",
+                Args::default().int(tenant.0).int(id.0),
+            )
+            .await?
+            .ok_or_else(|| Error::not_found("user"))?;
+        Ok(UserFacts {
+            tenant,
+            id,
+            role: rows::role(&row)?,
+            created_by: rows::created_by(&row)?,
+        })
+    }
+
+    async fn load_website<'e, E>(
+        &self,
+        exec: E,
+        caller: &Caller,
+        id: WebsiteId,
+    ) -> Result<Website>
+    where
+        E: Executor<'e, Database = Any>,
+    {
+        let (scope, args) = website_scope(caller, Args::default().int(id.0));
+        let sql = format!(
+            "SELECT {} FROM websites w JOIN website_configs c ON c.website_id = w.id \
+             WHERE w.id = ? AND {scope}",
+            rows::WEBSITE_COLUMNS
+        );
+        let row = self
+            .fetch_optional(exec, &sql, args)
+            .await?
+            .ok_or_else(|| Error::not_found("website"))?;
+        rows::website(&row)
+    }
+
+    async fn load_user<'e, E>(&self, exec: E, id: UserId) -> Result<User>
+    where
+        E: Executor<'e, Database = Any>,
+    {
+        let sql = format!("SELECT {} FROM users WHERE id = ?", rows::USER_COLUMNS);
+        let row = self
+            .fetch_optional(exec, &sql, Args::default().int(id.0))
+            .await?
+            .ok_or_else(|| Error::not_found("user"))?;
+        rows::user(&row)
+    }
+
+    async fn insert_user(
+        &self,
+        tenant: TenantId,
+        created_by: Option<UserId>,
+        new: NewUser,
+    ) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let exists = self
+            .fetch_optional(
+                &mut *tx,
+                "SELECT id FROM tenants WHERE id = ?",
+                Args::default().int(tenant.0),
+            )
+            .await?;
+        if exists.is_none() {
+            return Err(Error::not_found("tenant"));
+        }
+        let email = new.email.to_string();
+        let id = self
+            .insert(
+                &mut *tx,
+                "INSERT INTO users (tenant_id, role, email, status, created_by, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                Args::default()
+                    .int(tenant.0)
+                    .text(new.role.to_string())
+                    .text(email.clone())
+                    .text(UserStatus::Active.to_string())
+                    .opt_int(created_by.map(|u| u.0))
+                    .int(now_ms()),
+                "user",
+                || format!("email {email}"),
+            )
+            .await?;
+        let user = self.load_user(&mut *tx, UserId(id)).await?;
+        Self::commit(tx).await?;
+        Ok(user)
+    }
+
+    /// Writes every domain of a site into `website_domains`, where the unique key enforces
+    /// "one site per domain" across the panel.
+    async fn insert_domains(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        site: WebsiteId,
+        tenant: TenantId,
+        domains: impl Iterator<Item = &DomainName>,
+    ) -> Result<()> {
+        for domain in domains {
+            let d = domain.to_string();
+            self.execute(
+                &mut **tx,
+                "INSERT INTO website_domains (domain, website_id, tenant_id) VALUES (?, ?, ?)",
+                Args::default().text(d.clone()).int(site.0).int(tenant.0),
+                "website",
+                || format!("domain {d} is already used by a website"),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_settings(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        site: WebsiteId,
+        settings: &WebsiteSettings,
+        insert: bool,
+    ) -> Result<()> {
+        let (ssl_enabled, ssl_provider, auto_renew) = match settings.ssl {
+            Ssl::Disabled => (false, None, false),
+            Ssl::Enabled {
+                provider,
+                auto_renew,
+            } => (true, Some(provider.to_string()), auto_renew),
+        };
+        let db = settings.database.as_ref();
+        let php = &settings.php;
+        let args = Args::default()
+            .int(to_i64(php.memory_limit().bytes())?)
+            .int(i64::from(php.max_execution_time()))
+            .int(to_i64(php.upload_max_filesize().bytes())?)
+            .int(to_i64(php.post_max_size().bytes())?)
+            .text(rows::to_json(php.extensions())?)
+            .opt_text(db.map(|d| d.engine.to_string()))
+            .opt_text(db.map(|d| d.name.to_string()))
+            .opt_text(db.map(|d| d.charset.to_string()))
+            .opt_text(db.map(|d| d.collation.to_string()))
+            .flag(ssl_enabled)
+            .opt_text(ssl_provider)
+            .flag(auto_renew)
+            .flag(settings.gzip)
+            .opt_int(settings.cache_ttl_secs.map(i64::from))
+            .flag(settings.security_headers)
+            .text(rows::to_json(&settings.allowed_ips)?)
+            .text(rows::to_json(&settings.blocked_ips)?)
+            .int(site.0);
+        let sql = if insert {
+            "INSERT INTO website_configs (php_memory_limit, php_max_execution_time, \
+             php_upload_max_size, php_post_max_size, php_extensions, db_engine, db_name, \
+             db_charset, db_collation, ssl_enabled, ssl_provider, ssl_auto_renew, gzip, \
+             cache_ttl_secs, security_headers, allowed_ips, blocked_ips, website_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        } else {
+            "UPDATE website_configs SET php_memory_limit = ?, php_max_execution_time = ?, \
+             php_upload_max_size = ?, php_post_max_size = ?, php_extensions = ?, db_engine = ?, \
+             db_name = ?, db_charset = ?, db_collation = ?, ssl_enabled = ?, ssl_provider = ?, \
+             ssl_auto_renew = ?, gzip = ?, cache_ttl_secs = ?, security_headers = ?, \
+             allowed_ips = ?, blocked_ips = ? WHERE website_id = ?"
+        };
+        self.execute(&mut **tx, sql, args, "website", String::new)
+            .await?;
+        Ok(())
+    }
+
+    fn require_admin(caller: &Caller, what: &str) -> Result<()> {
+        if rbac::can_administer_tenant(caller, caller.tenant) {
+            Ok(())
+        } else {
+            Err(Error::denied(format!("only a tenant admin may {what}")))
+        }
+    }
+
+    /// Checks that an alert rule's site, if any, is one the caller manages.
+    async fn check_rule_site(&self, caller: &Caller, spec: &AlertRuleSpec) -> Result<()> {
+        if let Some(site) = spec.website_id {
+            self.load_website(&self.pool, caller, site).await?;
+        }
+        Ok(())
+    }
+
+    fn rule_args(spec: &AlertRuleSpec) -> Result<Args> {
+        Ok(Args::default()
+            .text(spec.name.to_string())
+            .text(spec.metric.to_string())
+            .opt_int(spec.website_id.map(|w| w.0))
+            .text(spec.comparison.to_string())
+            .real(spec.threshold.value())
+            .int(i64::from(spec.for_secs))
+            .text(rows::to_json(&spec.channels)?)
+            .flag(spec.enabled))
+    }
+
+    async fn list_page<T>(
+        &self,
+        sql_before_order: &str,
+        id_column: &str,
+        args: Args,
+        page: PageRequest,
+        decode: impl Fn(&AnyRow) -> Result<T>,
+        id_of: impl Fn(&T) -> i64,
+    ) -> Result<Page<T>> {
+        let sql = format!(
+            "{sql_before_order} AND {id_column} > ? ORDER BY {id_column} LIMIT ?"
+        );
+        let args = args
+            .int(page.after.unwrap_or(i64::MIN))
+            .int(i64::from(page.limit.get()));
+        let rows = self.fetch_all(&self.pool, &sql, args).await?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(page_of(items, page, id_of))
+    }
+}
+
+#[async_trait]
+impl PanelStore for SqlStore {
+    fn info(&self) -> StoreInfo {
+        self.info.clone()
+    }
+
+    async fn create_tenant(&self, _op: &Operator, new: NewTenant) -> Result<Tenant> {
+        let slug = new.slug.to_string();
+        let id = self
+            .insert(
+                &self.pool,
+                "INSERT INTO tenants (name, slug, status, max_websites, max_databases, \
+                 max_storage_mb, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                Args::default()
+                    .text(new.name.to_string())
+                    .text(slug.clone())
+                    .text(TenantStatus::Active.to_string())
+                    .opt_int(new.quotas.max_websites.map(i64::from))
+                    .opt_int(new.quotas.max_databases.map(i64::from))
+                    .opt_int(new.quotas.max_storage_mb.map(to_i64).transpose()?)
+                    .int(now_ms()),
+                "tenant",
+                || format!("slug {slug}"),
+            )
+            .await?;
+        self.get_tenant(_op, TenantId(id)).await
+    }
+
+    async fn get_tenant(&self, _op: &Operator, id: TenantId) -> Result<Tenant> {
+        let sql = format!("SELECT {} FROM tenants WHERE id = ?", rows::TENANT_COLUMNS);
+        let row = self
+            .fetch_optional(&self.pool, &sql, Args::default().int(id.0))
+            .await?
+            .ok_or_else(|| Error::not_found("tenant"))?;
+        rows::tenant(&row)
+    }
+
+    async fn own_tenant(&self, caller: &Caller) -> Result<Tenant> {
+        self.get_tenant(&Operator::assume(), caller.tenant).await
+    }
+
+    async fn list_tenants(&self, _op: &Operator, page: PageRequest) -> Result<Page<Tenant>> {
+        let sql = format!("SELECT {} FROM tenants WHERE 1 = 1", rows::TENANT_COLUMNS);
+        self.list_page(&sql, "id", Args::default(), page, rows::tenant, |t| t.id.0)
+            .await
+    }
+
+    async fn update_tenant(
+        &self,
+        op: &Operator,
+        id: TenantId,
+        changes: TenantChanges,
+    ) -> Result<Tenant> {
+        let mut tx = self.begin().await?;
+        let sql = format!("SELECT {} FROM tenants WHERE id = ?", rows::TENANT_COLUMNS);
+        let current = self
+            .fetch_optional(&mut *tx, &sql, Args::default().int(id.0))
+            .await?
+            .ok_or_else(|| Error::not_found("tenant"))
+            .and_then(|row| rows::tenant(&row))?;
+        let name = changes.name.unwrap_or(current.name);
+        let status = changes.status.unwrap_or(current.status);
+        let quotas = changes.quotas.unwrap_or(current.quotas);
+        self.execute(
+            &mut *tx,
+            "UPDATE tenants SET name = ?, status = ?, max_websites = ?, max_databases = ?, \
+             max_storage_mb = ? WHERE id = ?",
+            Args::default()
+                .text(name.to_string())
+                .text(status.to_string())
+                .opt_int(quotas.max_websites.map(i64::from))
+                .opt_int(quotas.max_databases.map(i64::from))
+                .opt_int(quotas.max_storage_mb.map(to_i64).transpose()?)
+                .int(id.0),
+            "tenant",
+            String::new,
+        )
+        .await?;
+        Self::commit(tx).await?;
+        self.get_tenant(op, id).await
+    }
+
+    async fn delete_tenant(&self, _op: &Operator, id: TenantId) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let in_use = self
+            .fetch_optional(
+                &mut *tx,
+                "SELECT id FROM users WHERE tenant_id = ? LIMIT 1",
+                Args::default().int(id.0),
+            )
+            .await?;
+        if in_use.is_some() {
+            return Err(Error::Conflict(
+                "the tenant still has users; delete them first".into(),
+            ));
+        }
+        let removed = self
+            .execute(
+                &mut *tx,
+                "DELETE FROM tenants WHERE id = ?",
+                Args::default().int(id.0),
+                "tenant",
+                String::new,
+            )
+            .await?;
+        if removed == 0 {
+            return Err(Error::not_found("tenant"));
+        }
+        Self::commit(tx).await
+    }
+
+    async fn create_node(&self, op: &Operator, new: NewNode) -> Result<Node> {
+        let name = new.name.to_string();
+        let id = self
+            .insert(
+                &self.pool,
+                "INSERT INTO nodes (name, address, roles, created_at) VALUES (?, ?, ?, ?)",
+                Args::default()
+                    .text(name.clone())
+                    .text(new.address.to_string())
+                    .text(rows::to_json(&new.roles)?)
+                    .int(now_ms()),
+                "node",
+                || format!("name {name}"),
+            )
+            .await?;
+        self.get_node(op, NodeId(id)).await
+    }
+
+    async fn get_node(&self, _op: &Operator, id: NodeId) -> Result<Node> {
+        let sql = format!("SELECT {} FROM nodes WHERE id = ?", rows::NODE_COLUMNS);
+        let row = self
+            .fetch_optional(&self.pool, &sql, Args::default().int(id.0))
+            .await?
+            .ok_or_else(|| Error::not_found("node"))?;
+        rows::node(&row)
+    }
+
+    async fn list_nodes(&self, _op: &Operator, page: PageRequest) -> Result<Page<Node>> {
+        let sql = format!("SELECT {} FROM nodes WHERE 1 = 1", rows::NODE_COLUMNS);
+        self.list_page(&sql, "id", Args::default(), page, rows::node, |n| n.id.0)
+            .await
+    }
+
+    async fn delete_node(&self, _op: &Operator, id: NodeId) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let in_use = self
+            .fetch_optional(
+                &mut *tx,
+                "SELECT id FROM websites WHERE node_id = ? LIMIT 1",
+                Args::default().int(id.0),
+            )
+            .await?;
+        if in_use.is_some() {
+            return Err(Error::Conflict(
+                "the node still serves websites; move or delete them first".into(),
+            ));
+        }
+        let removed = self
+            .execute(
+                &mut *tx,
+                "DELETE FROM nodes WHERE id = ?",
+                Args::default().int(id.0),
+                "node",
+                String::new,
+            )
+            .await?;
+        if removed == 0 {
+            return Err(Error::not_found("node"));
+        }
+        Self::commit(tx).await
+    }
+
+    async fn create_user_as_operator(
+        &self,
+        _op: &Operator,
+        tenant: TenantId,
+        new: NewUser,
+    ) -> Result<User> {
+        self.insert_user(tenant, None, new).await
+    }
+
+    async fn create_user(&self, caller: &Caller, new: NewUser) -> Result<User> {
+        if !rbac::can_create_user(caller, new.role) {
+            return Err(Error::denied(format!(
+                "a {} may not create a {}",
+                caller.role, new.role
+            )));
+        }
+        self.insert_user(caller.tenant, Some(caller.user), new)
+            .await
+    }
+
+    async fn get_user(&self, caller: &Caller, id: UserId) -> Result<User> {
+        let (scope, args) = user_scope(caller, Args::default().int(id.0));
+        let sql = format!(
+            "SELECT {} FROM users WHERE id = ? AND {scope}",
+            rows::USER_COLUMNS
+        );
+        let row = self
+            .fetch_optional(&self.pool, &sql, args)
+            .await?
+            .ok_or_else(|| Error::not_found("user"))?;
+        rows::user(&row)
+    }
+
+    async fn list_users(&self, caller: &Caller, page: PageRequest) -> Result<Page<User>> {
+        let (scope, args) = user_scope(caller, Args::default());
+        let sql = format!("SELECT {} FROM users WHERE {scope}", rows::USER_COLUMNS);
+        self.list_page(&sql, "id", args, page, rows::user, |u| u.id.0)
+            .await
+    }
+
+    async fn update_user(
+        &self,
+        caller: &Caller,
+        id: UserId,
+        changes: UserChanges,
+    ) -> Result<User> {
+        let mut tx = self.begin().await?;
+        let facts = self.user_facts(&mut *tx, caller.tenant, id).await?;
+        if !rbac::can_manage_user(caller, &facts) {
+            return Err(Error::not_found("user"));
+        }
+        if let Some(role) = changes.role
+            && role != facts.role
+            && !rbac::can_create_user(caller, role)
+        {
+            return Err(Error::denied(format!(
+                "a {} may not make a user {role}",
+                caller.role
+            )));
+        }
+        let current = self.load_user(&mut *tx, id).await?;
+        let email = changes.email.unwrap_or(current.email).to_string();
+        self.execute(
+            &mut *tx,
+            "UPDATE users SET role = ?, email = ?, status = ? WHERE id = ? AND tenant_id = ?",
+            Args::default()
+                .text(changes.role.unwrap_or(current.role).to_string())
+                .text(email.clone())
+                .text(changes.status.unwrap_or(current.status).to_string())
+                .int(id.0)
+                .int(caller.tenant.0),
+            "user",
+            || format!("email {email}"),
+        )
+        .await?;
+        let user = self.load_user(&mut *tx, id).await?;
+        Self::commit(tx).await?;
+        Ok(user)
+    }
+
+    async fn delete_user(&self, caller: &Caller, id: UserId) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let facts = self.user_facts(&mut *tx, caller.tenant, id).await?;
+        if !rbac::can_manage_user(caller, &facts) {
+            return Err(Error::not_found("user"));
+        }
+        let owns = self
+            .fetch_optional(
+                &mut *tx,
+                "SELECT id FROM websites WHERE tenant_id = ? AND owner_id = ? LIMIT 1",
+                Args::default().int(caller.tenant.0).int(id.0),
+            )
+            .await?;
+        if owns.is_some() {
+            return Err(Error::Conflict(
+                "the user still owns websites; delete or move them first".into(),
+            ));
+        }
+        let created = self
+            .fetch_optional(
+                &mut *tx,
+                "SELECT id FROM users WHERE tenant_id = ? AND created_by = ? LIMIT 1",
+                Args::default().int(caller.tenant.0).int(id.0),
+            )
+            .await?;
+        if created.is_some() {
+            return Err(Error::Conflict(
+                "the user created other users; delete or reassign them first".into(),
+            ));
+        }
+        self.execute(
+            &mut *tx,
+            "DELETE FROM users WHERE id = ? AND tenant_id = ?",
+            Args::default().int(id.0).int(caller.tenant.0),
+            "user",
+            String::new,
+        )
+        .await?;
+        Self::commit(tx).await
+    }
+
+    async fn create_website(&self, caller: &Caller, new: NewWebsite) -> Result<Website> {
+        check_domains(&new.domain, &new.aliases)?;
+        let mut tx = self.begin().await?;
+        let owner = self
+            .user_facts(&mut *tx, caller.tenant, new.owner_id)
+            .await?;
+        if !rbac::can_create_site_for(caller, &owner) {
+            return Err(Error::not_found("user"));
+        }
+        let node = self
+            .fetch_optional(
+                &mut *tx,
+                "SELECT id FROM nodes WHERE id = ?",
+                Args::default().int(new.node_id.0),
+            )
+            .await?;
+        if node.is_none() {
+            return Err(Error::not_found("node"));
+        }
+        let now = now_ms();
+        let domain = new.domain.to_string();
+        let id = WebsiteId(
+            self.insert(
+                &mut *tx,
+                "INSERT INTO websites (tenant_id, owner_id, domain, aliases, node_id, web_server, \
+                 php_version, system_user, document_root, status, created_at, updated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                Args::default()
+                    .int(caller.tenant.0)
+                    .int(new.owner_id.0)
+                    .text(domain.clone())
+                    .text(rows::to_json(&new.aliases)?)
+                    .int(new.node_id.0)
+                    .text(new.web_server.to_string())
+                    .opt_text(new.php_version.map(|v| v.to_string()))
+                    .text(new.system_user.to_string())
+                    .text(new.document_root.to_string())
+                    .text(WebsiteStatus::Provisioning.to_string())
+                    .int(now)
+                    .int(now),
+                "website",
+                || format!("domain {domain} is already used by a website"),
+            )
+            .await?,
+        );
+        self.insert_domains(
+            &mut tx,
+            id,
+            caller.tenant,
+            std::iter::once(&new.domain).chain(&new.aliases),
+        )
+        .await?;
+        self.write_settings(&mut tx, id, &new.settings, true)
+            .await?;
+        let site = self.load_website(&mut *tx, caller, id).await?;
+        Self::commit(tx).await?;
+        Ok(site)
+    }
+
+    async fn get_website(&self, caller: &Caller, id: WebsiteId) -> Result<Website> {
+        self.load_website(&self.pool, caller, id).await
+    }
+
+    async fn get_website_by_domain(
+        &self,
+        caller: &Caller,
+        domain: &DomainName,
+    ) -> Result<Website> {
+        let (scope, args) = website_scope(
+            caller,
+            Args::default()
+                .text(domain.to_string())
+                .int(caller.tenant.0),
+        );
+        let sql = format!(
+            "SELECT {} FROM website_domains d JOIN websites w ON w.id = d.website_id \
+             JOIN website_configs c ON c.website_id = w.id \
+             WHERE d.domain = ? AND d.tenant_id = ? AND {scope}",
+            rows::WEBSITE_COLUMNS
+        );
+        let row = self
+            .fetch_optional(&self.pool, &sql, args)
+            .await?
+            .ok_or_else(|| Error::not_found("website"))?;
+        rows::website(&row)
+    }
+
+    async fn list_websites(&self, caller: &Caller, page: PageRequest) -> Result<Page<Website>> {
+        let (scope, args) = website_scope(caller, Args::default());
+        let sql = format!(
+            "SELECT {} FROM websites w JOIN website_configs c ON c.website_id = w.id \
+             WHERE {scope}",
+            rows::WEBSITE_COLUMNS
+        );
+        self.list_page(&sql, "w.id", args, page, rows::website, |w| w.id.0)
+            .await
+    }
+
+    async fn list_node_websites(
+        &self,
+        _op: &Operator,
+        node: NodeId,
+        page: PageRequest,
+    ) -> Result<Page<Website>> {
+        let sql = format!(
+            "SELECT {} FROM websites w JOIN website_configs c ON c.website_id = w.id \
+             WHERE w.node_id = ?",
+            rows::WEBSITE_COLUMNS
+        );
+        self.list_page(
+            &sql,
+            "w.id",
+            Args::default().int(node.0),
+            page,
+            rows::website,
+            |w| w.id.0,
+        )
+        .await
+    }
+
+    async fn update_website(
+        &self,
+        caller: &Caller,
+        id: WebsiteId,
+        changes: WebsiteChanges,
+    ) -> Result<Website> {
+        let mut tx = self.begin().await?;
+        let current = self.load_website(&mut *tx, caller, id).await?;
+        if let Some(aliases) = &changes.aliases {
+            check_domains(&current.domain, aliases)?;
+            self.execute(
+                &mut *tx,
+                "DELETE FROM website_domains WHERE website_id = ? AND domain <> ?",
+                Args::default().int(id.0).text(current.domain.to_string()),
+                "website",
+                String::new,
+            )
+            .await?;
+            self.insert_domains(&mut tx, id, current.tenant_id, aliases.iter())
+                .await?;
+        }
+        let aliases = changes.aliases.unwrap_or(current.aliases);
+        let php_version = changes.php_version.unwrap_or(current.php_version);
+        self.execute(
+            &mut *tx,
+            "UPDATE websites SET aliases = ?, web_server = ?, php_version = ?, \
+             document_root = ?, status = ?, updated_at = ? WHERE id = ? AND tenant_id = ?",
+            Args::default()
+                .text(rows::to_json(&aliases)?)
+                .text(changes.web_server.unwrap_or(current.web_server).to_string())
+                .opt_text(php_version.map(|v| v.to_string()))
+                .text(
+                    changes
+                        .document_root
+                        .unwrap_or(current.document_root)
+                        .to_string(),
+                )
+                .text(changes.status.unwrap_or(current.status).to_string())
+                .int(now_ms().max(rows::millis(current.updated_at)))
+                .int(id.0)
+                .int(caller.tenant.0),
+            "website",
+            String::new,
+        )
+        .await?;
+        if let Some(settings) = &changes.settings {
+            self.write_settings(&mut tx, id, settings, false).await?;
+        }
+        let site = self.load_website(&mut *tx, caller, id).await?;
+        Self::commit(tx).await?;
+        Ok(site)
+    }
+
+    async fn delete_website(&self, caller: &Caller, id: WebsiteId) -> Result<()> {
+        let mut tx = self.begin().await?;
+        self.load_website(&mut *tx, caller, id).await?;
+        // Children first: MySQL and SQLite apply ON DELETE CASCADE, but deleting them
+        // explicitly keeps the statement order the same on every engine.
+        for sql in [
+            "DELETE FROM website_domains WHERE website_id = ?",
+            "DELETE FROM website_configs WHERE website_id = ?",
+            "DELETE FROM alert_rules WHERE website_id = ?",
+            "DELETE FROM websites WHERE id = ?",
+        ] {
+            self.execute(&mut *tx, sql, Args::default().int(id.0), "website", String::new)
+                .await?;
+        }
+        Self::commit(tx).await
+    }
+
+    async fn create_alert_rule(&self, caller: &Caller, spec: AlertRuleSpec) -> Result<AlertRule> {
+        Self::require_admin(caller, "manage alert rules")?;
+        self.check_rule_site(caller, &spec).await?;
+        let name = spec.name.to_string();
+        let id = self
+            .insert(
+                &self.pool,
+                "INSERT INTO alert_rules (name, metric, website_id, comparison, threshold, \
+                 for_secs, channels, enabled, tenant_id, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                Self::rule_args(&spec)?.int(caller.tenant.0).int(now_ms()),
+                "alert rule",
+                || format!("name {name}"),
+            )
+            .await?;
+        self.get_alert_rule(caller, AlertRuleId(id)).await
+    }
+
+    async fn get_alert_rule(&self, caller: &Caller, id: AlertRuleId) -> Result<AlertRule> {
+        let sql = format!(
+            "SELECT {} FROM alert_rules WHERE id = ? AND tenant_id = ?",
+            rows::ALERT_RULE_COLUMNS
+        );
+        let row = self
+            .fetch_optional(
+                &self.pool,
+                &sql,
+                Args::default().int(id.0).int(caller.tenant.0),
+            )
+            .await?
+            .ok_or_else(|| Error::not_found("alert rule"))?;
+        rows::alert_rule(&row)
+    }
+
+    async fn list_alert_rules(
+        &self,
+        caller: &Caller,
+        page: PageRequest,
+    ) -> Result<Page<AlertRule>> {
+        let sql = format!(
+            "SELECT {} FROM alert_rules WHERE tenant_id = ?",
+            rows::ALERT_RULE_COLUMNS
+        );
+        self.list_page(
+            &sql,
+            "id",
+            Args::default().int(caller.tenant.0),
+            page,
+            rows::alert_rule,
+            |r| r.id.0,
+        )
+        .await
+    }
+
+    async fn update_alert_rule(
+        &self,
+        caller: &Caller,
+        id: AlertRuleId,
+        spec: AlertRuleSpec,
+    ) -> Result<AlertRule> {
+        Self::require_admin(caller, "manage alert rules")?;
+        self.check_rule_site(caller, &spec).await?;
+        let name = spec.name.to_string();
+        let changed = self
+            .execute(
+                &self.pool,
+                "UPDATE alert_rules SET name = ?, metric = ?, website_id = ?, comparison = ?, \
+                 threshold = ?, for_secs = ?, channels = ?, enabled = ? \
+                 WHERE id = ? AND tenant_id = ?",
+                Self::rule_args(&spec)?.int(id.0).int(caller.tenant.0),
+                "alert rule",
+                || format!("name {name}"),
+            )
+            .await?;
+        // MySQL counts only rows whose values changed, so confirm existence by reading.
+        let rule = self.get_alert_rule(caller, id).await?;
+        if changed == 0 && rule.spec != spec {
+            return Err(Error::not_found("alert rule"));
+        }
+        Ok(rule)
+    }
+
+    async fn delete_alert_rule(&self, caller: &Caller, id: AlertRuleId) -> Result<()> {
+        Self::require_admin(caller, "manage alert rules")?;
+        let removed = self
+            .execute(
+                &self.pool,
+                "DELETE FROM alert_rules WHERE id = ? AND tenant_id = ?",
+                Args::default().int(id.0).int(caller.tenant.0),
+                "alert rule",
+                String::new,
+            )
+            .await?;
+        if removed == 0 {
+            return Err(Error::not_found("alert rule"));
+        }
+        Ok(())
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        let at = now_ms();
+        let id = self
+            .insert(
+                &self.pool,
+                "INSERT INTO audit_log (tenant_id, actor_id, action, target, outcome, source_ip, \
+                 detail, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                Args::default()
+                    .opt_int(entry.tenant_id().map(|t| t.0))
+                    .opt_int(entry.actor_id().map(|u| u.0))
+                    .text(entry.action.clone())
+                    .text(entry.target.clone())
+                    .text(entry.outcome.to_string())
+                    .opt_text(entry.source_ip.map(|ip| ip.to_string()))
+                    .text(entry.detail.clone())
+                    .int(at),
+                "audit entry",
+                String::new,
+            )
+            .await?;
+        let sql = format!("SELECT {} FROM audit_log WHERE id = ?", rows::AUDIT_COLUMNS);
+        let row = self
+            .fetch_optional(&self.pool, &sql, Args::default().int(id))
+            .await?
+            .ok_or_else(|| Error::not_found("audit entry"))?;
+        rows::audit_entry(&row)
+    }
+
+    async fn list_audit(&self, caller: &Caller, page: PageRequest) -> Result<Page<AuditEntry>> {
+        Self::require_admin(caller, "read the audit log")?;
+        let sql = format!(
+            "SELECT {} FROM audit_log WHERE tenant_id = ?",
+            rows::AUDIT_COLUMNS
+        );
+        self.list_page(
+            &sql,
+            "id",
+            Args::default().int(caller.tenant.0),
+            page,
+            rows::audit_entry,
+            |e| e.id.0,
+        )
+        .await
+    }
+
+    async fn list_all_audit(&self, _op: &Operator, page: PageRequest) -> Result<Page<AuditEntry>> {
+        let sql = format!("SELECT {} FROM audit_log WHERE 1 = 1", rows::AUDIT_COLUMNS);
+        self.list_page(&sql, "id", Args::default(), page, rows::audit_entry, |e| {
+            e.id.0
+        })
+        .await
+    }
+}

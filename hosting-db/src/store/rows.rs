@@ -1,0 +1,271 @@
+//! Turning rows into domain records and records into column values.
+//!
+//! Rows are re-validated on the way out: a value edited by hand in the database into something
+//! the types forbid is reported as a backend error instead of flowing into a config file.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use hosting_core::Error;
+use hosting_core::model::{
+    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, AuditId, DatabaseSettings, Node, NodeId,
+    PhpSettings, Quotas, Role, Ssl, Tenant, TenantId, Threshold, User, UserId, Website, WebsiteId,
+    WebsiteSettings,
+};
+use hosting_core::types::{PhpBytes, PhpVersion};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// The error for a row that does not decode into a valid record.
+fn corrupt(column: &str, why: impl std::fmt::Display) -> Error {
+    Error::backend(
+        "panel-store",
+        format!("stored column {column} holds an invalid value: {why}"),
+    )
+}
+
+pub(crate) fn int(row: &AnyRow, column: &str) -> Result<i64, Error> {
+    row.try_get::<i64, _>(column)
+        .map_err(|e| corrupt(column, e))
+}
+
+fn opt_int(row: &AnyRow, column: &str) -> Result<Option<i64>, Error> {
+    row.try_get::<Option<i64>, _>(column)
+        .map_err(|e| corrupt(column, e))
+}
+
+fn text(row: &AnyRow, column: &str) -> Result<String, Error> {
+    row.try_get::<String, _>(column)
+        .map_err(|e| corrupt(column, e))
+}
+
+fn opt_text(row: &AnyRow, column: &str) -> Result<Option<String>, Error> {
+    row.try_get::<Option<String>, _>(column)
+        .map_err(|e| corrupt(column, e))
+}
+
+fn flag(row: &AnyRow, column: &str) -> Result<bool, Error> {
+    Ok(int(row, column)? != 0)
+}
+
+fn parsed<T: FromStr>(row: &AnyRow, column: &str) -> Result<T, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    text(row, column)?
+        .parse()
+        .map_err(|e| corrupt(column, e))
+}
+
+fn opt_parsed<T: FromStr>(row: &AnyRow, column: &str) -> Result<Option<T>, Error>
+where
+    T::Err: std::fmt::Display,
+{
+    opt_text(row, column)?
+        .map(|s| s.parse().map_err(|e| corrupt(column, e)))
+        .transpose()
+}
+
+fn json<T: DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, Error> {
+    serde_json::from_str(&text(row, column)?).map_err(|e| corrupt(column, e))
+}
+
+fn time(row: &AnyRow, column: &str) -> Result<DateTime<Utc>, Error> {
+    let ms = int(row, column)?;
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(column, "timestamp out of range"))
+}
+
+fn opt_u32(row: &AnyRow, column: &str) -> Result<Option<u32>, Error> {
+    opt_int(row, column)?
+        .map(|v| u32::try_from(v).map_err(|e| corrupt(column, e)))
+        .transpose()
+}
+
+fn u32_col(row: &AnyRow, column: &str) -> Result<u32, Error> {
+    u32::try_from(int(row, column)?).map_err(|e| corrupt(column, e))
+}
+
+fn bytes(row: &AnyRow, column: &str) -> Result<PhpBytes, Error> {
+    let v = u64::try_from(int(row, column)?).map_err(|e| corrupt(column, e))?;
+    PhpBytes::from_bytes(v).map_err(|e| corrupt(column, e))
+}
+
+/// JSON text for a list column.
+pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::backend("panel-store", e))
+}
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The columns [`tenant`] reads.
+pub(crate) const TENANT_COLUMNS: &str =
+    "id, name, slug, status, max_websites, max_databases, max_storage_mb, created_at";
+
+pub(crate) fn tenant(row: &AnyRow) -> Result<Tenant, Error> {
+    Ok(Tenant {
+        id: TenantId(int(row, "id")?),
+        name: parsed(row, "name")?,
+        slug: parsed(row, "slug")?,
+        status: parsed(row, "status")?,
+        quotas: Quotas {
+            max_websites: opt_u32(row, "max_websites")?,
+            max_databases: opt_u32(row, "max_databases")?,
+            max_storage_mb: opt_int(row, "max_storage_mb")?
+                .map(|v| u64::try_from(v).map_err(|e| corrupt("max_storage_mb", e)))
+                .transpose()?,
+        },
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// The columns [`user`] reads.
+pub(crate) const USER_COLUMNS: &str = "id, tenant_id, role, email, status, created_by, created_at";
+
+pub(crate) fn role(row: &AnyRow) -> Result<Role, Error> {
+    parsed(row, "role")
+}
+
+pub(crate) fn created_by(row: &AnyRow) -> Result<Option<UserId>, Error> {
+    Ok(opt_int(row, "created_by")?.map(UserId))
+}
+
+pub(crate) fn user(row: &AnyRow) -> Result<User, Error> {
+    Ok(User {
+        id: UserId(int(row, "id")?),
+        tenant_id: TenantId(int(row, "tenant_id")?),
+        role: parsed(row, "role")?,
+        email: parsed(row, "email")?,
+        status: parsed(row, "status")?,
+        created_by: opt_int(row, "created_by")?.map(UserId),
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// The columns [`node`] reads.
+pub(crate) const NODE_COLUMNS: &str = "id, name, address, roles, created_at";
+
+pub(crate) fn node(row: &AnyRow) -> Result<Node, Error> {
+    Ok(Node {
+        id: NodeId(int(row, "id")?),
+        name: parsed(row, "name")?,
+        address: parsed(row, "address")?,
+        roles: json(row, "roles")?,
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// The columns [`website`] reads, from `websites w JOIN website_configs c`.
+pub(crate) const WEBSITE_COLUMNS: &str = "w.id, w.tenant_id, w.owner_id, w.domain, w.aliases, \
+     w.node_id, w.web_server, w.php_version, w.system_user, w.document_root, w.status, \
+     w.created_at, w.updated_at, c.php_memory_limit, c.php_max_execution_time, \
+     c.php_upload_max_size, c.php_post_max_size, c.php_extensions, c.db_engine, c.db_name, \
+     c.db_charset, c.db_collation, c.ssl_enabled, c.ssl_provider, c.ssl_auto_renew, c.gzip, \
+     c.cache_ttl_secs, c.security_headers, c.allowed_ips, c.blocked_ips";
+
+pub(crate) fn website(row: &AnyRow) -> Result<Website, Error> {
+    Ok(Website {
+        id: WebsiteId(int(row, "id")?),
+        tenant_id: TenantId(int(row, "tenant_id")?),
+        owner_id: UserId(int(row, "owner_id")?),
+        domain: parsed(row, "domain")?,
+        aliases: json(row, "aliases")?,
+        node_id: NodeId(int(row, "node_id")?),
+        web_server: parsed(row, "web_server")?,
+        php_version: opt_parsed::<PhpVersion>(row, "php_version")?,
+        system_user: parsed(row, "system_user")?,
+        document_root: parsed(row, "document_root")?,
+        status: parsed(row, "status")?,
+        settings: settings(row)?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+fn settings(row: &AnyRow) -> Result<WebsiteSettings, Error> {
+    let php = PhpSettings::new(
+        bytes(row, "php_memory_limit")?,
+        u32_col(row, "php_max_execution_time")?,
+        bytes(row, "php_upload_max_size")?,
+        bytes(row, "php_post_max_size")?,
+        json(row, "php_extensions")?,
+    )
+    .map_err(|e| corrupt("php settings", e))?;
+    let database = match opt_parsed(row, "db_engine")? {
+        None => None,
+        Some(engine) => Some(DatabaseSettings {
+            engine,
+            name: opt_parsed(row, "db_name")?.ok_or_else(|| corrupt("db_name", "missing"))?,
+            charset: opt_parsed(row, "db_charset")?
+                .ok_or_else(|| corrupt("db_charset", "missing"))?,
+            collation: opt_parsed(row, "db_collation")?
+                .ok_or_else(|| corrupt("db_collation", "missing"))?,
+        }),
+    };
+    let ssl = if flag(row, "ssl_enabled")? {
+        Ssl::Enabled {
+            provider: opt_parsed(row, "ssl_provider")?
+                .ok_or_else(|| corrupt("ssl_provider", "missing"))?,
+            auto_renew: flag(row, "ssl_auto_renew")?,
+        }
+    } else {
+        Ssl::Disabled
+    };
+    Ok(WebsiteSettings {
+        php,
+        database,
+        ssl,
+        gzip: flag(row, "gzip")?,
+        cache_ttl_secs: opt_u32(row, "cache_ttl_secs")?,
+        security_headers: flag(row, "security_headers")?,
+        allowed_ips: json(row, "allowed_ips")?,
+        blocked_ips: json(row, "blocked_ips")?,
+    })
+}
+
+/// The columns [`alert_rule`] reads.
+pub(crate) const ALERT_RULE_COLUMNS: &str = "id, tenant_id, name, metric, website_id, comparison, \
+     threshold, for_secs, channels, enabled, created_at";
+
+pub(crate) fn alert_rule(row: &AnyRow) -> Result<AlertRule, Error> {
+    let threshold: f64 = row
+        .try_get("threshold")
+        .map_err(|e| corrupt("threshold", e))?;
+    Ok(AlertRule {
+        id: AlertRuleId(int(row, "id")?),
+        tenant_id: TenantId(int(row, "tenant_id")?),
+        spec: AlertRuleSpec {
+            name: parsed(row, "name")?,
+            metric: parsed(row, "metric")?,
+            website_id: opt_int(row, "website_id")?.map(WebsiteId),
+            comparison: parsed(row, "comparison")?,
+            threshold: Threshold::try_from(threshold).map_err(|e| corrupt("threshold", e))?,
+            for_secs: u32_col(row, "for_secs")?,
+            channels: json::<BTreeSet<_>>(row, "channels")?,
+            enabled: flag(row, "enabled")?,
+        },
+        created_at: time(row, "created_at")?,
+    })
+}
+
+/// The columns [`audit_entry`] reads.
+pub(crate) const AUDIT_COLUMNS: &str =
+    "id, tenant_id, actor_id, action, target, outcome, source_ip, detail, at";
+
+pub(crate) fn audit_entry(row: &AnyRow) -> Result<AuditEntry, Error> {
+    Ok(AuditEntry {
+        id: AuditId(int(row, "id")?),
+        tenant_id: opt_int(row, "tenant_id")?.map(TenantId),
+        actor_id: opt_int(row, "actor_id")?.map(UserId),
+        action: text(row, "action")?,
+        target: text(row, "target")?,
+        outcome: parsed(row, "outcome")?,
+        source_ip: opt_parsed(row, "source_ip")?,
+        detail: text(row, "detail")?,
+        at: time(row, "at")?,
+    })
+}

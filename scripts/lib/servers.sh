@@ -1,0 +1,485 @@
+# shellcheck shell=bash
+#
+# Throwaway database servers for the real-server tests.
+#
+# Source this file from a bash script, then:
+#
+#   hosting_install_packages            # apt-get install what is missing (root only)
+#   hosting_make_temp_dir               # sets HOSTING_SERVERS_DIR (removed again at stop)
+#   trap hosting_stop_servers EXIT
+#   hosting_start_postgres "$HOSTING_SERVERS_DIR"   # exports HOSTING_TEST_POSTGRES_URL
+#   hosting_start_mariadb "$HOSTING_SERVERS_DIR"    # exports HOSTING_TEST_MARIADB_URL
+#   hosting_note_mysql                  # HOSTING_TEST_MYSQL_URL is left unset
+#   hosting_print_urls                  # prints the URLs, passwords masked
+#   ...
+#   hosting_stop_servers                # idempotent, safe from a trap
+#
+# All messages go to stderr so that the stdout of wrapped commands stays clean.
+# Passwords are never printed and never passed on a command line.
+
+# Packages that provide every binary in HOSTING_REQUIRED_COMMANDS.  Later
+# additions (nginx, apache2, php8.2-fpm, ...) go here and into the list below.
+HOSTING_APT_PACKAGES=(postgresql mariadb-server mariadb-client)
+
+# Binaries the harness needs.  "pg:NAME" means NAME in the newest
+# /usr/lib/postgresql/*/bin directory; everything else is looked up on PATH.
+HOSTING_REQUIRED_COMMANDS=(
+    pg:initdb pg:pg_ctl pg:postgres psql
+    mariadbd mariadb-install-db mariadb-admin mariadb
+)
+
+# Server binaries live in /usr/sbin, which is not on a normal user's PATH.
+case ":${PATH}:" in *:/usr/sbin:*) ;; *) PATH="${PATH}:/usr/sbin" ;; esac
+case ":${PATH}:" in *:/sbin:*) ;; *) PATH="${PATH}:/sbin" ;; esac
+export PATH
+
+# Internal state (not exported).
+HOSTING_SERVERS_DIR="${HOSTING_SERVERS_DIR:-}"
+_HOSTING_OWN_TEMP_DIR=""
+_HOSTING_PG_BIN=""
+_HOSTING_PG_DATA=""
+_HOSTING_MARIADB_PID=""
+_HOSTING_MARIADB_SOCKET=""
+_HOSTING_MARIADB_LOG=""
+_HOSTING_USED_PORTS=()
+
+_hosting_log() {
+    printf '[servers] %s\n' "$*" >&2
+}
+
+_hosting_is_root() {
+    [[ "$(id -u)" == 0 ]]
+}
+
+# Print the newest /usr/lib/postgresql/*/bin directory that has initdb.
+_hosting_pg_bindir() {
+    local dir best="" best_ver=-1 ver
+    for dir in /usr/lib/postgresql/*/bin; do
+        [[ -x "${dir}/initdb" ]] || continue
+        ver="${dir#/usr/lib/postgresql/}"
+        ver="${ver%%/*}"
+        ver="${ver%%.*}"
+        [[ "${ver}" =~ ^[0-9]+$ ]] || continue
+        if ((ver > best_ver)); then
+            best_ver="${ver}"
+            best="${dir}"
+        fi
+    done
+    [[ -n "${best}" ]] || return 1
+    printf '%s\n' "${best}"
+}
+
+# Print the names of the required commands that cannot be found.
+_hosting_missing_commands() {
+    local spec pgbin
+    pgbin="$(_hosting_pg_bindir || true)"
+    for spec in "${HOSTING_REQUIRED_COMMANDS[@]}"; do
+        case "${spec}" in
+        pg:*)
+            if [[ -z "${pgbin}" || ! -x "${pgbin}/${spec#pg:}" ]]; then
+                printf '%s\n' "${spec#pg:}"
+            fi
+            ;;
+        *)
+            command -v "${spec}" >/dev/null 2>&1 || printf '%s\n' "${spec}"
+            ;;
+        esac
+    done
+}
+
+# Install the server packages when any needed binary is missing.
+hosting_install_packages() {
+    local missing pkg need_update=0
+    missing="$(_hosting_missing_commands)"
+    if [[ -z "${missing}" ]]; then
+        return 0
+    fi
+    _hosting_log "missing: ${missing//$'\n'/ }"
+    if ! _hosting_is_root; then
+        _hosting_log "not running as root, cannot install packages; please run:"
+        _hosting_log "  sudo apt-get install -y --no-install-recommends ${HOSTING_APT_PACKAGES[*]}"
+        return 1
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        _hosting_log "apt-get not found; install these packages by hand: ${HOSTING_APT_PACKAGES[*]}"
+        return 1
+    fi
+    for pkg in "${HOSTING_APT_PACKAGES[@]}"; do
+        if ! apt-cache show "${pkg}" >/dev/null 2>&1; then
+            need_update=1
+            break
+        fi
+    done
+    if ((need_update)); then
+        _hosting_log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || return 1
+    fi
+    _hosting_log "apt-get install ${HOSTING_APT_PACKAGES[*]}"
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${HOSTING_APT_PACKAGES[@]}" >&2; then
+        if ((need_update)); then
+            return 1
+        fi
+        # Stale package lists give 404s: refresh once and retry.
+        _hosting_log "install failed; retrying after apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 || return 1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${HOSTING_APT_PACKAGES[@]}" >&2 || return 1
+    fi
+    missing="$(_hosting_missing_commands)"
+    if [[ -n "${missing}" ]]; then
+        _hosting_log "still missing after install: ${missing//$'\n'/ }"
+        return 1
+    fi
+}
+
+# Random alphanumeric (hex) password; safe in URLs without encoding.
+_hosting_password() {
+    local pw
+    pw="$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')" || return 1
+    [[ "${pw}" =~ ^[0-9a-f]{40}$ ]] || return 1
+    printf '%s\n' "${pw}"
+}
+
+# Print a free TCP port on 127.0.0.1 that this shell has not handed out yet.
+_hosting_free_port() {
+    local port attempt used ok
+    for attempt in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+        port=""
+        if command -v python3 >/dev/null 2>&1; then
+            port="$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null || true)"
+        fi
+        if [[ ! "${port}" =~ ^[0-9]+$ ]]; then
+            port=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+            # Something answers there: in use.
+            if (exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null; then
+                continue
+            fi
+        fi
+        ok=1
+        for used in "${_HOSTING_USED_PORTS[@]}"; do
+            [[ "${used}" == "${port}" ]] && ok=0
+        done
+        if ((ok)); then
+            printf '%s\n' "${port}"
+            return 0
+        fi
+        : "${attempt}"
+    done
+    _hosting_log "could not find a free TCP port"
+    return 1
+}
+
+# Create the temp dir for the servers; sets HOSTING_SERVERS_DIR.  The
+# directory is removed again by hosting_stop_servers.
+hosting_make_temp_dir() {
+    local base dir
+    for base in "${TMPDIR:-/tmp}" /tmp; do
+        dir="$(mktemp -d "${base%/}/hosting-test.XXXXXX" 2>/dev/null)" || continue
+        chmod 0755 "${dir}" || {
+            rmdir "${dir}"
+            continue
+        }
+        if _hosting_is_root; then
+            # The server users must be able to reach the directory.
+            if ! runuser -u postgres -- test -x "${dir}" 2>/dev/null ||
+                ! runuser -u mysql -- test -x "${dir}" 2>/dev/null; then
+                rmdir "${dir}"
+                continue
+            fi
+        fi
+        HOSTING_SERVERS_DIR="${dir}"
+        _HOSTING_OWN_TEMP_DIR="${dir}"
+        return 0
+    done
+    _hosting_log "could not create a temp dir reachable by the server users"
+    return 1
+}
+
+# Run a PostgreSQL tool as the right user (postgres when we are root).
+_hosting_pg_run() {
+    local tool="$1"
+    shift
+    if _hosting_is_root; then
+        (cd / && runuser -u postgres -- "${_HOSTING_PG_BIN}/${tool}" "$@")
+    else
+        "${_HOSTING_PG_BIN}/${tool}" "$@"
+    fi
+}
+
+# hosting_start_postgres DIR: start a throwaway PostgreSQL on 127.0.0.1
+# with its files in DIR/postgres; exports HOSTING_TEST_POSTGRES_URL.
+hosting_start_postgres() {
+    local dir="${1:?hosting_start_postgres: DIR required}"
+    local pgdir data log out pwfile password port attempt started=0
+
+    _HOSTING_PG_BIN="$(_hosting_pg_bindir)" || {
+        _hosting_log "PostgreSQL not found under /usr/lib/postgresql/*/bin"
+        return 1
+    }
+    pgdir="${dir%/}/postgres"
+    data="${pgdir}/data"
+    log="${pgdir}/postgres.log"
+    out="${pgdir}/pg_ctl.out"
+    pwfile="${pgdir}/pwfile"
+
+    mkdir -p "${pgdir}" || return 1
+    chmod 0700 "${pgdir}" || return 1
+    if _hosting_is_root; then
+        chown postgres:postgres "${pgdir}" || return 1
+    fi
+
+    password="$(_hosting_password)" || return 1
+    (umask 077 && printf '%s\n' "${password}" >"${pwfile}") || return 1
+    if _hosting_is_root; then
+        chown postgres:postgres "${pwfile}" || return 1
+    fi
+
+    _hosting_log "initdb ($(basename "$(dirname "${_HOSTING_PG_BIN}")"))"
+    # Remember the data dir before initdb so a half-way start is cleaned up.
+    _HOSTING_PG_DATA="${data}"
+    if ! _hosting_pg_run initdb -D "${data}" -U hosting \
+        --auth-host=scram-sha-256 --auth-local=trust --pwfile="${pwfile}" \
+        --encoding=UTF8 --locale=C.UTF-8 --no-sync >"${out}" 2>&1; then
+        rm -f "${pwfile}"
+        _hosting_log "initdb failed:"
+        cat "${out}" >&2
+        return 1
+    fi
+    rm -f "${pwfile}"
+
+    for attempt in 1 2 3; do
+        port="$(_hosting_free_port)" || return 1
+        _HOSTING_USED_PORTS+=("${port}")
+        rm -f "${log}"
+        if _hosting_pg_run pg_ctl -D "${data}" -w -t 60 -l "${log}" -o \
+            "-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=${pgdir} -c fsync=off -c max_connections=200" \
+            start >"${out}" 2>&1; then
+            started=1
+            break
+        fi
+        # A port grabbed by someone else since we probed it: try another.
+        if [[ -f "${data}/postmaster.pid" ]] ||
+            ! grep -qi 'address already in use' "${log}" 2>/dev/null; then
+            break
+        fi
+        _hosting_log "port ${port} taken, retrying (attempt ${attempt})"
+    done
+    if ((!started)); then
+        _hosting_log "PostgreSQL failed to start:"
+        cat "${out}" >&2
+        [[ -f "${log}" ]] && cat "${log}" >&2
+        return 1
+    fi
+
+    export HOSTING_TEST_POSTGRES_URL="postgres://hosting:${password}@127.0.0.1:${port}/postgres"
+    _hosting_log "PostgreSQL listening on 127.0.0.1:${port}"
+}
+
+# Run the mariadb client as the server's socket-authenticated admin user.
+_hosting_mariadb_admin_user() {
+    if _hosting_is_root; then
+        printf 'root\n'
+    else
+        id -un
+    fi
+}
+
+# Is the mariadbd child still alive?  Bash reaps its own background
+# children, so kill -0 is reliable for them.
+_hosting_mariadb_alive() {
+    [[ -n "${_HOSTING_MARIADB_PID}" ]] && kill -0 "${_HOSTING_MARIADB_PID}" 2>/dev/null
+}
+
+# hosting_start_mariadb DIR: start a throwaway MariaDB on 127.0.0.1 with its
+# files in DIR/mariadb; exports HOSTING_TEST_MARIADB_URL.
+hosting_start_mariadb() {
+    local dir="${1:?hosting_start_mariadb: DIR required}"
+    local mdir data sock pidfile log out password port attempt admin
+    local -a user_opt=()
+    local i ready=0
+
+    mdir="${dir%/}/mariadb"
+    data="${mdir}/data"
+    sock="${mdir}/mariadb.sock"
+    pidfile="${mdir}/mariadb.pid"
+    log="${mdir}/mariadb.log"
+    out="${mdir}/install-db.out"
+    local dout="${mdir}/mariadbd.out"
+    admin="$(_hosting_mariadb_admin_user)"
+
+    mkdir -p "${mdir}" || return 1
+    chmod 0750 "${mdir}" || return 1
+    if _hosting_is_root; then
+        chown mysql:mysql "${mdir}" || return 1
+        user_opt=(--user=mysql)
+    fi
+    _HOSTING_MARIADB_SOCKET="${sock}"
+    _HOSTING_MARIADB_LOG="${log}"
+
+    _hosting_log "mariadb-install-db"
+    if ! mariadb-install-db --no-defaults "${user_opt[@]}" --datadir="${data}" \
+        --auth-root-authentication-method=socket --skip-test-db \
+        >"${out}" 2>&1 </dev/null; then
+        _hosting_log "mariadb-install-db failed:"
+        cat "${out}" >&2
+        return 1
+    fi
+
+    for attempt in 1 2 3; do
+        port="$(_hosting_free_port)" || return 1
+        _HOSTING_USED_PORTS+=("${port}")
+        rm -f "${log}"
+        mariadbd --no-defaults "${user_opt[@]}" --datadir="${data}" \
+            --socket="${sock}" --pid-file="${pidfile}" \
+            --bind-address=127.0.0.1 --port="${port}" --skip-name-resolve \
+            --log-error="${log}" --innodb-flush-log-at-trx-commit=0 \
+            --max-connections=300 </dev/null >>"${dout}" 2>&1 &
+        _HOSTING_MARIADB_PID=$!
+
+        for ((i = 0; i < 300; i++)); do
+            if mariadb-admin --no-defaults --socket="${sock}" -u"${admin}" \
+                ping >/dev/null 2>&1; then
+                ready=1
+                break
+            fi
+            _hosting_mariadb_alive || break
+            sleep 0.1
+        done
+        ((ready)) && break
+        if _hosting_mariadb_alive; then
+            break # timed out while running: give up below
+        fi
+        wait "${_HOSTING_MARIADB_PID}" 2>/dev/null || true
+        _HOSTING_MARIADB_PID=""
+        if ! grep -qiE 'address already in use|bind on tcp/ip port' "${log}" 2>/dev/null; then
+            break
+        fi
+        _hosting_log "port ${port} taken, retrying (attempt ${attempt})"
+    done
+    if ((!ready)); then
+        _hosting_log "MariaDB failed to start (log follows):"
+        [[ -f "${dout}" ]] && cat "${dout}" >&2
+        [[ -f "${log}" ]] && cat "${log}" >&2
+        return 1
+    fi
+
+    password="$(_hosting_password)" || return 1
+    # SQL goes through stdin so the password never shows up in argv.
+    if ! mariadb --no-defaults --socket="${sock}" -u"${admin}" >&2 <<SQL; then
+CREATE USER 'hosting'@'127.0.0.1' IDENTIFIED BY '${password}';
+CREATE USER 'hosting'@'localhost' IDENTIFIED BY '${password}';
+GRANT ALL PRIVILEGES ON *.* TO 'hosting'@'127.0.0.1' WITH GRANT OPTION;
+GRANT ALL PRIVILEGES ON *.* TO 'hosting'@'localhost' WITH GRANT OPTION;
+FLUSH PRIVILEGES;
+SQL
+        _hosting_log "could not create the MariaDB user 'hosting'"
+        return 1
+    fi
+
+    export HOSTING_TEST_MARIADB_URL="mysql://hosting:${password}@127.0.0.1:${port}/mysql"
+    _hosting_log "MariaDB listening on 127.0.0.1:${port}"
+}
+
+# MySQL proper is not packaged on Debian 12 (mysqld there is MariaDB), so
+# HOSTING_TEST_MYSQL_URL is never set by this harness.
+hosting_note_mysql() {
+    if [[ -n "${HOSTING_TEST_MYSQL_URL:-}" ]]; then
+        _hosting_log "HOSTING_TEST_MYSQL_URL was provided by the caller; using it as is"
+        return 0
+    fi
+    _hosting_log "MySQL is not available (only MariaDB); HOSTING_TEST_MYSQL_URL is unset," \
+        "so MySQL is tested only through the shared MySQL/MariaDB driver"
+}
+
+# Print a URL with its password replaced by ***.
+_hosting_mask_url() {
+    local url="$1"
+    if [[ "${url}" =~ ^([A-Za-z0-9+.-]+://[^:/@]*):[^@]*@(.*)$ ]]; then
+        printf '%s:***@%s\n' "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+    else
+        printf '%s\n' "${url}"
+    fi
+}
+
+# Print the exported server URLs with the passwords masked.
+hosting_print_urls() {
+    local var
+    for var in HOSTING_TEST_POSTGRES_URL HOSTING_TEST_MARIADB_URL HOSTING_TEST_MYSQL_URL; do
+        if [[ -n "${!var:-}" ]]; then
+            _hosting_log "${var}=$(_hosting_mask_url "${!var}")"
+        else
+            _hosting_log "${var} (unset)"
+        fi
+    done
+}
+
+_hosting_stop_postgres() {
+    local data="${_HOSTING_PG_DATA}" pid i
+    [[ -n "${data}" ]] || return 0
+    if [[ -f "${data}/postmaster.pid" ]]; then
+        _hosting_log "stopping PostgreSQL"
+        if ! _hosting_pg_run pg_ctl -D "${data}" -m fast -w -t 30 -s stop >/dev/null 2>&1; then
+            _hosting_pg_run pg_ctl -D "${data}" -m immediate -w -t 10 -s stop >/dev/null 2>&1
+        fi
+        if [[ -f "${data}/postmaster.pid" ]]; then
+            pid="$(head -n 1 "${data}/postmaster.pid" 2>/dev/null)"
+            if [[ "${pid}" =~ ^[0-9]+$ ]] && kill -0 "${pid}" 2>/dev/null; then
+                _hosting_log "PostgreSQL did not stop; killing ${pid}"
+                kill -KILL "${pid}" 2>/dev/null
+                for ((i = 0; i < 50; i++)); do
+                    kill -0 "${pid}" 2>/dev/null || break
+                    sleep 0.1
+                done
+            fi
+        fi
+    fi
+    _HOSTING_PG_DATA=""
+    unset HOSTING_TEST_POSTGRES_URL
+}
+
+_hosting_stop_mariadb() {
+    local pid="${_HOSTING_MARIADB_PID}" i
+    [[ -n "${pid}" ]] || return 0
+    if kill -0 "${pid}" 2>/dev/null; then
+        _hosting_log "stopping MariaDB"
+        mariadb-admin --no-defaults --socket="${_HOSTING_MARIADB_SOCKET}" \
+            -u"$(_hosting_mariadb_admin_user)" shutdown >/dev/null 2>&1
+        for ((i = 0; i < 300; i++)); do
+            kill -0 "${pid}" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "${pid}" 2>/dev/null; then
+            _hosting_log "MariaDB did not stop; sending TERM"
+            kill -TERM "${pid}" 2>/dev/null
+            for ((i = 0; i < 100; i++)); do
+                kill -0 "${pid}" 2>/dev/null || break
+                sleep 0.1
+            done
+        fi
+        if kill -0 "${pid}" 2>/dev/null; then
+            _hosting_log "MariaDB still running; killing ${pid}"
+            kill -KILL "${pid}" 2>/dev/null
+        fi
+    fi
+    # Reap the child (no zombie left behind).
+    wait "${pid}" 2>/dev/null
+    _HOSTING_MARIADB_PID=""
+    unset HOSTING_TEST_MARIADB_URL
+}
+
+# Stop every server that was started and remove the temp dir.  Idempotent,
+# never fails, safe to call from a trap at any point of a start.
+hosting_stop_servers() {
+    local -
+    set +e
+    _hosting_stop_mariadb
+    _hosting_stop_postgres
+    if [[ -n "${_HOSTING_OWN_TEMP_DIR}" && "${_HOSTING_OWN_TEMP_DIR}" != / &&
+        -d "${_HOSTING_OWN_TEMP_DIR}" ]]; then
+        rm -rf -- "${_HOSTING_OWN_TEMP_DIR}"
+    fi
+    _HOSTING_OWN_TEMP_DIR=""
+    HOSTING_SERVERS_DIR=""
+    return 0
+}

@@ -1,0 +1,1 @@
+//! Customer databases on the real PostgreSQL and MariaDB servers.

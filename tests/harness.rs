@@ -1,0 +1,138 @@
+//! The test harness: hands real servers, started by `scripts/test.sh`, to the tests.
+#![allow(clippy::expect_used)] // test support: a failed expectation is a failed test
+//!
+//! A test that needs a server asks [`server_url`] for it by environment variable. Without the
+//! variable the test is reported as skipped with the variable's name; under `CI=true` it fails
+//! instead, so a CI run can never pass by skipping. No test talks to a server it did not get
+//! from here.
+
+use sqlx::Connection;
+
+/// Environment variable holding the PostgreSQL superuser URL.
+pub const POSTGRES_URL: &str = "HOSTING_TEST_POSTGRES_URL";
+/// Environment variable holding the MariaDB URL of a user with all privileges and GRANT OPTION.
+pub const MARIADB_URL: &str = "HOSTING_TEST_MARIADB_URL";
+/// Environment variable holding a MySQL URL (no MySQL server exists on Debian 12).
+pub const MYSQL_URL: &str = "HOSTING_TEST_MYSQL_URL";
+
+/// Whether this run is CI, where a missing server is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// The server URL in `var`, or `None` after reporting the test as skipped.
+///
+/// # Panics
+/// Under `CI=true` when the variable is missing: CI must run every real-server test.
+pub fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if in_ci() => panic!(
+            "{var} is not set and CI=true: real-server tests must run in CI (scripts/test.sh sets it)"
+        ),
+        _ => {
+            eprintln!("SKIPPED: {var} is not set; run ./scripts/test.sh to start the servers");
+            None
+        }
+    }
+}
+
+/// `url` with its database (path) replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{database}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// A new, empty database on the server behind `admin_url`, returned as a URL to it, so each
+/// test owns its data and tests run in parallel.
+pub async fn fresh_database(admin_url: &str) -> String {
+    let name = format!("t_{}", hosting_core::conformance::unique_suffix());
+    if admin_url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("connect to the test PostgreSQL");
+        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+    } else {
+        let mut conn = sqlx::MySqlConnection::connect(admin_url)
+            .await
+            .expect("connect to the test MySQL/MariaDB");
+        sqlx::raw_sql(&format!("CREATE DATABASE `{name}`"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+    }
+    with_database(admin_url, &name)
+}
+
+/// A fresh SQLite file in a new temporary directory (kept alive by the returned guard).
+pub fn fresh_sqlite() -> (TempDir, String) {
+    let dir = TempDir::new();
+    let url = format!("sqlite://{}", dir.path().join("panel.db").display());
+    (dir, url)
+}
+
+/// A temporary directory removed on drop.
+#[derive(Debug)]
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    /// Creates a unique directory under the system temp dir.
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "hosting-test-{}",
+            hosting_core::conformance::unique_suffix()
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_part_only() {
+        assert_eq!(
+            with_database("postgres://u:p@127.0.0.1:5432/postgres", "t_1"),
+            "postgres://u:p@127.0.0.1:5432/t_1"
+        );
+        assert_eq!(
+            with_database("mysql://u:p@127.0.0.1:3306/mysql?ssl-mode=disabled", "t_2"),
+            "mysql://u:p@127.0.0.1:3306/t_2?ssl-mode=disabled"
+        );
+        assert_eq!(with_database("mysql://u@h", "x"), "mysql://u@h/x");
+    }
+}
