@@ -63,7 +63,7 @@ pub async fn fresh_database(admin_url: &str) -> String {
         let mut conn = sqlx::PgConnection::connect(admin_url)
             .await
             .expect("connect to the test PostgreSQL");
-        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut conn)
             .await
             .expect("create test database");
@@ -71,7 +71,7 @@ pub async fn fresh_database(admin_url: &str) -> String {
         let mut conn = sqlx::MySqlConnection::connect(admin_url)
             .await
             .expect("connect to the test MySQL/MariaDB");
-        sqlx::raw_sql(&format!("CREATE DATABASE `{name}`"))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
             .execute(&mut conn)
             .await
             .expect("create test database");

@@ -77,6 +77,17 @@ impl CustomerServerConfig {
         self
     }
 
+    /// The admin URL, when its scheme is one of `schemes` (the driver would take others too).
+    fn admin_url_with_scheme(&self, schemes: &[&str]) -> Result<&str, Error> {
+        match self.admin_url.split_once("://") {
+            Some((scheme, _)) if schemes.contains(&scheme) => Ok(&self.admin_url),
+            _ => Err(invalid(
+                "admin_url",
+                format!("must start with {}://", schemes.join(":// or ")),
+            )),
+        }
+    }
+
     fn pool_options<DB: Database>(&self) -> PoolOptions<DB> {
         PoolOptions::new()
             .max_connections(self.max_connections)
@@ -236,7 +247,10 @@ mod tests {
             ("Web-1.Example.COM", "web-1.example.com"),
             ("web1", "web1"),
         ] {
-            assert_eq!(UserHost::from_str(raw).map(|h| h.0), Ok(expected.to_owned()));
+            assert_eq!(
+                UserHost::from_str(raw).map(|h| h.0),
+                Ok(expected.to_owned())
+            );
         }
     }
 
@@ -282,6 +296,11 @@ mod tests {
 
     #[test]
     fn pool_size_is_at_least_one() {
-        assert_eq!(CustomerServerConfig::new("x").max_connections(0).max_connections, 1);
+        assert_eq!(
+            CustomerServerConfig::new("x")
+                .max_connections(0)
+                .max_connections,
+            1
+        );
     }
 }

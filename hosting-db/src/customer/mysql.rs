@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use hosting_core::types::{DbEngine, DbName, DbUserName, Password};
 use hosting_core::{DatabaseBackend, DatabaseOptions, DbCapabilities, Error, Result};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool};
-use sqlx::{AssertSqlSafe, MySql};
+use sqlx::{AssertSqlSafe, ConnectOptions, MySql};
 
 use super::{CustomerServerConfig, UserHost, invalid, password_statement_error, single_connection};
 
@@ -41,6 +41,12 @@ const ENABLE_BACKSLASH_ESCAPES: &str = "SET SESSION sql_mode = TRIM(BOTH ',' FRO
 /// Customer accounts are `'user'@'host'` with the host from
 /// [`CustomerServerConfig::user_host`]; grants are database-level (`` `db`.* ``) with the
 /// pattern characters `_` and `%` escaped, so a grant on `shop_a` never reaches `shopxa`.
+/// Dropping a database also revokes the grants on it, which MySQL would otherwise keep for a
+/// later database of the same name.
+///
+/// `database_size` is the data and index bytes of the database's tables as the server's
+/// statistics report them: 0 for a database without tables (the server offers no portable way
+/// to measure the directory itself).
 #[derive(Debug)]
 pub struct MySqlBackend {
     pool: MySqlPool,
@@ -64,12 +70,18 @@ impl MySqlBackend {
     /// create databases and accounts and grant, and records the server version and engine.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a URL that is not `mysql://`, [`Error::PermissionDenied`] when
-    /// the login lacks CREATE, CREATE USER or GRANT OPTION globally, [`Error::Backend`] when the
-    /// server is unreachable.
+    /// [`Error::Invalid`] for a URL that is not `mysql://` or `mariadb://`,
+    /// [`Error::PermissionDenied`] when the login lacks CREATE, DROP, CREATE USER or GRANT
+    /// OPTION globally, [`Error::Backend`] when the server is unreachable.
     pub async fn connect(config: CustomerServerConfig) -> Result<Self> {
-        let options = MySqlConnectOptions::from_str(&config.admin_url)
-            .map_err(|_| invalid("admin_url", "must be a mysql:// URL"))?;
+        let options = config
+            .admin_url_with_scheme(&["mysql", "mariadb"])
+            .and_then(|url| {
+                MySqlConnectOptions::from_str(url)
+                    .map_err(|_| invalid("admin_url", "is not a valid URL"))
+            })?
+            // sqlx would log every statement, and some carry passwords.
+            .disable_statement_logging();
         let pool = config
             .pool_options::<MySql>()
             .after_connect(|conn, _| {
@@ -96,7 +108,10 @@ impl MySqlBackend {
         .await
         .map_err(backend)?;
         if sql_mode.split(',').any(|m| m == "NO_BACKSLASH_ESCAPES") {
-            return Err(Error::backend(BACKEND, "could not turn off NO_BACKSLASH_ESCAPES"));
+            return Err(Error::backend(
+                BACKEND,
+                "could not turn off NO_BACKSLASH_ESCAPES",
+            ));
         }
         let (admin_user, admin_host) = current_user
             .rsplit_once('@')
@@ -237,16 +252,19 @@ impl MySqlBackend {
         .await
         .map_err(backend)?;
         for (user, host, pattern) in grants {
-            // `pattern` is quoted exactly as stored: REVOKE matches it textually.
-            let sql = format!(
-                "REVOKE ALL PRIVILEGES, GRANT OPTION ON {}.* FROM {}@{}",
+            // `pattern` is quoted exactly as stored: REVOKE matches it textually. MariaDB does
+            // not take both privileges in one statement.
+            let target = format!(
+                "ON {}.* FROM {}@{}",
                 quote_ident(&pattern),
                 string_literal("user", &user)?,
                 string_literal("host", &host)?
             );
-            match self.execute(sql).await {
-                Err(e) if number(&e) == Some(NONEXISTING_GRANT) => {}
-                other => other.map_err(backend)?,
+            for privileges in ["ALL PRIVILEGES", "GRANT OPTION"] {
+                match self.execute(format!("REVOKE {privileges} {target}")).await {
+                    Err(e) if number(&e) == Some(NONEXISTING_GRANT) => {}
+                    other => other.map_err(backend)?,
+                }
             }
         }
         Ok(())
@@ -390,7 +408,8 @@ impl DatabaseBackend for MySqlBackend {
                 Some(CANNOT_USER) => Error::not_found("database user"),
                 _ => backend(e),
             })?;
-        // Dropping an account does not end its sessions.
+        // Dropping an account does not end its sessions. They are found by user name: the
+        // process list does not say which host's account a session logged in with.
         self.kill_sessions(user, None).await
     }
 
@@ -407,7 +426,6 @@ impl DatabaseBackend for MySqlBackend {
         .map_err(backend)?;
         let mut names: Vec<DbUserName> = names.iter().filter_map(|n| n.parse().ok()).collect();
         names.sort();
-        names.dedup();
         Ok(names)
     }
 
@@ -536,7 +554,10 @@ mod tests {
     fn identifiers_double_their_backticks() {
         assert_eq!(quote_ident("shop"), "`shop`");
         assert_eq!(quote_ident("a`b"), "`a``b`");
-        assert_eq!(quote_ident("`; DROP DATABASE x; --"), "```; DROP DATABASE x; --`");
+        assert_eq!(
+            quote_ident("`; DROP DATABASE x; --"),
+            "```; DROP DATABASE x; --`"
+        );
     }
 
     #[test]
@@ -583,7 +604,15 @@ mod tests {
             }
             Some(out)
         }
-        for raw in ["'", r"\", r"\'", r"'\", "a''b", r"q'u\o;t\'e", "x'; DROP DATABASE a; --"] {
+        for raw in [
+            "'",
+            r"\",
+            r"\'",
+            r"'\",
+            "a''b",
+            r"q'u\o;t\'e",
+            "x'; DROP DATABASE a; --",
+        ] {
             let lit = string_literal("password", raw).expect("no NUL");
             assert_eq!(read_back(&lit).as_deref(), Some(raw), "{lit}");
         }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use hosting_core::types::{DbEngine, DbName, DbUserName, Password};
 use hosting_core::{DatabaseBackend, DatabaseOptions, DbCapabilities, Error, Result};
 use sqlx::postgres::{PgConnectOptions, PgPool};
-use sqlx::{AssertSqlSafe, Postgres};
+use sqlx::{AssertSqlSafe, ConnectOptions, Postgres};
 
 use super::{CustomerServerConfig, invalid, password_statement_error, single_connection};
 
@@ -45,7 +45,6 @@ const PROTECTED_ROLE: &str = "(rolsuper OR rolcreaterole OR rolcreatedb OR rolre
 pub struct PostgresBackend {
     pool: PgPool,
     connect_timeout: Duration,
-    admin_role: String,
     admin_database: String,
     admin_is_superuser: bool,
     version: String,
@@ -63,11 +62,18 @@ impl PostgresBackend {
     /// create databases and roles, and records the server version.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a URL that is not `postgres://`, [`Error::PermissionDenied`] when
-    /// the login lacks CREATEDB or CREATEROLE, [`Error::Backend`] when the server is unreachable.
+    /// [`Error::Invalid`] for a URL that is not `postgres://` or `postgresql://`,
+    /// [`Error::PermissionDenied`] when the login lacks CREATEDB or CREATEROLE,
+    /// [`Error::Backend`] when the server is unreachable.
     pub async fn connect(config: CustomerServerConfig) -> Result<Self> {
-        let options = PgConnectOptions::from_str(&config.admin_url)
-            .map_err(|_| invalid("admin_url", "must be a postgres:// URL"))?
+        let options = config
+            .admin_url_with_scheme(&["postgres", "postgresql"])
+            .and_then(|url| {
+                PgConnectOptions::from_str(url)
+                    .map_err(|_| invalid("admin_url", "is not a valid URL"))
+            })?
+            // sqlx would log every statement, and some carry passwords.
+            .disable_statement_logging()
             // Passwords are escaped for this setting; the server must not read backslashes.
             .options([("standard_conforming_strings", "on")]);
         let pool = config
@@ -106,7 +112,6 @@ impl PostgresBackend {
         Ok(Self {
             pool,
             connect_timeout: config.connect_timeout,
-            admin_role,
             admin_database,
             admin_is_superuser: superuser,
             version,
@@ -311,16 +316,15 @@ impl DatabaseBackend for PostgresBackend {
     }
 
     async fn database_size(&self, name: &DbName) -> Result<u64> {
-        let size: Option<i64> = sqlx::query_scalar(
-            "SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1",
-        )
-        .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| match code(&e).as_deref() {
-            Some(UNDEFINED_DATABASE) => Error::not_found("database"),
-            _ => backend(e),
-        })?;
+        let size: Option<i64> =
+            sqlx::query_scalar("SELECT pg_database_size(oid) FROM pg_database WHERE datname = $1")
+                .bind(name.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| match code(&e).as_deref() {
+                    Some(UNDEFINED_DATABASE) => Error::not_found("database"),
+                    _ => backend(e),
+                })?;
         let size = size.ok_or_else(|| Error::not_found("database"))?;
         u64::try_from(size).map_err(|_| Error::backend(BACKEND, "pg_database_size was negative"))
     }
@@ -484,7 +488,9 @@ impl DatabaseBackend for PostgresBackend {
             }
             Err(e) => return Err(backend(e)),
         };
-        let probe = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&pool).await;
+        let probe = sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&pool)
+            .await;
         pool.close().await;
         probe.map(|one| one == 1).map_err(backend)
     }
@@ -525,7 +531,10 @@ mod tests {
     fn identifiers_double_their_quotes() {
         assert_eq!(quote_ident("shop"), "\"shop\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-        assert_eq!(quote_ident("\"; DROP ROLE x; --"), "\"\"\"; DROP ROLE x; --\"");
+        assert_eq!(
+            quote_ident("\"; DROP ROLE x; --"),
+            "\"\"\"; DROP ROLE x; --\""
+        );
     }
 
     #[test]

@@ -361,19 +361,33 @@ impl SqlStore {
             .map_err(|e| Error::backend("panel-store", e))
     }
 
-    /// The facts RBAC needs about a user of the caller's tenant, or `NotFound`.
-    async fn user_facts<'e, E>(&self, exec: E, tenant: TenantId, id: UserId) -> Result<UserFacts>
+    /// The facts RBAC needs about a user of the caller's tenant, or `NotFound`. With `node`,
+    /// also checks in the same round trip that the node exists.
+    async fn user_facts<'e, E>(
+        &self,
+        exec: E,
+        tenant: TenantId,
+        id: UserId,
+        node: Option<NodeId>,
+    ) -> Result<UserFacts>
     where
         E: Executor<'e, Database = Any>,
     {
         let row = self
             .fetch_optional(
                 exec,
-                "SELECT id, role, created_by FROM users WHERE tenant_id = ? AND id = ?",
-                Args::default().int(tenant.0).int(id.0),
+                "SELECT role, created_by, (SELECT COUNT(*) FROM nodes WHERE id = ?) AS nodes \
+                 FROM users WHERE tenant_id = ? AND id = ?",
+                Args::default()
+                    .int(node.map_or(0, |n| n.0))
+                    .int(tenant.0)
+                    .int(id.0),
             )
             .await?
             .ok_or_else(|| Error::not_found("user"))?;
+        if node.is_some() && rows::int(&row, "nodes")? == 0 {
+            return Err(Error::not_found("node"));
+        }
         Ok(UserFacts {
             tenant,
             id,
@@ -568,12 +582,19 @@ impl SqlStore {
         decode: impl Fn(&AnyRow) -> Result<T>,
         id_of: impl Fn(&T) -> i64,
     ) -> Result<Page<T>> {
-        let sql = format!(
-            "{sql_before_order} AND {id_column} > ? ORDER BY {id_column} LIMIT ?"
-        );
-        let args = args
-            .int(page.after.unwrap_or(i64::MIN))
-            .int(i64::from(page.limit.get()));
+        // The first page has no lower bound: an `id > MIN` range would tempt MariaDB into
+        // walking the primary key instead of the (tenant_id, id) index.
+        let (sql, args) = match page.after {
+            Some(after) => (
+                format!("{sql_before_order} AND {id_column} > ? ORDER BY {id_column} LIMIT ?"),
+                args.int(after),
+            ),
+            None => (
+                format!("{sql_before_order} ORDER BY {id_column} LIMIT ?"),
+                args,
+            ),
+        };
+        let args = args.int(i64::from(page.limit.get()));
         let rows = self.fetch_all(&self.pool, &sql, args).await?;
         let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
         Ok(page_of(items, page, id_of))
@@ -800,7 +821,7 @@ impl PanelStore for SqlStore {
         changes: UserChanges,
     ) -> Result<User> {
         let mut tx = self.begin().await?;
-        let facts = self.user_facts(&mut *tx, caller.tenant, id).await?;
+        let facts = self.user_facts(&mut *tx, caller.tenant, id, None).await?;
         if !rbac::can_manage_user(caller, &facts) {
             return Err(Error::not_found("user"));
         }
@@ -835,7 +856,7 @@ impl PanelStore for SqlStore {
 
     async fn delete_user(&self, caller: &Caller, id: UserId) -> Result<()> {
         let mut tx = self.begin().await?;
-        let facts = self.user_facts(&mut *tx, caller.tenant, id).await?;
+        let facts = self.user_facts(&mut *tx, caller.tenant, id, None).await?;
         if !rbac::can_manage_user(caller, &facts) {
             return Err(Error::not_found("user"));
         }
@@ -878,20 +899,10 @@ impl PanelStore for SqlStore {
         check_domains(&new.domain, &new.aliases)?;
         let mut tx = self.begin().await?;
         let owner = self
-            .user_facts(&mut *tx, caller.tenant, new.owner_id)
+            .user_facts(&mut *tx, caller.tenant, new.owner_id, Some(new.node_id))
             .await?;
         if !rbac::can_create_site_for(caller, &owner) {
             return Err(Error::not_found("user"));
-        }
-        let node = self
-            .fetch_optional(
-                &mut *tx,
-                "SELECT id FROM nodes WHERE id = ?",
-                Args::default().int(new.node_id.0),
-            )
-            .await?;
-        if node.is_none() {
-            return Err(Error::not_found("node"));
         }
         let now = now_ms();
         let domain = new.domain.to_string();
@@ -928,9 +939,24 @@ impl PanelStore for SqlStore {
         .await?;
         self.write_settings(&mut tx, id, &new.settings, true)
             .await?;
-        let site = self.load_website(&mut *tx, caller, id).await?;
         Self::commit(tx).await?;
-        Ok(site)
+        let at = chrono::DateTime::from_timestamp_millis(now).unwrap_or_else(Utc::now);
+        Ok(Website {
+            id,
+            tenant_id: caller.tenant,
+            owner_id: new.owner_id,
+            domain: new.domain,
+            aliases: new.aliases,
+            node_id: new.node_id,
+            web_server: new.web_server,
+            php_version: new.php_version,
+            system_user: new.system_user,
+            document_root: new.document_root,
+            status: WebsiteStatus::Provisioning,
+            settings: new.settings,
+            created_at: at,
+            updated_at: at,
+        })
     }
 
     async fn get_website(&self, caller: &Caller, id: WebsiteId) -> Result<Website> {
