@@ -92,7 +92,10 @@ async fn provision_raw(engine: &str, url: &str) -> stats::Summary {
         };
         let started = Instant::now();
         for sql in statements {
-            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
         }
         samples.push(started.elapsed());
         created.push((db, user));
@@ -110,7 +113,10 @@ async fn provision_raw(engine: &str, url: &str) -> stats::Summary {
             ]
         };
         for sql in cleanup {
-            sqlx::raw_sql(AssertSqlSafe(sql)).execute(&pool).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
         }
     }
     pool.close().await;

@@ -15,7 +15,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use hosting_core::model::{NewNode, NewTenant, NewUser, NewWebsite, NodeRole, Role, WebsiteSettings};
+use hosting_core::model::{
+    NewNode, NewTenant, NewUser, NewWebsite, NodeRole, Role, WebsiteSettings,
+};
 use hosting_core::rbac::{Caller, Operator};
 use hosting_core::types::{DomainName, PhpVersion, WebServerKind};
 use hosting_core::{PageLimit, PageRequest, PanelStore};
@@ -108,7 +110,11 @@ async fn run(engine: &str, url: &str) {
             let new = NewWebsite {
                 owner_id: caller.user,
                 domain: domain(t, s),
-                aliases: vec![format!("www.site{s}.tenant{t}.example.com").parse().unwrap()],
+                aliases: vec![
+                    format!("www.site{s}.tenant{t}.example.com")
+                        .parse()
+                        .unwrap(),
+                ],
                 node_id: node.id,
                 web_server: WebServerKind::Nginx,
                 php_version: Some(PhpVersion::V8_2),
@@ -129,7 +135,9 @@ async fn run(engine: &str, url: &str) {
         insert.as_secs_f64() * 1e6 / (TENANTS * SITES_PER_TENANT) as f64
     );
 
-    let raw = AnyPool::connect(&raw_url(url)).await.expect("baseline pool");
+    let raw = AnyPool::connect(&raw_url(url))
+        .await
+        .expect("baseline pool");
     let caller = admins[TENANTS / 2];
     let placeholder = |n: usize| {
         if engine == "postgres" {
@@ -160,6 +168,34 @@ async fn run(engine: &str, url: &str) {
     })
     .await;
     println!("| {engine} | list a tenant's page of 50 | {ours} | {baseline} |");
+
+    let first = store.list_websites(&caller, page).await.unwrap();
+    let second = PageRequest {
+        after: first.next_after,
+        ..page
+    };
+    let ours = measure(|_| async {
+        let p = store.list_websites(&caller, second).await.unwrap();
+        assert_eq!(p.items.len(), 50);
+    })
+    .await;
+    let next_sql = format!(
+        "SELECT * FROM websites w JOIN website_configs c ON c.website_id = w.id \
+         WHERE w.tenant_id = {} AND w.id > {} ORDER BY w.id LIMIT 50",
+        placeholder(1),
+        placeholder(2)
+    );
+    let baseline = measure(|_| async {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(next_sql.clone()))
+            .bind(caller.tenant.0)
+            .bind(second.after.unwrap())
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 50);
+    })
+    .await;
+    println!("| {engine} | list the next page of 50 (keyset) | {ours} | {baseline} |");
 
     let t = TENANTS / 2;
     let ours = measure(|i| {

@@ -3,14 +3,21 @@
 //!   reqwest (it performs no IO and knows no database, template, system or HTTP crate);
 //! - each backend crate (hosting-db, -web, -php, -monitor) depends on hosting-core only among the
 //!   hosting-* crates, never on another backend.
+//!
 //! Only normal (non-dev) dependencies count: backends may run the conformance suites in tests.
+#![allow(clippy::expect_used)] // a malformed `cargo metadata` answer should fail the test
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 use serde_json::Value;
 
-const BACKENDS: [&str; 4] = ["hosting-db", "hosting-web", "hosting-php", "hosting-monitor"];
+const BACKENDS: [&str; 4] = [
+    "hosting-db",
+    "hosting-web",
+    "hosting-php",
+    "hosting-monitor",
+];
 const CORE_FORBIDDEN: [&str; 5] = ["sqlx", "minijinja", "sysinfo", "axum", "reqwest"];
 
 /// Each workspace package's normal dependencies, transitively (names only).
@@ -31,7 +38,12 @@ fn normal_dependency_closure() -> BTreeMap<String, BTreeSet<String>> {
         .as_array()
         .expect("packages")
         .iter()
-        .map(|p| (p["id"].as_str().expect("id"), p["name"].as_str().expect("name")))
+        .map(|p| {
+            (
+                p["id"].as_str().expect("id"),
+                p["name"].as_str().expect("name"),
+            )
+        })
         .collect();
     let mut direct: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for node in meta["resolve"]["nodes"].as_array().expect("resolve.nodes") {
@@ -76,9 +88,15 @@ fn hosting_core_depends_on_no_backend_and_no_io_crate() {
     assert!(hosting.is_empty(), "hosting-core depends on {hosting:?}");
     let forbidden: Vec<_> = CORE_FORBIDDEN
         .iter()
-        .filter(|f| core.iter().any(|d| d == *f || d.starts_with(&format!("{f}-"))))
+        .filter(|f| {
+            core.iter()
+                .any(|d| d == *f || d.starts_with(&format!("{f}-")))
+        })
         .collect();
-    assert!(forbidden.is_empty(), "hosting-core depends on {forbidden:?}");
+    assert!(
+        forbidden.is_empty(),
+        "hosting-core depends on {forbidden:?}"
+    );
 }
 
 #[test]
@@ -117,6 +135,9 @@ fn every_fixed_top_level_directory_exists() {
         "tests",
         "benches",
     ] {
-        assert!(root.join(dir).is_dir(), "{dir}/ is part of the fixed layout");
+        assert!(
+            root.join(dir).is_dir(),
+            "{dir}/ is part of the fixed layout"
+        );
     }
 }

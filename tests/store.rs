@@ -1,6 +1,7 @@
 //! The store conformance suite on every engine. Test names start with the engine, so a run shows
 //! which engines executed: `sqlite_*` always, `postgres_*` and `mariadb_*` against the servers
 //! `scripts/test.sh` starts (skipped without them, failing under CI=true).
+#![allow(clippy::expect_used)] // test setup that cannot open a store should fail the test
 
 use hosting_db::{SqlStore, StoreOptions};
 use hosting_tests::{MARIADB_URL, POSTGRES_URL, fresh_database, fresh_sqlite, server_url};

@@ -216,7 +216,10 @@ mod tests {
             ("reseller_b", [false, false, false, false, true, false]),
             ("client_of_a", [false, false, false, false, false, false]),
             ("client_of_b", [false, false, false, false, false, false]),
-            ("client_of_admin", [false, false, false, false, false, false]),
+            (
+                "client_of_admin",
+                [false, false, false, false, false, false],
+            ),
         ];
         for ((actor_name, actor), (_, row)) in everyone(&c).iter().zip(expected) {
             for ((target_name, target), want) in everyone(&c).iter().zip(row) {

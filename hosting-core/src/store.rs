@@ -55,8 +55,12 @@ pub trait PanelStore: Debug + Send + Sync {
     /// All tenants.
     async fn list_tenants(&self, op: &Operator, page: PageRequest) -> Result<Page<Tenant>>;
     /// Changes a tenant.
-    async fn update_tenant(&self, op: &Operator, id: TenantId, changes: TenantChanges)
-    -> Result<Tenant>;
+    async fn update_tenant(
+        &self,
+        op: &Operator,
+        id: TenantId,
+        changes: TenantChanges,
+    ) -> Result<Tenant>;
     /// Deletes a tenant that no longer has users or websites.
     async fn delete_tenant(&self, op: &Operator, id: TenantId) -> Result<()>;
 
@@ -83,8 +87,7 @@ pub trait PanelStore: Debug + Send + Sync {
     /// The users the caller may view.
     async fn list_users(&self, caller: &Caller, page: PageRequest) -> Result<Page<User>>;
     /// Changes a user the caller manages.
-    async fn update_user(&self, caller: &Caller, id: UserId, changes: UserChanges)
-    -> Result<User>;
+    async fn update_user(&self, caller: &Caller, id: UserId, changes: UserChanges) -> Result<User>;
     /// Deletes a user the caller manages; a user that still owns sites or created users is a
     /// conflict.
     async fn delete_user(&self, caller: &Caller, id: UserId) -> Result<()>;
@@ -94,8 +97,7 @@ pub trait PanelStore: Debug + Send + Sync {
     /// A website the caller manages.
     async fn get_website(&self, caller: &Caller, id: WebsiteId) -> Result<Website>;
     /// The website answering to `domain` (primary or alias), if the caller manages it.
-    async fn get_website_by_domain(&self, caller: &Caller, domain: &DomainName)
-    -> Result<Website>;
+    async fn get_website_by_domain(&self, caller: &Caller, domain: &DomainName) -> Result<Website>;
     /// The websites the caller manages.
     async fn list_websites(&self, caller: &Caller, page: PageRequest) -> Result<Page<Website>>;
     /// Every website on a node, across tenants: what the node must serve.

@@ -139,7 +139,7 @@ fn parse_domain(input: &str) -> Result<String, InvalidValue> {
     let labels: Vec<&str> = ascii.split('.').collect();
     if labels.len() < 2 {
         return Err(bad(
-            "must have at least two labels (e.g. example.com)".into(),
+            "must have at least two labels (e.g. example.com)".into()
         ));
     }
     for label in &labels {
@@ -147,9 +147,7 @@ fn parse_domain(input: &str) -> Result<String, InvalidValue> {
             return Err(bad("must not contain an empty label ('..')".into()));
         }
         if label.len() > 63 {
-            return Err(bad(format!(
-                "label '{label}' is longer than 63 characters"
-            )));
+            return Err(bad(format!("label '{label}' is longer than 63 characters")));
         }
         if let Some(c) = label
             .chars()
@@ -327,9 +325,32 @@ fn parse_identifier(
 pub struct SystemUser(String);
 
 const RESERVED_SYSTEM_USERS: &[&str] = &[
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
-    "proxy", "www-data", "backup", "list", "irc", "nobody", "systemd-network", "messagebus",
-    "sshd", "postgres", "mysql", "nginx", "apache", "redis", "admin",
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "nobody",
+    "systemd-network",
+    "messagebus",
+    "sshd",
+    "postgres",
+    "mysql",
+    "nginx",
+    "apache",
+    "redis",
+    "admin",
 ];
 
 fn parse_system_user(s: &str) -> Result<String, InvalidValue> {
@@ -642,7 +663,11 @@ fn parse_confined_path(s: &str) -> Result<String, InvalidValue> {
     }
     for part in s.split('/') {
         match part {
-            "" => return Err(bad("must not contain empty components ('//' or a trailing '/')")),
+            "" => {
+                return Err(bad(
+                    "must not contain empty components ('//' or a trailing '/')",
+                ));
+            }
             "." | ".." => return Err(bad("must not contain '.' or '..' components")),
             _ if !part
                 .chars()
@@ -735,7 +760,7 @@ impl FromStr for PhpBytes {
 impl fmt::Display for PhpBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (shift, unit) in [(40, 'T'), (30, 'G'), (20, 'M'), (10, 'K')] {
-            if self.0 % (1 << shift) == 0 {
+            if self.0.is_multiple_of(1 << shift) {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }
@@ -800,12 +825,11 @@ impl FromStr for IpNetwork {
         let max = Self::max_prefix(addr);
         let prefix = match prefix {
             None => max,
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u8>()
-                    .ok()
-                    .filter(|p| *p <= max)
-                    .ok_or_else(|| bad("prefix length is out of range"))?
-            }
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| bad("prefix length is out of range"))?,
             Some(_) => return Err(bad("prefix length must be a number")),
         };
         let host_bits_zero = match addr {

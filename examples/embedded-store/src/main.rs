@@ -88,7 +88,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     let page = store.list_websites(&caller, PageRequest::default()).await?;
     for w in page.items {
-        println!("{} {} php={:?}", w.id, w.domain, w.php_version.map(|v| v.as_str()));
+        println!(
+            "{} {} php={:?}",
+            w.id,
+            w.domain,
+            w.php_version.map(|v| v.as_str())
+        );
     }
     store.close().await;
     Ok(())

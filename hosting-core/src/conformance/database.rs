@@ -83,10 +83,16 @@ pub async fn users_are_isolated(backend: &dyn DatabaseBackend, options: &Databas
         other => panic!("second create_user: expected AlreadyExists, got {other:?}"),
     }
     let users = backend.list_users().await.expect("list users");
-    assert!(users.contains(&user_a) && users.contains(&user_b), "{users:?}");
+    assert!(
+        users.contains(&user_a) && users.contains(&user_b),
+        "{users:?}"
+    );
 
     assert!(
-        !backend.can_connect(&user_a, &pw_a, &db_a).await.expect("probe"),
+        !backend
+            .can_connect(&user_a, &pw_a, &db_a)
+            .await
+            .expect("probe"),
         "a new user has no access before the grant"
     );
     backend.grant_all(&user_a, &db_a).await.expect("grant a");
@@ -140,8 +146,14 @@ pub async fn rotated_password_replaces_the_old(
     backend.grant_all(&u, &db).await.expect("grant");
     assert!(backend.can_connect(&u, &old, &db).await.expect("probe"));
     backend.rotate_password(&u, &new).await.expect("rotate");
-    assert!(!backend.can_connect(&u, &old, &db).await.expect("probe"), "old refused");
-    assert!(backend.can_connect(&u, &new, &db).await.expect("probe"), "new works");
+    assert!(
+        !backend.can_connect(&u, &old, &db).await.expect("probe"),
+        "old refused"
+    );
+    assert!(
+        backend.can_connect(&u, &new, &db).await.expect("probe"),
+        "new works"
+    );
     match backend.rotate_password(&user("nobody"), &new).await {
         Err(Error::NotFound { .. }) => {}
         other => panic!("rotating a missing user: expected NotFound, got {other:?}"),
@@ -169,7 +181,10 @@ pub async fn hostile_passwords_work_exactly(
     for raw in &hostile {
         let u = user("hp");
         let pw = password(raw);
-        backend.create_user(&u, &pw).await.expect("create with hostile password");
+        backend
+            .create_user(&u, &pw)
+            .await
+            .expect("create with hostile password");
         backend.grant_all(&u, &db).await.expect("grant");
         assert!(
             backend.can_connect(&u, &pw, &db).await.expect("probe"),

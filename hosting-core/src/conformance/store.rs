@@ -11,16 +11,14 @@ use crate::conformance::unique_suffix;
 use crate::error::Error;
 use crate::model::{
     AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, MetricKind, NewAuditEntry, NewNode,
-    NewTenant, NewUser, NewWebsite, Node, NodeRole, NotifyChannel, PhpSettings, Quotas, Role,
-    Ssl, SslProvider, Tenant, TenantChanges, TenantStatus, Threshold, User, UserChanges,
-    UserStatus, Website, WebsiteChanges, WebsiteSettings, WebsiteStatus,
+    NewTenant, NewUser, NewWebsite, Node, NodeRole, NotifyChannel, PhpSettings, Quotas, Role, Ssl,
+    SslProvider, Tenant, TenantChanges, TenantStatus, Threshold, User, UserChanges, UserStatus,
+    Website, WebsiteChanges, WebsiteSettings, WebsiteStatus,
 };
 use crate::page::{PageLimit, PageRequest};
 use crate::rbac::{self, Caller, Operator};
 use crate::store::PanelStore;
-use crate::types::{
-    DomainName, IpNetwork, PhpBytes, PhpVersion, SystemUser, WebServerKind,
-};
+use crate::types::{DomainName, IpNetwork, PhpBytes, PhpVersion, SystemUser, WebServerKind};
 
 /// Every function of this suite, in order. Backends call this, or the functions one by one so
 /// each shows as its own test.
@@ -239,7 +237,10 @@ pub async fn tenants_crud(store: &dyn PanelStore) {
     assert_eq!(created.slug, new.slug);
     assert_eq!(created.quotas, new.quotas);
     assert_eq!(created.status, TenantStatus::Active);
-    assert_eq!(store.get_tenant(&op, created.id).await.expect("get"), created);
+    assert_eq!(
+        store.get_tenant(&op, created.id).await.expect("get"),
+        created
+    );
     assert_exists(store.create_tenant(&op, new).await, "duplicate slug");
 
     let changed = store
@@ -257,7 +258,10 @@ pub async fn tenants_crud(store: &dyn PanelStore) {
     assert_eq!(changed.name.as_str(), format!("Acme Ltd {tag}"));
     assert_eq!(changed.status, TenantStatus::Suspended);
     assert_eq!(changed.quotas, created.quotas, "untouched fields stay");
-    assert_eq!(store.get_tenant(&op, created.id).await.expect("get"), changed);
+    assert_eq!(
+        store.get_tenant(&op, created.id).await.expect("get"),
+        changed
+    );
 
     let listed = store.list_tenants(&op, page(500)).await.expect("list");
     assert!(listed.items.iter().any(|t| t.id == created.id));
@@ -304,7 +308,10 @@ pub async fn users_crud(store: &dyn PanelStore) {
 
     let as_admin = caller(&w.admin);
     assert_eq!(
-        store.get_user(&as_admin, w.client_of_a.id).await.expect("get"),
+        store
+            .get_user(&as_admin, w.client_of_a.id)
+            .await
+            .expect("get"),
         w.client_of_a
     );
     assert_exists(
@@ -401,7 +408,10 @@ pub async fn websites_crud(store: &dyn PanelStore) {
     let w = World::create(store).await;
     let me = caller(&w.client_of_a);
     let new = w.site(&w.client_of_a, "shop");
-    let site = store.create_website(&me, new.clone()).await.expect("create");
+    let site = store
+        .create_website(&me, new.clone())
+        .await
+        .expect("create");
     assert_eq!(site.tenant_id, w.tenant.id);
     assert_eq!(site.owner_id, w.client_of_a.id);
     assert_eq!(site.domain, new.domain);
@@ -516,7 +526,10 @@ pub async fn settings_round_trip(store: &dyn PanelStore) {
     new.php_version = Some(PhpVersion::V8_0);
     new.web_server = WebServerKind::OpenLiteSpeed;
     new.document_root = parse("sites/shop/public");
-    let site = store.create_website(&me, new.clone()).await.expect("create");
+    let site = store
+        .create_website(&me, new.clone())
+        .await
+        .expect("create");
     assert_eq!(site.settings, new.settings);
     let read = store.get_website(&me, site.id).await.expect("get");
     assert_eq!(read.settings, new.settings);
@@ -743,7 +756,10 @@ pub async fn roles_scope_what_is_visible(store: &dyn PanelStore) {
     let mut sites: Vec<(&str, &User, Website)> = Vec::new();
     for (name, owner) in w.users() {
         let site = store
-            .create_website(&as_admin, w.site(owner, &format!("own-{name}").replace('_', "-")))
+            .create_website(
+                &as_admin,
+                w.site(owner, &format!("own-{name}").replace('_', "-")),
+            )
             .await
             .expect("admin creates a site for anyone in the tenant");
         sites.push((name, owner, site));
@@ -770,13 +786,19 @@ pub async fn roles_scope_what_is_visible(store: &dyn PanelStore) {
                 assert_not_found(store.get_website_by_domain(&me, &site.domain).await, &what);
             }
             // Creating a site for that owner follows the same rule.
-            let new = w.site(owner, &format!("by-{actor_name}-for-{owner_name}").replace('_', "-"));
+            let new = w.site(
+                owner,
+                &format!("by-{actor_name}-for-{owner_name}").replace('_', "-"),
+            );
             let created = store.create_website(&me, new).await;
             if allowed {
                 created.expect(&what);
             } else {
                 assert!(
-                    matches!(created, Err(Error::NotFound { .. } | Error::PermissionDenied(_))),
+                    matches!(
+                        created,
+                        Err(Error::NotFound { .. } | Error::PermissionDenied(_))
+                    ),
                     "create: {what}: {created:?}"
                 );
             }
@@ -926,7 +948,11 @@ pub async fn alert_rules_crud(store: &dyn PanelStore) {
         .expect("replace");
     assert_eq!(replaced.spec, next);
     assert_eq!(
-        store.list_alert_rules(&me, page(10)).await.expect("list").items,
+        store
+            .list_alert_rules(&me, page(10))
+            .await
+            .expect("list")
+            .items,
         vec![replaced]
     );
     for (name, user) in w.users().into_iter().skip(1) {
@@ -1050,9 +1076,15 @@ pub async fn hostile_values_never_reach_the_store(store: &dyn PanelStore) {
         assert!(SystemUser::from_str(raw).is_err(), "{raw:?}");
         assert!(crate::types::DbName::from_str(raw).is_err(), "{raw:?}");
     }
-    assert!(SystemUser::from_str("root").is_err(), "system accounts are reserved");
+    assert!(
+        SystemUser::from_str("root").is_err(),
+        "system accounts are reserved"
+    );
     for raw in ["../etc/passwd", "/etc/passwd", "a/../../b", "a//b", "a\0b"] {
-        assert!(crate::types::ConfinedPath::from_str(raw).is_err(), "{raw:?}");
+        assert!(
+            crate::types::ConfinedPath::from_str(raw).is_err(),
+            "{raw:?}"
+        );
     }
     assert!(PhpBytes::from_str("128M\nmemory_limit=-1").is_err());
     assert!(crate::types::IniValue::from_str("1\nphp_admin_value[x]=y").is_err());

@@ -145,6 +145,22 @@ fn user_scope(caller: &Caller, args: Args) -> (&'static str, Args) {
     }
 }
 
+/// `?` placeholders as PostgreSQL's `$1, $2, ...`. Our SQL holds no `?` inside literals.
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn page_of<T>(items: Vec<T>, page: PageRequest, id: impl Fn(&T) -> i64) -> Page<T> {
     let full = items.len() == page.limit.get() as usize;
     let next_after = if full { items.last().map(&id) } else { None };
@@ -172,6 +188,12 @@ impl SqlStore {
         sqlx::any::install_default_drivers();
         let (dialect, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
             let path = rest.trim_start_matches("//");
+            let file = path.split('?').next().unwrap_or_default();
+            if let Some(dir) = std::path::Path::new(file).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| Error::backend("panel-store", e))?;
+            }
             let sep = if path.contains('?') { '&' } else { '?' };
             let url = if path.contains("mode=") {
                 format!("sqlite://{path}")
@@ -249,21 +271,10 @@ impl SqlStore {
 
     /// `sql` with `?` placeholders, rewritten to `$1, $2, ...` for PostgreSQL.
     fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
-        if self.dialect != Dialect::Postgres {
-            return Cow::Borrowed(sql);
+        match self.dialect {
+            Dialect::Postgres => Cow::Owned(numbered_placeholders(sql)),
+            Dialect::Sqlite | Dialect::MySql => Cow::Borrowed(sql),
         }
-        let mut out = String::with_capacity(sql.len() + 16);
-        let mut n = 0;
-        for c in sql.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        Cow::Owned(out)
     }
 
     fn query(&self, sql: &str, args: Args) -> sqlx::query::Query<'static, Any, AnyArguments> {
@@ -396,12 +407,7 @@ impl SqlStore {
         })
     }
 
-    async fn load_website<'e, E>(
-        &self,
-        exec: E,
-        caller: &Caller,
-        id: WebsiteId,
-    ) -> Result<Website>
+    async fn load_website<'e, E>(&self, exec: E, caller: &Caller, id: WebsiteId) -> Result<Website>
     where
         E: Executor<'e, Database = Any>,
     {
@@ -814,12 +820,7 @@ impl PanelStore for SqlStore {
             .await
     }
 
-    async fn update_user(
-        &self,
-        caller: &Caller,
-        id: UserId,
-        changes: UserChanges,
-    ) -> Result<User> {
+    async fn update_user(&self, caller: &Caller, id: UserId, changes: UserChanges) -> Result<User> {
         let mut tx = self.begin().await?;
         let facts = self.user_facts(&mut *tx, caller.tenant, id, None).await?;
         if !rbac::can_manage_user(caller, &facts) {
@@ -963,11 +964,7 @@ impl PanelStore for SqlStore {
         self.load_website(&self.pool, caller, id).await
     }
 
-    async fn get_website_by_domain(
-        &self,
-        caller: &Caller,
-        domain: &DomainName,
-    ) -> Result<Website> {
+    async fn get_website_by_domain(&self, caller: &Caller, domain: &DomainName) -> Result<Website> {
         let (scope, args) = website_scope(
             caller,
             Args::default()
@@ -1084,8 +1081,14 @@ impl PanelStore for SqlStore {
             "DELETE FROM alert_rules WHERE website_id = ?",
             "DELETE FROM websites WHERE id = ?",
         ] {
-            self.execute(&mut *tx, sql, Args::default().int(id.0), "website", String::new)
-                .await?;
+            self.execute(
+                &mut *tx,
+                sql,
+                Args::default().int(id.0),
+                "website",
+                String::new,
+            )
+            .await?;
         }
         Self::commit(tx).await
     }
@@ -1240,5 +1243,87 @@ impl PanelStore for SqlStore {
             e.id.0
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db() -> (std::path::PathBuf, String) {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "hosting-db-unit-{}-{}-{n}",
+            std::process::id(),
+            now_ms()
+        ));
+        let url = format!("sqlite:{}", dir.join("nested/panel.db").display());
+        (dir, url)
+    }
+
+    #[tokio::test]
+    async fn sqlite_file_is_created_on_first_use_in_wal_mode() {
+        let (dir, url) = temp_db();
+        let store = SqlStore::open(&url, &StoreOptions::default())
+            .await
+            .expect("open");
+        assert!(dir.join("nested/panel.db").is_file());
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.pool)
+            .await
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+        assert_eq!(store.info().engine, "sqlite");
+        store.close().await;
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+
+    #[tokio::test]
+    async fn migrations_are_idempotent_and_data_survives_reopening() {
+        let (dir, url) = temp_db();
+        let op = Operator::assume();
+        let store = SqlStore::open(&url, &StoreOptions::default())
+            .await
+            .expect("open");
+        let tenant = store
+            .create_tenant(
+                &op,
+                NewTenant {
+                    name: "Kept".parse().expect("name"),
+                    slug: "kept".parse().expect("slug"),
+                    quotas: Default::default(),
+                },
+            )
+            .await
+            .expect("create");
+        store.close().await;
+        let reopened = SqlStore::open(&url, &StoreOptions::default())
+            .await
+            .expect("reopen runs migrations again without error");
+        assert_eq!(
+            reopened.get_tenant(&op, tenant.id).await.expect("kept"),
+            tenant
+        );
+        reopened.close().await;
+        std::fs::remove_dir_all(dir).expect("cleanup");
+    }
+
+    #[tokio::test]
+    async fn unknown_url_schemes_are_refused_by_name() {
+        for url in ["redis://localhost", "sqlserver://x", "", "file:/tmp/x"] {
+            match SqlStore::open(url, &StoreOptions::default()).await {
+                Err(Error::Invalid { field, .. }) => assert_eq!(field, "database_url"),
+                other => panic!("{url}: expected Invalid, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn postgres_placeholders_are_numbered_in_order() {
+        assert_eq!(
+            numbered_placeholders("SELECT a FROM t WHERE b = ? AND c IN (?, ?)"),
+            "SELECT a FROM t WHERE b = $1 AND c IN ($2, $3)"
+        );
     }
 }

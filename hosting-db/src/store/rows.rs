@@ -55,9 +55,7 @@ fn parsed<T: FromStr>(row: &AnyRow, column: &str) -> Result<T, Error>
 where
     T::Err: std::fmt::Display,
 {
-    text(row, column)?
-        .parse()
-        .map_err(|e| corrupt(column, e))
+    text(row, column)?.parse().map_err(|e| corrupt(column, e))
 }
 
 fn opt_parsed<T: FromStr>(row: &AnyRow, column: &str) -> Result<Option<T>, Error>
