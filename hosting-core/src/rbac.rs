@@ -55,6 +55,9 @@ pub struct SiteFacts {
     pub tenant: TenantId,
     /// The site's owner.
     pub owner: UserId,
+    /// The owner's role: a reseller reaches only sites of *clients* it created, so promoting a
+    /// client takes it out of its reseller's hands.
+    pub owner_role: Role,
     /// Who created the owner (a reseller, for its clients).
     pub owner_created_by: Option<UserId>,
 }
@@ -93,7 +96,10 @@ pub fn can_manage_site(caller: &Caller, site: &SiteFacts) -> bool {
     }
     match caller.role {
         Role::Admin => true,
-        Role::Reseller => site.owner == caller.user || site.owner_created_by == Some(caller.user),
+        Role::Reseller => {
+            site.owner == caller.user
+                || (site.owner_role == Role::Client && site.owner_created_by == Some(caller.user))
+        }
         Role::Client => site.owner == caller.user,
     }
 }
@@ -105,6 +111,7 @@ pub fn can_create_site_for(caller: &Caller, owner: &UserFacts) -> bool {
         &SiteFacts {
             tenant: owner.tenant,
             owner: owner.id,
+            owner_role: owner.role,
             owner_created_by: owner.created_by,
         },
     )
@@ -162,6 +169,7 @@ mod tests {
         SiteFacts {
             tenant: owner.tenant,
             owner: owner.id,
+            owner_role: owner.role,
             owner_created_by: owner.created_by,
         }
     }
@@ -277,6 +285,19 @@ mod tests {
             }
             assert!(!can_administer_tenant(&me, T2));
         }
+    }
+
+    /// A client promoted out of the client role leaves its reseller's reach, sites included.
+    #[test]
+    fn promotion_ends_a_resellers_control() {
+        let c = cast(T1, 0);
+        let mut promoted = c.client_of_a;
+        promoted.role = Role::Reseller;
+        let reseller = caller(&c.reseller_a);
+        assert!(!can_manage_user(&reseller, &promoted));
+        assert!(!can_manage_site(&reseller, &site_of(&promoted)));
+        assert!(!can_create_site_for(&reseller, &promoted));
+        assert!(can_manage_site(&caller(&c.admin), &site_of(&promoted)));
     }
 
     #[test]

@@ -116,7 +116,9 @@ fn parse_domain(input: &str) -> Result<String, InvalidValue> {
         return Err(bad("must not be empty".into()));
     }
     if input.len() > 1024 {
-        return Err(bad("must be at most 253 characters".into()));
+        return Err(bad(
+            "must be at most 1024 bytes before IDN conversion".into()
+        ));
     }
     if let Some(c) = first_breakout_char(input) {
         return Err(bad(format!("must not contain {}", describe(c))));
@@ -542,7 +544,11 @@ fn parse_email(s: &str) -> Result<String, InvalidValue> {
         )));
     }
     let domain = parse_domain(domain).map_err(|e| bad(format!("its domain {}", e.rule)))?;
-    Ok(format!("{local}@{domain}"))
+    let email = format!("{local}@{domain}");
+    if email.len() > 254 {
+        return Err(bad("must be at most 254 characters".into()));
+    }
+    Ok(email)
 }
 validated_string!(EmailAddress, "email", parse_email);
 

@@ -84,9 +84,9 @@ macro_rules! string_type_props {
 
 string_type_props! {
     domain_name: DomainName, "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?(\\.[a-z0-9]{1,12}){0,3}\\.[a-z]{2,8}";
-    system_user: SystemUser, "[a-z][a-z0-9_-]{0,20}[0-9]";
-    db_name: DbName, "[a-z][a-z0-9_]{0,40}[0-9]";
-    db_user_name: DbUserName, "[a-z][a-z0-9_]{0,20}[0-9]";
+    system_user: SystemUser, "[a-oq-z][a-z0-9_-]{0,20}[0-9]";
+    db_name: DbName, "[a-oq-z][a-z0-9_]{0,40}[0-9]";
+    db_user_name: DbUserName, "[a-oq-z][a-z0-9_]{0,20}[0-9]";
     slug: Slug, "[a-z0-9]{1,10}(-[a-z0-9]{1,10}){0,3}";
     node_name: NodeName, "[a-z0-9]{1,10}(-[a-z0-9]{1,10}){0,3}";
     charset: Charset, "[A-Za-z0-9_.-]{1,64}";

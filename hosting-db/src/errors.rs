@@ -22,6 +22,10 @@ pub(crate) fn map_sqlx(
             ErrorKind::ForeignKeyViolation => Error::Conflict(format!(
                 "{entity} is referenced by, or references, a row that does not allow the change"
             )),
+            // Serialization failure or deadlock: the change lost a race and can be retried.
+            _ if matches!(db.code().as_deref(), Some("40001" | "40P01")) => Error::Conflict(
+                format!("{entity} was changed concurrently; retry the request"),
+            ),
             _ => Error::backend(backend, err),
         },
         _ => Error::backend(backend, err),

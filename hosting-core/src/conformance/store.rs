@@ -203,7 +203,7 @@ impl World {
             node_id: self.node.id,
             web_server: WebServerKind::Nginx,
             php_version: Some(PhpVersion::V8_2),
-            system_user: parse(&format!("u{}", owner.id.0)),
+            system_user: parse(&format!("s{}", unique_suffix())),
             document_root: parse("public_html"),
             settings: WebsiteSettings::default(),
         }
@@ -393,6 +393,19 @@ pub async fn users_crud(store: &dyn PanelStore) {
         "reseller changing another reseller's client",
     );
 
+    assert_denied(
+        store
+            .update_user(
+                &as_admin,
+                w.admin.id,
+                UserChanges {
+                    role: Some(Role::Client),
+                    ..UserChanges::default()
+                },
+            )
+            .await,
+        "an admin demoting itself",
+    );
     store
         .delete_user(&caller(&w.reseller_b), w.client_of_b.id)
         .await
@@ -442,7 +455,20 @@ pub async fn websites_crud(store: &dyn PanelStore) {
     assert_eq!(listed.items, vec![site.clone()]);
 
     let alias: DomainName = parse(&format!("shop-alias.{}.example.com", w.tag));
-    let changed = store
+    assert_denied(
+        store
+            .update_website(
+                &me,
+                site.id,
+                WebsiteChanges {
+                    status: Some(WebsiteStatus::Active),
+                    ..WebsiteChanges::default()
+                },
+            )
+            .await,
+        "a client changing its site's status",
+    );
+    store
         .update_website(
             &me,
             site.id,
@@ -450,12 +476,22 @@ pub async fn websites_crud(store: &dyn PanelStore) {
                 aliases: Some(vec![alias.clone()]),
                 php_version: Some(Some(PhpVersion::V8_4)),
                 web_server: Some(WebServerKind::Apache),
-                status: Some(WebsiteStatus::Active),
                 ..WebsiteChanges::default()
             },
         )
         .await
         .expect("update");
+    let changed = store
+        .update_website(
+            &caller(&w.admin),
+            site.id,
+            WebsiteChanges {
+                status: Some(WebsiteStatus::Active),
+                ..WebsiteChanges::default()
+            },
+        )
+        .await
+        .expect("an admin activates the site");
     assert_eq!(changed.aliases, vec![alias.clone()]);
     assert_eq!(changed.php_version, Some(PhpVersion::V8_4));
     assert_eq!(changed.web_server, WebServerKind::Apache);
@@ -697,7 +733,7 @@ pub async fn cross_tenant_access_is_refused(store: &dyn PanelStore) {
                     &me,
                     their_site.id,
                     WebsiteChanges {
-                        status: Some(WebsiteStatus::Suspended),
+                        php_version: Some(None),
                         ..WebsiteChanges::default()
                     },
                 )
@@ -773,6 +809,7 @@ pub async fn roles_scope_what_is_visible(store: &dyn PanelStore) {
                 &rbac::SiteFacts {
                     tenant: owner.tenant_id,
                     owner: owner.id,
+                    owner_role: owner.role,
                     owner_created_by: owner.created_by,
                 },
             );

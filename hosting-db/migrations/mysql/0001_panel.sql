@@ -29,7 +29,7 @@ CREATE TABLE nodes (
     id         BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     name       VARCHAR(200)    NOT NULL UNIQUE,
     address    VARCHAR(300)    NOT NULL,
-    roles      TEXT    NOT NULL,
+    roles      MEDIUMTEXT    NOT NULL,
     created_at BIGINT NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
@@ -38,12 +38,12 @@ CREATE TABLE websites (
     tenant_id     BIGINT NOT NULL,
     owner_id      BIGINT NOT NULL,
     domain        VARCHAR(253)    NOT NULL UNIQUE,
-    aliases       TEXT    NOT NULL,
+    aliases       MEDIUMTEXT    NOT NULL,
     node_id       BIGINT NOT NULL,
     web_server    VARCHAR(32)    NOT NULL,
     php_version   VARCHAR(8),
     system_user   VARCHAR(32)    NOT NULL,
-    document_root TEXT    NOT NULL,
+    document_root MEDIUMTEXT    NOT NULL,
     status        VARCHAR(16)    NOT NULL,
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL,
@@ -72,7 +72,7 @@ CREATE TABLE website_configs (
     php_max_execution_time BIGINT NOT NULL,
     php_upload_max_size    BIGINT NOT NULL,
     php_post_max_size      BIGINT NOT NULL,
-    php_extensions         TEXT    NOT NULL,
+    php_extensions         MEDIUMTEXT    NOT NULL,
     db_engine              VARCHAR(16),
     db_name                VARCHAR(64),
     db_charset             VARCHAR(64),
@@ -83,8 +83,8 @@ CREATE TABLE website_configs (
     gzip                   BIGINT NOT NULL,
     cache_ttl_secs         BIGINT,
     security_headers       BIGINT NOT NULL,
-    allowed_ips            TEXT    NOT NULL,
-    blocked_ips            TEXT    NOT NULL,
+    allowed_ips            MEDIUMTEXT    NOT NULL,
+    blocked_ips            MEDIUMTEXT    NOT NULL,
     FOREIGN KEY (website_id) REFERENCES websites (id) ON DELETE CASCADE
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
@@ -97,7 +97,7 @@ CREATE TABLE alert_rules (
     comparison  VARCHAR(16)    NOT NULL,
     threshold   DOUBLE    NOT NULL,
     for_secs    BIGINT NOT NULL,
-    channels    TEXT    NOT NULL,
+    channels    MEDIUMTEXT    NOT NULL,
     enabled     BIGINT NOT NULL,
     created_at  BIGINT NOT NULL,
     UNIQUE (tenant_id, name),
@@ -112,10 +112,10 @@ CREATE TABLE audit_log (
     tenant_id BIGINT,
     actor_id  BIGINT,
     action    VARCHAR(128)    NOT NULL,
-    target    TEXT    NOT NULL,
+    target    MEDIUMTEXT    NOT NULL,
     outcome   VARCHAR(16)    NOT NULL,
     source_ip VARCHAR(64),
-    detail    TEXT    NOT NULL,
+    detail    MEDIUMTEXT    NOT NULL,
     at        BIGINT NOT NULL
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 CREATE INDEX audit_log_tenant_id ON audit_log (tenant_id, id);

@@ -108,9 +108,9 @@ fn now_ms() -> i64 {
     rows::millis(Utc::now())
 }
 
-fn to_i64(v: u64) -> Result<i64> {
+fn to_i64(field: &'static str, v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::Invalid {
-        field: "quotas".into(),
+        field: field.into(),
         reason: "is too large".into(),
     })
 }
@@ -124,7 +124,8 @@ fn website_scope(caller: &Caller, args: Args) -> (&'static str, Args) {
         Role::Admin => ("w.tenant_id = ?", args.int(t)),
         Role::Reseller => (
             "w.tenant_id = ? AND (w.owner_id = ? OR w.owner_id IN \
-             (SELECT s.id FROM users s WHERE s.tenant_id = ? AND s.created_by = ?))",
+             (SELECT s.id FROM users s WHERE s.tenant_id = ? AND s.created_by = ? \
+             AND s.role = 'client'))",
             args.int(t).int(u).int(t).int(u),
         ),
         Role::Client => ("w.tenant_id = ? AND w.owner_id = ?", args.int(t).int(u)),
@@ -215,6 +216,16 @@ impl SqlStore {
             .min_connections(options.min_connections)
             .acquire_timeout(options.acquire_timeout)
             .idle_timeout(options.idle_timeout);
+        if dialect == Dialect::MySql {
+            // Strict mode: an over-long value is an error, never a silent truncation.
+            pool_options = pool_options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'STRICT_ALL_TABLES')")
+                        .await
+                        .map(|_| ())
+                })
+            });
+        }
         if dialect == Dialect::Sqlite {
             // WAL lets readers run beside the writer; NORMAL sync is safe under WAL.
             pool_options = pool_options.after_connect(|conn, _meta| {
@@ -484,7 +495,10 @@ impl SqlStore {
         tenant: TenantId,
         domains: impl Iterator<Item = &DomainName>,
     ) -> Result<()> {
-        for domain in domains {
+        // Sorted, so two transactions claiming overlapping domains lock them in the same order
+        // and one fails with a unique violation instead of both deadlocking.
+        let sorted: std::collections::BTreeSet<&DomainName> = domains.collect();
+        for domain in sorted {
             let d = domain.to_string();
             self.execute(
                 &mut **tx,
@@ -515,10 +529,13 @@ impl SqlStore {
         let db = settings.database.as_ref();
         let php = &settings.php;
         let args = Args::default()
-            .int(to_i64(php.memory_limit().bytes())?)
+            .int(to_i64("memory_limit", php.memory_limit().bytes())?)
             .int(i64::from(php.max_execution_time()))
-            .int(to_i64(php.upload_max_filesize().bytes())?)
-            .int(to_i64(php.post_max_size().bytes())?)
+            .int(to_i64(
+                "upload_max_filesize",
+                php.upload_max_filesize().bytes(),
+            )?)
+            .int(to_i64("post_max_size", php.post_max_size().bytes())?)
             .text(rows::to_json(php.extensions())?)
             .opt_text(db.map(|d| d.engine.to_string()))
             .opt_text(db.map(|d| d.name.to_string()))
@@ -626,7 +643,12 @@ impl PanelStore for SqlStore {
                     .text(TenantStatus::Active.to_string())
                     .opt_int(new.quotas.max_websites.map(i64::from))
                     .opt_int(new.quotas.max_databases.map(i64::from))
-                    .opt_int(new.quotas.max_storage_mb.map(to_i64).transpose()?)
+                    .opt_int(
+                        new.quotas
+                            .max_storage_mb
+                            .map(|v| to_i64("max_storage_mb", v))
+                            .transpose()?,
+                    )
                     .int(now_ms()),
                 "tenant",
                 || format!("slug {slug}"),
@@ -679,7 +701,12 @@ impl PanelStore for SqlStore {
                 .text(status.to_string())
                 .opt_int(quotas.max_websites.map(i64::from))
                 .opt_int(quotas.max_databases.map(i64::from))
-                .opt_int(quotas.max_storage_mb.map(to_i64).transpose()?)
+                .opt_int(
+                    quotas
+                        .max_storage_mb
+                        .map(|v| to_i64("max_storage_mb", v))
+                        .transpose()?,
+                )
                 .int(id.0),
             "tenant",
             String::new,
@@ -703,6 +730,14 @@ impl PanelStore for SqlStore {
                 "the tenant still has users; delete them first".into(),
             ));
         }
+        self.execute(
+            &mut *tx,
+            "DELETE FROM alert_rules WHERE tenant_id = ?",
+            Args::default().int(id.0),
+            "alert rule",
+            String::new,
+        )
+        .await?;
         let removed = self
             .execute(
                 &mut *tx,
@@ -825,6 +860,11 @@ impl PanelStore for SqlStore {
         let facts = self.user_facts(&mut *tx, caller.tenant, id, None).await?;
         if !rbac::can_manage_user(caller, &facts) {
             return Err(Error::not_found("user"));
+        }
+        if id == caller.user && (changes.role.is_some() || changes.status.is_some()) {
+            return Err(Error::denied(
+                "nobody changes their own role or status; another admin must",
+            ));
         }
         if let Some(role) = changes.role
             && role != facts.role
@@ -1023,6 +1063,11 @@ impl PanelStore for SqlStore {
         id: WebsiteId,
         changes: WebsiteChanges,
     ) -> Result<Website> {
+        if changes.status.is_some() && caller.role != Role::Admin {
+            return Err(Error::denied(
+                "only a tenant admin may change a website's status (suspend or resume it)",
+            ));
+        }
         let mut tx = self.begin().await?;
         let current = self.load_website(&mut *tx, caller, id).await?;
         if let Some(aliases) = &changes.aliases {
@@ -1073,8 +1118,7 @@ impl PanelStore for SqlStore {
     async fn delete_website(&self, caller: &Caller, id: WebsiteId) -> Result<()> {
         let mut tx = self.begin().await?;
         self.load_website(&mut *tx, caller, id).await?;
-        // Children first: MySQL and SQLite apply ON DELETE CASCADE, but deleting them
-        // explicitly keeps the statement order the same on every engine.
+        // Children first, explicitly, rather than relying on each engine's cascade behaviour.
         for sql in [
             "DELETE FROM website_domains WHERE website_id = ?",
             "DELETE FROM website_configs WHERE website_id = ?",
@@ -1112,6 +1156,7 @@ impl PanelStore for SqlStore {
     }
 
     async fn get_alert_rule(&self, caller: &Caller, id: AlertRuleId) -> Result<AlertRule> {
+        Self::require_admin(caller, "read alert rules")?;
         let sql = format!(
             "SELECT {} FROM alert_rules WHERE id = ? AND tenant_id = ?",
             rows::ALERT_RULE_COLUMNS
@@ -1132,6 +1177,7 @@ impl PanelStore for SqlStore {
         caller: &Caller,
         page: PageRequest,
     ) -> Result<Page<AlertRule>> {
+        Self::require_admin(caller, "read alert rules")?;
         let sql = format!(
             "SELECT {} FROM alert_rules WHERE tenant_id = ?",
             rows::ALERT_RULE_COLUMNS
@@ -1167,12 +1213,11 @@ impl PanelStore for SqlStore {
                 || format!("name {name}"),
             )
             .await?;
-        // MySQL counts only rows whose values changed, so confirm existence by reading.
-        let rule = self.get_alert_rule(caller, id).await?;
-        if changed == 0 && rule.spec != spec {
+        // sqlx asks MySQL for matched (not changed) rows, so 0 means no such rule here.
+        if changed == 0 {
             return Err(Error::not_found("alert rule"));
         }
-        Ok(rule)
+        self.get_alert_rule(caller, id).await
     }
 
     async fn delete_alert_rule(&self, caller: &Caller, id: AlertRuleId) -> Result<()> {
@@ -1193,6 +1238,12 @@ impl PanelStore for SqlStore {
     }
 
     async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        if entry.action.is_empty() || entry.action.len() > 128 {
+            return Err(Error::Invalid {
+                field: "action".into(),
+                reason: "must be 1 to 128 bytes".into(),
+            });
+        }
         let at = now_ms();
         let id = self
             .insert(
