@@ -16,10 +16,14 @@ use hosting_core::{DatabaseBackend, DatabaseOptions};
 use hosting_db::customer::{CustomerServerConfig, MySqlBackend, PostgresBackend};
 use sqlx::{AnyPool, AssertSqlSafe};
 
-const ITERATIONS: usize = 50;
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs a short smoke pass.
+    let iterations = if std::env::args().any(|a| a == "--bench") {
+        50
+    } else {
+        2
+    };
     sqlx::any::install_default_drivers();
     println!("| engine | create database + user + grant | raw sqlx, same three statements |");
     println!("|---|---|---|");
@@ -37,17 +41,20 @@ async fn main() {
         } else {
             Box::new(MySqlBackend::connect(config).await.expect("connect"))
         };
-        let ours = provision_with_backend(backend.as_ref()).await;
-        let raw = provision_raw(engine, &url).await;
+        let ours = provision_with_backend(backend.as_ref(), iterations).await;
+        let raw = provision_raw(engine, &url, iterations).await;
         println!("| {engine} | {ours} | {raw} |");
     }
 }
 
-async fn provision_with_backend(backend: &dyn DatabaseBackend) -> stats::Summary {
+async fn provision_with_backend(
+    backend: &dyn DatabaseBackend,
+    iterations: usize,
+) -> stats::Summary {
     let password: Password = "bench-password-1".parse().unwrap();
-    let mut samples = Vec::with_capacity(ITERATIONS);
+    let mut samples = Vec::with_capacity(iterations);
     let mut created = Vec::new();
-    for _ in 0..ITERATIONS {
+    for _ in 0..iterations {
         let suffix = unique_suffix();
         let db: DbName = format!("bench_{suffix}").parse().unwrap();
         let user: DbUserName = format!("bu_{suffix}").parse().unwrap();
@@ -70,11 +77,11 @@ async fn provision_with_backend(backend: &dyn DatabaseBackend) -> stats::Summary
 
 /// The floor: the same DDL sent straight through one pool, with no existence checks, quoting
 /// or isolation steps.
-async fn provision_raw(engine: &str, url: &str) -> stats::Summary {
+async fn provision_raw(engine: &str, url: &str, iterations: usize) -> stats::Summary {
     let pool = AnyPool::connect(url).await.unwrap();
-    let mut samples: Vec<Duration> = Vec::with_capacity(ITERATIONS);
+    let mut samples: Vec<Duration> = Vec::with_capacity(iterations);
     let mut created = Vec::new();
-    for _ in 0..ITERATIONS {
+    for _ in 0..iterations {
         let suffix = unique_suffix();
         let (db, user) = (format!("raw_{suffix}"), format!("ru_{suffix}"));
         let statements = if engine == "postgres" {

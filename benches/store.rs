@@ -24,32 +24,60 @@ use hosting_core::{PageLimit, PageRequest, PanelStore};
 use hosting_db::{SqlStore, StoreOptions};
 use sqlx::{AnyPool, Row};
 
-const TENANTS: usize = 100;
-const SITES_PER_TENANT: usize = 100;
-const ITERATIONS: usize = 2_000;
-const WARMUP: usize = 200;
+/// Sizes of one run: the full benchmark under `cargo bench`, a quick smoke run under
+/// `cargo test --all-targets` (which runs bench binaries without `--bench`).
+#[derive(Clone, Copy)]
+struct Scale {
+    tenants: usize,
+    sites_per_tenant: usize,
+    iterations: usize,
+    warmup: usize,
+}
+
+const FULL: Scale = Scale {
+    tenants: 100,
+    sites_per_tenant: 100,
+    iterations: 2_000,
+    warmup: 200,
+};
+const SMOKE: Scale = Scale {
+    tenants: 2,
+    sites_per_tenant: 100,
+    iterations: 5,
+    warmup: 1,
+};
 /// Concurrent inserts while loading (the panel serves many requests at once).
 const INSERT_CONCURRENCY: usize = 8;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let scale = if std::env::args().any(|a| a == "--bench") {
+        FULL
+    } else {
+        SMOKE
+    };
     println!("| engine | operation | ours | raw sqlx baseline |");
     println!("|---|---|---|---|");
     let (dir, sqlite_url) = hosting_tests::fresh_sqlite();
-    run("sqlite", &sqlite_url).await;
+    run(scale, "sqlite", &sqlite_url).await;
     drop(dir);
     for (engine, var) in [
         ("postgres", hosting_tests::POSTGRES_URL),
         ("mariadb", hosting_tests::MARIADB_URL),
     ] {
         match std::env::var(var) {
-            Ok(admin) => run(engine, &hosting_tests::fresh_database(&admin).await).await,
+            Ok(admin) => run(scale, engine, &hosting_tests::fresh_database(&admin).await).await,
             Err(_) => println!("| {engine} | skipped: {var} not set | | |"),
         }
     }
 }
 
-async fn run(engine: &str, url: &str) {
+async fn run(scale: Scale, engine: &str, url: &str) {
+    let Scale {
+        tenants,
+        sites_per_tenant,
+        ..
+    } = scale;
     let options = StoreOptions {
         max_connections: 16,
         ..StoreOptions::default()
@@ -68,7 +96,7 @@ async fn run(engine: &str, url: &str) {
         .await
         .unwrap();
     let mut admins = Vec::new();
-    for t in 0..TENANTS {
+    for t in 0..tenants {
         let tenant = store
             .create_tenant(
                 &op,
@@ -101,7 +129,7 @@ async fn run(engine: &str, url: &str) {
     let domain = |t: usize, s: usize| -> DomainName {
         format!("site{s}.tenant{t}.example.com").parse().unwrap()
     };
-    let jobs = (0..SITES_PER_TENANT).flat_map(|s| (0..TENANTS).map(move |t| (t, s)));
+    let jobs = (0..sites_per_tenant).flat_map(|s| (0..tenants).map(move |t| (t, s)));
     let started = Instant::now();
     futures::stream::iter(jobs)
         .for_each_concurrent(INSERT_CONCURRENCY, |(t, s)| {
@@ -130,15 +158,15 @@ async fn run(engine: &str, url: &str) {
     let insert = started.elapsed();
     println!(
         "| {engine} | insert {} websites ({INSERT_CONCURRENCY} concurrent) | {:.2} s total, {:.0} µs/site | |",
-        TENANTS * SITES_PER_TENANT,
+        tenants * sites_per_tenant,
         insert.as_secs_f64(),
-        insert.as_secs_f64() * 1e6 / (TENANTS * SITES_PER_TENANT) as f64
+        insert.as_secs_f64() * 1e6 / (tenants * sites_per_tenant) as f64
     );
 
     let raw = AnyPool::connect(&raw_url(url))
         .await
         .expect("baseline pool");
-    let caller = admins[TENANTS / 2];
+    let caller = admins[tenants / 2];
     let placeholder = |n: usize| {
         if engine == "postgres" {
             format!("${n}")
@@ -148,7 +176,7 @@ async fn run(engine: &str, url: &str) {
     };
 
     let page = PageRequest::first(PageLimit::try_from(50).unwrap());
-    let ours = measure(|_| async {
+    let ours = measure(scale, |_| async {
         let p = store.list_websites(&caller, page).await.unwrap();
         assert_eq!(p.items.len(), 50);
     })
@@ -158,7 +186,7 @@ async fn run(engine: &str, url: &str) {
          WHERE w.tenant_id = {} ORDER BY w.id LIMIT 50",
         placeholder(1)
     );
-    let baseline = measure(|_| async {
+    let baseline = measure(scale, |_| async {
         let rows = sqlx::query(sqlx::AssertSqlSafe(list_sql.clone()))
             .bind(caller.tenant.0)
             .fetch_all(&raw)
@@ -174,7 +202,7 @@ async fn run(engine: &str, url: &str) {
         after: first.next_after,
         ..page
     };
-    let ours = measure(|_| async {
+    let ours = measure(scale, |_| async {
         let p = store.list_websites(&caller, second).await.unwrap();
         assert_eq!(p.items.len(), 50);
     })
@@ -185,7 +213,7 @@ async fn run(engine: &str, url: &str) {
         placeholder(1),
         placeholder(2)
     );
-    let baseline = measure(|_| async {
+    let baseline = measure(scale, |_| async {
         let rows = sqlx::query(sqlx::AssertSqlSafe(next_sql.clone()))
             .bind(caller.tenant.0)
             .bind(second.after.unwrap())
@@ -197,9 +225,9 @@ async fn run(engine: &str, url: &str) {
     .await;
     println!("| {engine} | list the next page of 50 (keyset) | {ours} | {baseline} |");
 
-    let t = TENANTS / 2;
-    let ours = measure(|i| {
-        let d = domain(t, i % SITES_PER_TENANT);
+    let t = tenants / 2;
+    let ours = measure(scale, |i| {
+        let d = domain(t, i % sites_per_tenant);
         let store = &store;
         async move {
             let site = store.get_website_by_domain(&caller, &d).await.unwrap();
@@ -212,8 +240,8 @@ async fn run(engine: &str, url: &str) {
          WHERE w.domain = {}",
         placeholder(1)
     );
-    let baseline = measure(|i| {
-        let d = domain(t, i % SITES_PER_TENANT).to_string();
+    let baseline = measure(scale, |i| {
+        let d = domain(t, i % sites_per_tenant).to_string();
         let (raw, sql) = (&raw, get_sql.clone());
         async move {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -238,17 +266,17 @@ fn raw_url(url: &str) -> String {
     }
 }
 
-async fn measure<F, Fut>(mut op: F) -> stats::Summary
+async fn measure<F, Fut>(scale: Scale, mut op: F) -> stats::Summary
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     sqlx::any::install_default_drivers();
-    for i in 0..WARMUP {
+    for i in 0..scale.warmup {
         op(i).await;
     }
-    let mut samples: Vec<Duration> = Vec::with_capacity(ITERATIONS);
-    for i in 0..ITERATIONS {
+    let mut samples: Vec<Duration> = Vec::with_capacity(scale.iterations);
+    for i in 0..scale.iterations {
         let started = Instant::now();
         op(i).await;
         samples.push(started.elapsed());

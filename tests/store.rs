@@ -54,6 +54,7 @@ macro_rules! every_engine {
                 roles_scope_what_is_visible,
                 concurrent_creates_of_one_domain_have_one_winner,
                 referenced_rows_cannot_be_deleted,
+                tenant_limits_are_enforced,
                 alert_rules_crud,
                 audit_log_is_scoped,
                 hostile_values_never_reach_the_store,

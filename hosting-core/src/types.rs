@@ -522,7 +522,9 @@ fn parse_ini_value(s: &str) -> Result<String, InvalidValue> {
 }
 validated_string!(IniValue, "ini_value", parse_ini_value);
 
-/// An e-mail address: one `@`, a local part of safe characters, a valid [`DomainName`].
+/// An e-mail address, lower-cased: one `@`, a local part of letters, digits and `. _ + -` that
+/// does not start with `-` (so it is never read as a command-line option), a valid
+/// [`DomainName`], at most 254 characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EmailAddress(String);
 
@@ -534,6 +536,9 @@ fn parse_email(s: &str) -> Result<String, InvalidValue> {
     if local.is_empty() || local.len() > 64 {
         return Err(bad("the part before '@' must be 1 to 64 characters".into()));
     }
+    if local.starts_with('-') {
+        return Err(bad("the part before '@' must not start with '-'".into()));
+    }
     if let Some(c) = local
         .chars()
         .find(|&c| !(c.is_ascii_alphanumeric() || "._+-".contains(c)))
@@ -544,7 +549,8 @@ fn parse_email(s: &str) -> Result<String, InvalidValue> {
         )));
     }
     let domain = parse_domain(domain).map_err(|e| bad(format!("its domain {}", e.rule)))?;
-    let email = format!("{local}@{domain}");
+    // Lower-cased whole: nobody expects Bob@ and bob@ to be two logins.
+    let email = format!("{}@{domain}", local.to_ascii_lowercase());
     if email.len() > 254 {
         return Err(bad("must be at most 254 characters".into()));
     }

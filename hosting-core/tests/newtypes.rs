@@ -92,7 +92,7 @@ string_type_props! {
     charset: Charset, "[A-Za-z0-9_.-]{1,64}";
     collation: Collation, "[A-Za-z0-9_.-]{1,64}";
     php_extension: PhpExtension, "[a-z0-9_]{1,32}";
-    email: EmailAddress, "[a-z0-9._+-]{1,20}@[a-z0-9]{1,10}\\.[a-z]{2,6}";
+    email: EmailAddress, "[a-z0-9_][a-z0-9._+-]{0,19}@[a-z0-9]{1,10}\\.[a-z]{2,6}";
     confined_path: ConfinedPath, "[a-z0-9_][a-z0-9_.-]{0,10}(/[a-z0-9_][a-z0-9_-]{0,10}){0,4}";
     php_bytes: PhpBytes, "[1-9][0-9]{0,5}[KM]?|[1-9][0-9]{0,2}G";
     ip_network: IpNetwork, "([1-9][0-9]?\\.){3}[1-9][0-9]?";

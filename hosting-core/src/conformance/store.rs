@@ -34,6 +34,7 @@ pub async fn run_all(store: &dyn PanelStore) {
     roles_scope_what_is_visible(store).await;
     concurrent_creates_of_one_domain_have_one_winner(store).await;
     referenced_rows_cannot_be_deleted(store).await;
+    tenant_limits_are_enforced(store).await;
     alert_rules_crud(store).await;
     audit_log_is_scoped(store).await;
     hostile_values_never_reach_the_store(store).await;
@@ -931,6 +932,56 @@ pub async fn referenced_rows_cannot_be_deleted(store: &dyn PanelStore) {
         .get_website(&caller(&w.admin), site.id)
         .await
         .expect("site");
+}
+
+/// A tenant at its website quota, or suspended, gets no new websites, even under concurrent
+/// creates; the refused creates leave nothing behind.
+pub async fn tenant_limits_are_enforced(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let w = World::create(store).await;
+    let me = caller(&w.admin);
+    store
+        .update_tenant(
+            &op,
+            w.tenant.id,
+            TenantChanges {
+                quotas: Some(Quotas {
+                    max_websites: Some(3),
+                    ..w.tenant.quotas
+                }),
+                ..TenantChanges::default()
+            },
+        )
+        .await
+        .expect("set quota");
+    let attempts = (0..6).map(|i| store.create_website(&me, w.site(&w.admin, &format!("q{i}"))));
+    let results = futures::future::join_all(attempts).await;
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(created, 3, "exactly the quota is created: {results:?}");
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(matches!(r, Err(Error::Conflict(_))), "over quota: {r:?}");
+    }
+    assert_eq!(list_all_sites(store, &me).await.len(), 3);
+
+    store
+        .update_tenant(
+            &op,
+            w.tenant.id,
+            TenantChanges {
+                status: Some(TenantStatus::Suspended),
+                quotas: Some(Quotas::default()),
+                ..TenantChanges::default()
+            },
+        )
+        .await
+        .expect("suspend");
+    assert_denied(
+        store
+            .create_website(&me, w.site(&w.admin, "suspended"))
+            .await,
+        "a suspended tenant creating a website",
+    );
+    assert_eq!(list_all_sites(store, &me).await.len(), 3);
 }
 
 fn rule_spec(tag: &str, website: Option<crate::model::WebsiteId>) -> AlertRuleSpec {

@@ -367,6 +367,53 @@ impl SqlStore {
             .map_err(|e| map_sqlx(self.info.engine, entity, detail, e))
     }
 
+    /// ` FOR UPDATE` where the engine has row locks; SQLite's `BEGIN IMMEDIATE` already holds
+    /// the database's one write lock.
+    fn for_update(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::MySql => " FOR UPDATE",
+        }
+    }
+
+    /// Refuses new websites for a suspended tenant or one at its quota. Locks the tenant row
+    /// first, so concurrent creates cannot overshoot the quota together.
+    async fn check_tenant_allows_website(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        tenant: TenantId,
+    ) -> Result<()> {
+        let sql = format!(
+            "SELECT status, max_websites FROM tenants WHERE id = ?{}",
+            self.for_update()
+        );
+        let row = self
+            .fetch_optional(&mut **tx, &sql, Args::default().int(tenant.0))
+            .await?
+            .ok_or_else(|| Error::not_found("tenant"))?;
+        if rows::tenant_status(&row)? == TenantStatus::Suspended {
+            return Err(Error::denied("the tenant is suspended"));
+        }
+        if let Some(max) = rows::max_websites(&row)? {
+            let count = self
+                .fetch_optional(
+                    &mut **tx,
+                    "SELECT COUNT(*) AS n FROM websites WHERE tenant_id = ?",
+                    Args::default().int(tenant.0),
+                )
+                .await?
+                .map(|r| rows::int(&r, "n"))
+                .transpose()?
+                .unwrap_or(0);
+            if count >= i64::from(max) {
+                return Err(Error::Conflict(format!(
+                    "the tenant's quota of {max} websites is reached"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so a
     /// transaction that reads before it writes cannot fail half-way on a lock upgrade.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, Any>> {
@@ -398,8 +445,11 @@ impl SqlStore {
         let row = self
             .fetch_optional(
                 exec,
-                "SELECT role, created_by, (SELECT COUNT(*) FROM nodes WHERE id = ?) AS nodes \
-                 FROM users WHERE tenant_id = ? AND id = ?",
+                &format!(
+                    "SELECT role, created_by, (SELECT COUNT(*) FROM nodes WHERE id = ?) AS nodes \
+                     FROM users WHERE tenant_id = ? AND id = ?{}",
+                    self.for_update()
+                ),
                 Args::default()
                     .int(node.map_or(0, |n| n.0))
                     .int(tenant.0)
@@ -418,15 +468,23 @@ impl SqlStore {
         })
     }
 
-    async fn load_website<'e, E>(&self, exec: E, caller: &Caller, id: WebsiteId) -> Result<Website>
+    /// A website the caller manages. `lock` takes row locks for a read-modify-write.
+    async fn load_website<'e, E>(
+        &self,
+        exec: E,
+        caller: &Caller,
+        id: WebsiteId,
+        lock: bool,
+    ) -> Result<Website>
     where
         E: Executor<'e, Database = Any>,
     {
         let (scope, args) = website_scope(caller, Args::default().int(id.0));
         let sql = format!(
             "SELECT {} FROM websites w JOIN website_configs c ON c.website_id = w.id \
-             WHERE w.id = ? AND {scope}",
-            rows::WEBSITE_COLUMNS
+             WHERE w.id = ? AND {scope}{}",
+            rows::WEBSITE_COLUMNS,
+            if lock { self.for_update() } else { "" }
         );
         let row = self
             .fetch_optional(exec, &sql, args)
@@ -579,7 +637,7 @@ impl SqlStore {
     /// Checks that an alert rule's site, if any, is one the caller manages.
     async fn check_rule_site(&self, caller: &Caller, spec: &AlertRuleSpec) -> Result<()> {
         if let Some(site) = spec.website_id {
-            self.load_website(&self.pool, caller, site).await?;
+            self.load_website(&self.pool, caller, site, false).await?;
         }
         Ok(())
     }
@@ -683,7 +741,11 @@ impl PanelStore for SqlStore {
         changes: TenantChanges,
     ) -> Result<Tenant> {
         let mut tx = self.begin().await?;
-        let sql = format!("SELECT {} FROM tenants WHERE id = ?", rows::TENANT_COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM tenants WHERE id = ?{}",
+            rows::TENANT_COLUMNS,
+            self.for_update()
+        );
         let current = self
             .fetch_optional(&mut *tx, &sql, Args::default().int(id.0))
             .await?
@@ -939,6 +1001,8 @@ impl PanelStore for SqlStore {
     async fn create_website(&self, caller: &Caller, new: NewWebsite) -> Result<Website> {
         check_domains(&new.domain, &new.aliases)?;
         let mut tx = self.begin().await?;
+        self.check_tenant_allows_website(&mut tx, caller.tenant)
+            .await?;
         let owner = self
             .user_facts(&mut *tx, caller.tenant, new.owner_id, Some(new.node_id))
             .await?;
@@ -1001,7 +1065,7 @@ impl PanelStore for SqlStore {
     }
 
     async fn get_website(&self, caller: &Caller, id: WebsiteId) -> Result<Website> {
-        self.load_website(&self.pool, caller, id).await
+        self.load_website(&self.pool, caller, id, false).await
     }
 
     async fn get_website_by_domain(&self, caller: &Caller, domain: &DomainName) -> Result<Website> {
@@ -1069,7 +1133,7 @@ impl PanelStore for SqlStore {
             ));
         }
         let mut tx = self.begin().await?;
-        let current = self.load_website(&mut *tx, caller, id).await?;
+        let current = self.load_website(&mut *tx, caller, id, true).await?;
         if let Some(aliases) = &changes.aliases {
             check_domains(&current.domain, aliases)?;
             self.execute(
@@ -1110,14 +1174,14 @@ impl PanelStore for SqlStore {
         if let Some(settings) = &changes.settings {
             self.write_settings(&mut tx, id, settings, false).await?;
         }
-        let site = self.load_website(&mut *tx, caller, id).await?;
+        let site = self.load_website(&mut *tx, caller, id, false).await?;
         Self::commit(tx).await?;
         Ok(site)
     }
 
     async fn delete_website(&self, caller: &Caller, id: WebsiteId) -> Result<()> {
         let mut tx = self.begin().await?;
-        self.load_website(&mut *tx, caller, id).await?;
+        self.load_website(&mut *tx, caller, id, true).await?;
         // Children first, explicitly, rather than relying on each engine's cascade behaviour.
         for sql in [
             "DELETE FROM website_domains WHERE website_id = ?",

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use hosting_core::Error;
 use hosting_core::model::{
     AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, AuditId, DatabaseSettings, Node, NodeId,
-    PhpSettings, Quotas, Role, Ssl, Tenant, TenantId, Threshold, User, UserId, Website, WebsiteId,
-    WebsiteSettings,
+    PhpSettings, Quotas, Role, Ssl, Tenant, TenantId, TenantStatus, Threshold, User, UserId,
+    Website, WebsiteId, WebsiteSettings,
 };
 use hosting_core::types::{PhpBytes, PhpVersion};
 use serde::Serialize;
@@ -123,6 +123,14 @@ pub(crate) fn tenant(row: &AnyRow) -> Result<Tenant, Error> {
 
 /// The columns [`user`] reads.
 pub(crate) const USER_COLUMNS: &str = "id, tenant_id, role, email, status, created_by, created_at";
+
+pub(crate) fn tenant_status(row: &AnyRow) -> Result<TenantStatus, Error> {
+    parsed(row, "status")
+}
+
+pub(crate) fn max_websites(row: &AnyRow) -> Result<Option<u32>, Error> {
+    opt_u32(row, "max_websites")
+}
 
 pub(crate) fn role(row: &AnyRow) -> Result<Role, Error> {
     parsed(row, "role")
