@@ -3,6 +3,7 @@
 //! `scripts/test.sh` starts (skipped without them, failing under CI=true).
 #![allow(clippy::expect_used)] // test setup that cannot open a store should fail the test
 
+use hosting_core::PanelStore;
 use hosting_db::{SqlStore, StoreOptions};
 use hosting_tests::{MARIADB_URL, POSTGRES_URL, fresh_database, fresh_sqlite, server_url};
 
@@ -19,6 +20,8 @@ async fn open(engine: &str) -> Option<(SqlStore, Option<hosting_tests::TempDir>)
         other => panic!("unknown engine {other}"),
     };
     let store = SqlStore::open(&url, &options).await.expect("open store");
+    // For mysql:// URLs the store tells MariaDB from MySQL by asking the server.
+    assert_eq!(store.info().engine, engine, "{:?}", store.info());
     Some((store, dir))
 }
 
