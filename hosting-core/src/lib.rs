@@ -10,6 +10,7 @@
 
 pub mod database;
 pub mod error;
+pub mod layout;
 pub mod metrics;
 pub mod model;
 pub mod page;
@@ -24,6 +25,7 @@ pub mod conformance;
 
 pub use database::{DatabaseBackend, DatabaseOptions, DbCapabilities};
 pub use error::{Error, InvalidValue, Result};
+pub use layout::{HostLayout, SitePaths};
 pub use metrics::MetricsStore;
 pub use page::{Page, PageLimit, PageRequest};
 pub use php::PhpRuntime;

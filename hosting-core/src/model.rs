@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::InvalidValue;
 use crate::types::{
-    Charset, Collation, ConfinedPath, DbEngine, DbName, DisplayName, DomainName, EmailAddress,
-    IpNetwork, NodeAddress, NodeName, PhpBytes, PhpExtension, PhpVersion, Slug, SystemUser,
-    WebServerKind, WebhookUrl, named_enum,
+    Charset, Collation, ConfinedPath, DbEngine, DbName, DirectiveArg, DirectiveName, DisplayName,
+    DomainName, EmailAddress, IpNetwork, NodeAddress, NodeName, PhpBytes, PhpExtension, PhpVersion,
+    Slug, SystemUser, WebServerKind, WebhookUrl, named_enum,
 };
 
 macro_rules! id_type {
@@ -366,6 +366,33 @@ pub enum Ssl {
     },
 }
 
+/// Whether the `www.` name and the bare name redirect to one another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WwwRedirect {
+    /// Both names serve the site (when both are listed).
+    #[default]
+    None,
+    /// `example.com` redirects to `www.example.com`.
+    ToWww,
+    /// `www.example.com` redirects to `example.com`.
+    ToApex,
+}
+named_enum!(WwwRedirect, "www_redirect", "must be one of none, to_www, to_apex", {
+    None => "none", ToWww => "to_www", ToApex => "to_apex",
+});
+
+/// An operator-supplied directive added inside the site's server block: the escape hatch for
+/// what the typed settings do not cover. Interpreted by the site's current web server, and
+/// validated by that server's own config test before it goes live.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerDirective {
+    /// The directive, e.g. `client_max_body_size`.
+    pub name: DirectiveName,
+    /// Its arguments, e.g. `["64m"]`.
+    pub args: Vec<DirectiveArg>,
+}
+
 /// Per-site settings (the seeds' `website_configs` table).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -386,6 +413,47 @@ pub struct WebsiteSettings {
     pub allowed_ips: BTreeSet<IpNetwork>,
     /// These networks are refused.
     pub blocked_ips: BTreeSet<IpNetwork>,
+    /// Redirect between the `www.` and bare names.
+    pub www_redirect: WwwRedirect,
+    /// Extra directives for the site's server block, in order.
+    pub extra_directives: ExtraDirectives,
+}
+
+/// At most 50 [`ServerDirective`]s of at most 16 arguments each, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "Vec<ServerDirective>", into = "Vec<ServerDirective>")]
+pub struct ExtraDirectives(Vec<ServerDirective>);
+
+impl ExtraDirectives {
+    /// The directives, in order.
+    pub fn as_slice(&self) -> &[ServerDirective] {
+        &self.0
+    }
+}
+
+impl TryFrom<Vec<ServerDirective>> for ExtraDirectives {
+    type Error = InvalidValue;
+    fn try_from(v: Vec<ServerDirective>) -> Result<Self, Self::Error> {
+        if v.len() > 50 {
+            return Err(InvalidValue::new(
+                "extra_directives",
+                "at most 50 directives",
+            ));
+        }
+        if let Some(i) = v.iter().position(|d| d.args.len() > 16) {
+            return Err(InvalidValue::new(
+                format!("extra_directives[{i}].args"),
+                "at most 16 arguments",
+            ));
+        }
+        Ok(Self(v))
+    }
+}
+
+impl From<ExtraDirectives> for Vec<ServerDirective> {
+    fn from(d: ExtraDirectives) -> Self {
+        d.0
+    }
 }
 
 /// A hosted website.

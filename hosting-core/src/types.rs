@@ -915,3 +915,48 @@ fn parse_node_address(s: &str) -> Result<String, InvalidValue> {
     }
 }
 validated_string!(NodeAddress, "address", parse_node_address);
+
+// ---------------------------------------------------------------------------------------------
+// Extra server directives
+
+/// A web-server directive name (`client_max_body_size`, `Header`, `LimitRequestBody`):
+/// a letter, then letters, digits and `_`, at most 64.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DirectiveName(String);
+
+fn parse_directive_name(s: &str) -> Result<String, InvalidValue> {
+    let ok = s.len() <= 64
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(InvalidValue::new(
+            DirectiveName::FIELD,
+            "must be a letter followed by letters, digits or '_', at most 64",
+        ))
+    }
+}
+validated_string!(DirectiveName, "directive", parse_directive_name);
+
+/// One argument of a directive: 1-256 characters of letters, digits and `. _ : / = + , @ * -`.
+/// No whitespace, quotes, `;`, braces, `$`, `#` or backslash, so it can neither end the line,
+/// open a block nor reference a variable in any server's syntax.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DirectiveArg(String);
+
+fn parse_directive_arg(s: &str) -> Result<String, InvalidValue> {
+    let ok = !s.is_empty()
+        && s.len() <= 256
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:/=+,@*-".contains(c));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(InvalidValue::new(
+            DirectiveArg::FIELD,
+            "must be 1 to 256 characters of letters, digits and . _ : / = + , @ * -",
+        ))
+    }
+}
+validated_string!(DirectiveArg, "directive_argument", parse_directive_arg);

@@ -8,9 +8,9 @@ use std::str::FromStr;
 use hosting_core::model::{PhpSettings, Threshold, WebsiteSettings};
 use hosting_core::page::PageLimit;
 use hosting_core::types::{
-    Charset, Collation, ConfinedPath, DbEngine, DbName, DbUserName, DisplayName, DomainName,
-    EmailAddress, IniValue, IpNetwork, NodeAddress, NodeName, Password, PhpBytes, PhpExtension,
-    PhpVersion, Slug, SystemUser, WebServerKind, WebhookUrl,
+    Charset, Collation, ConfinedPath, DbEngine, DbName, DbUserName, DirectiveArg, DirectiveName,
+    DisplayName, DomainName, EmailAddress, IniValue, IpNetwork, NodeAddress, NodeName, Password,
+    PhpBytes, PhpExtension, PhpVersion, Slug, SystemUser, WebServerKind, WebhookUrl,
 };
 use proptest::prelude::*;
 use serde::Serialize;
@@ -96,6 +96,8 @@ string_type_props! {
     confined_path: ConfinedPath, "[a-z0-9_][a-z0-9_.-]{0,10}(/[a-z0-9_][a-z0-9_-]{0,10}){0,4}";
     php_bytes: PhpBytes, "[1-9][0-9]{0,5}[KM]?|[1-9][0-9]{0,2}G";
     ip_network: IpNetwork, "([1-9][0-9]?\\.){3}[1-9][0-9]?";
+    directive_name: DirectiveName, "[a-zA-Z][a-zA-Z0-9_]{0,30}";
+    directive_arg: DirectiveArg, "[A-Za-z0-9._:/=+,@*-]{1,50}";
     node_address: NodeAddress, "[a-z]{1,10}\\.[a-z]{2,6}(:[1-9][0-9]{0,3})?";
 }
 

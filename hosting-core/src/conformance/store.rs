@@ -10,10 +10,11 @@ use serde::de::IntoDeserializer;
 use crate::conformance::unique_suffix;
 use crate::error::Error;
 use crate::model::{
-    AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, MetricKind, NewAuditEntry, NewNode,
-    NewTenant, NewUser, NewWebsite, Node, NodeRole, NotifyChannel, PhpSettings, Quotas, Role, Ssl,
-    SslProvider, Tenant, TenantChanges, TenantStatus, Threshold, User, UserChanges, UserStatus,
-    Website, WebsiteChanges, WebsiteSettings, WebsiteStatus,
+    AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, ExtraDirectives, MetricKind,
+    NewAuditEntry, NewNode, NewTenant, NewUser, NewWebsite, Node, NodeRole, NotifyChannel,
+    PhpSettings, Quotas, Role, ServerDirective, Ssl, SslProvider, Tenant, TenantChanges,
+    TenantStatus, Threshold, User, UserChanges, UserStatus, Website, WebsiteChanges,
+    WebsiteSettings, WebsiteStatus, WwwRedirect,
 };
 use crate::page::{PageLimit, PageRequest};
 use crate::rbac::{self, Caller, Operator};
@@ -559,6 +560,18 @@ pub async fn settings_round_trip(store: &dyn PanelStore) {
         security_headers: true,
         allowed_ips: BTreeSet::from([parse::<IpNetwork>("10.0.0.0/8"), parse("2001:db8::/32")]),
         blocked_ips: BTreeSet::from([parse::<IpNetwork>("203.0.113.7")]),
+        www_redirect: WwwRedirect::ToWww,
+        extra_directives: ExtraDirectives::try_from(vec![
+            ServerDirective {
+                name: parse("client_max_body_size"),
+                args: vec![parse("64m")],
+            },
+            ServerDirective {
+                name: parse("add_header"),
+                args: vec![parse("X-Served-By"), parse("hosting-sdk")],
+            },
+        ])
+        .expect("two directives"),
     };
     new.php_version = Some(PhpVersion::V8_0);
     new.web_server = WebServerKind::OpenLiteSpeed;
@@ -578,6 +591,8 @@ pub async fn settings_round_trip(store: &dyn PanelStore) {
     next.database = None;
     next.php = PhpSettings::default();
     next.allowed_ips.clear();
+    next.www_redirect = WwwRedirect::ToApex;
+    next.extra_directives = ExtraDirectives::default();
     let updated = store
         .update_website(
             &me,

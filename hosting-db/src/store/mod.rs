@@ -607,19 +607,23 @@ impl SqlStore {
             .flag(settings.security_headers)
             .text(rows::to_json(&settings.allowed_ips)?)
             .text(rows::to_json(&settings.blocked_ips)?)
+            .text(settings.www_redirect.to_string())
+            .text(rows::to_json(&settings.extra_directives)?)
             .int(site.0);
         let sql = if insert {
             "INSERT INTO website_configs (php_memory_limit, php_max_execution_time, \
              php_upload_max_size, php_post_max_size, php_extensions, db_engine, db_name, \
              db_charset, db_collation, ssl_enabled, ssl_provider, ssl_auto_renew, gzip, \
-             cache_ttl_secs, security_headers, allowed_ips, blocked_ips, website_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             cache_ttl_secs, security_headers, allowed_ips, blocked_ips, www_redirect, \
+             extra_directives, website_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         } else {
             "UPDATE website_configs SET php_memory_limit = ?, php_max_execution_time = ?, \
              php_upload_max_size = ?, php_post_max_size = ?, php_extensions = ?, db_engine = ?, \
              db_name = ?, db_charset = ?, db_collation = ?, ssl_enabled = ?, ssl_provider = ?, \
              ssl_auto_renew = ?, gzip = ?, cache_ttl_secs = ?, security_headers = ?, \
-             allowed_ips = ?, blocked_ips = ? WHERE website_id = ?"
+             allowed_ips = ?, blocked_ips = ?, www_redirect = ?, extra_directives = ? \
+             WHERE website_id = ?"
         };
         self.execute(&mut **tx, sql, args, "website", String::new)
             .await?;

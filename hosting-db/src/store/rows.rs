@@ -171,7 +171,8 @@ pub(crate) const WEBSITE_COLUMNS: &str = "w.id, w.tenant_id, w.owner_id, w.domai
      w.created_at, w.updated_at, c.php_memory_limit, c.php_max_execution_time, \
      c.php_upload_max_size, c.php_post_max_size, c.php_extensions, c.db_engine, c.db_name, \
      c.db_charset, c.db_collation, c.ssl_enabled, c.ssl_provider, c.ssl_auto_renew, c.gzip, \
-     c.cache_ttl_secs, c.security_headers, c.allowed_ips, c.blocked_ips";
+     c.cache_ttl_secs, c.security_headers, c.allowed_ips, c.blocked_ips, c.www_redirect, \
+     c.extra_directives";
 
 pub(crate) fn website(row: &AnyRow) -> Result<Website, Error> {
     Ok(Website {
@@ -230,6 +231,8 @@ fn settings(row: &AnyRow) -> Result<WebsiteSettings, Error> {
         security_headers: flag(row, "security_headers")?,
         allowed_ips: json(row, "allowed_ips")?,
         blocked_ips: json(row, "blocked_ips")?,
+        www_redirect: parsed(row, "www_redirect")?,
+        extra_directives: json(row, "extra_directives")?,
     })
 }
 
