@@ -5,7 +5,8 @@
 //! [`DatabaseBackend`], [`WebServer`], [`PhpRuntime`] and [`MetricsStore`].
 //!
 //! This crate performs no IO and depends on no database, template, HTTP or system crate, so a
-//! plugin that implements a trait depends on it alone. With the `conformance` feature,
+//! plugin that implements a trait depends on it alone. The one exception is opt-in: the
+//! `system` feature adds [`system::SystemRunner`], the process seam the backends share. With the `conformance` feature,
 //! [`conformance`] holds the suites every backend runs, ours and third parties' alike.
 
 pub mod database;
@@ -17,6 +18,7 @@ pub mod page;
 pub mod php;
 pub mod rbac;
 pub mod store;
+pub mod system;
 pub mod types;
 pub mod web;
 
@@ -31,4 +33,5 @@ pub use page::{Page, PageLimit, PageRequest};
 pub use php::PhpRuntime;
 pub use rbac::{Caller, Operator};
 pub use store::{PanelStore, StoreInfo};
-pub use web::WebServer;
+pub use system::{Command, CommandOutput, CommandRunner};
+pub use web::{ApplyReport, Drift, RenderedFile, WebServer};

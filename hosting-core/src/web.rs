@@ -1,6 +1,4 @@
-//! Web servers. The issue that brings the NGINX, Apache and OpenLiteSpeed renderers refines
-//! this trait; its shape (pure render, validate the staged tree with the real binary, atomic
-//! apply, reload) is fixed by the apply path in DESIGN.md.
+//! Web servers: pure rendering, validation by the real binary, and an atomic apply.
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -8,25 +6,53 @@ use std::path::Path;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::Website;
+use crate::model::{Website, WebsiteId};
 use crate::types::{ConfinedPath, WebServerKind};
 
-/// A generated file, relative to the server's configuration root.
+/// A generated file, relative to the backend's managed configuration directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedFile {
-    /// Where it goes, under the configuration root.
+    /// Where it goes, under the managed directory.
     pub path: ConfinedPath,
     /// Its full contents.
     pub contents: String,
 }
 
+/// What an apply changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Sites whose files were added or changed.
+    pub changed: Vec<WebsiteId>,
+    /// Files that were removed because their site is no longer in the desired set.
+    pub removed: Vec<ConfinedPath>,
+    /// Whether the running server was reloaded (false when nothing changed).
+    pub reloaded: bool,
+}
+
+/// How a live file differs from what the database implies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Drift {
+    /// A file the desired state needs is missing.
+    Missing(ConfinedPath),
+    /// A file exists but its contents differ (hand-edited, or left from an interrupted apply).
+    Modified(ConfinedPath),
+    /// A file exists that no desired site renders.
+    Unexpected(ConfinedPath),
+}
+
 /// A web server that serves websites from generated configuration.
 ///
 /// # Contract
-/// - `render_site` is pure and deterministic: the same site gives the same bytes.
-/// - `validate` runs the real server's own check on a whole staged tree.
-/// - `apply` is atomic: when it fails, the live tree is byte-identical to before and the
-///   running server was not reloaded.
+/// - `render_site` is pure and deterministic: the same site gives the same bytes; file names
+///   derive from the site id, never the domain.
+/// - `validate` runs the real server's own configuration test on a whole staged tree.
+/// - `apply` takes the *complete* desired set of sites for this node: it renders all of them,
+///   stages the new tree beside the live one, validates it once, swaps it in atomically and
+///   reloads once. When any step fails, the live tree is byte-identical to before, the running
+///   server was not reloaded, and the error names the tool and its output.
+/// - `drift` compares the live tree with what the desired set renders to.
+///
+/// `hosting_core::conformance::web` checks the parts of this that need no running server.
 #[async_trait]
 pub trait WebServer: Debug + Send + Sync {
     /// Which server this is.
@@ -35,10 +61,8 @@ pub trait WebServer: Debug + Send + Sync {
     fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>>;
     /// Checks a staged configuration tree with the real server binary.
     async fn validate(&self, staged_root: &Path) -> Result<()>;
-    /// Renders, stages, validates, swaps and reloads the given sites in one batch.
-    async fn apply(&self, sites: &[Website]) -> Result<()>;
-    /// Removes every file of the given sites and reloads.
-    async fn remove(&self, sites: &[Website]) -> Result<()>;
-    /// Asks the running server to reload gracefully.
-    async fn reload(&self) -> Result<()>;
+    /// Makes `sites` the live set: render, stage, validate, swap, reload.
+    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport>;
+    /// Differences between the live tree and what `sites` render to.
+    async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>>;
 }
