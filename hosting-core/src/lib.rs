@@ -19,6 +19,8 @@ pub mod php;
 pub mod rbac;
 pub mod store;
 pub mod system;
+#[cfg(feature = "system")]
+pub mod tree;
 pub mod types;
 pub mod web;
 
