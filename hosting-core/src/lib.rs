@@ -14,6 +14,7 @@ pub mod error;
 pub mod layout;
 pub mod metrics;
 pub mod model;
+pub mod node;
 pub mod page;
 pub mod php;
 pub mod rbac;

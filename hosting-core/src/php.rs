@@ -34,8 +34,10 @@ pub struct PhpInstallation {
 ///   is an error, never a fallback to another version.
 /// - `render_pool` is pure and deterministic; the pool's name and socket derive from the site
 ///   id and PHP version ([`crate::HostLayout`]), and the pool runs as the site's system user.
-/// - `apply` takes the complete desired set of sites, validates each affected version with the
-///   real binary before reloading it, and is atomic like [`crate::WebServer::apply`].
+/// - `apply` takes the complete desired set of sites (sites without a PHP version are skipped;
+///   one site may appear with two versions during a switch, see [`crate::node`]), validates
+///   each affected version with the real binary before reloading it, and is atomic like
+///   [`crate::WebServer::apply`].
 #[async_trait]
 pub trait PhpRuntime: Debug + Send + Sync {
     /// The installed PHP versions.
