@@ -5,8 +5,10 @@
 #   ./scripts/test.sh                  # everything
 #   ./scripts/test.sh -p hosting-db    # extra args go to `cargo test`
 #
-# Exports HOSTING_TEST_POSTGRES_URL and HOSTING_TEST_MARIADB_URL for the
-# tests; the servers are stopped and their files removed on exit.
+# Exports HOSTING_TEST_POSTGRES_URL and HOSTING_TEST_MARIADB_URL, the
+# web-server and PHP-FPM binaries and HOSTING_TEST_SYSTEM_USERS for the tests
+# (see scripts/with-servers.sh); the servers are stopped and their files
+# removed on exit.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -116,11 +118,17 @@ trap 'exit 143' TERM
 
 # --- servers ------------------------------------------------------------------
 step "install server packages" hosting_install_packages
+# Missing users or PHP 8.4 leave their variables unset: those tests then skip
+# (or fail under CI=true), the rest still run.
+step "web-server and PHP binaries" hosting_export_binaries || true
+step "test Unix users" hosting_create_test_users || true
+step "PHP 8.4 from trixie (cached)" hosting_setup_php84 || true
 hosting_make_temp_dir
 step "start PostgreSQL" hosting_start_postgres "${HOSTING_SERVERS_DIR}"
 step "start MariaDB" hosting_start_mariadb "${HOSTING_SERVERS_DIR}"
 hosting_note_mysql
 hosting_print_urls
+hosting_print_binaries
 
 # --- checks -------------------------------------------------------------------
 step "cargo fmt" cargo fmt --all -- --check

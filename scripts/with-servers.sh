@@ -3,9 +3,11 @@
 #
 #   ./scripts/with-servers.sh cargo bench -p hosting-benches
 #
-# Exports HOSTING_TEST_POSTGRES_URL and HOSTING_TEST_MARIADB_URL, runs the
-# command (argv as given, no shell), stops the servers and exits with the
-# command's status.
+# Exports HOSTING_TEST_POSTGRES_URL and HOSTING_TEST_MARIADB_URL, the
+# web-server and PHP-FPM binaries (HOSTING_TEST_NGINX, HOSTING_TEST_APACHE,
+# HOSTING_TEST_PHP_FPM_82, HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}) and
+# HOSTING_TEST_SYSTEM_USERS, runs the command (argv as given, no shell), stops
+# the servers and exits with the command's status.
 set -euo pipefail
 
 if (($# == 0)); then
@@ -21,11 +23,17 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 hosting_install_packages
+# Missing users or PHP 8.4 leave their variables unset: those tests then skip
+# (or fail under CI=true), the rest still run.
+hosting_export_binaries || true
+hosting_create_test_users || true
+hosting_setup_php84 || true
 hosting_make_temp_dir
 hosting_start_postgres "${HOSTING_SERVERS_DIR}"
 hosting_start_mariadb "${HOSTING_SERVERS_DIR}"
 hosting_note_mysql
 hosting_print_urls
+hosting_print_binaries
 
 status=0
 "$@" || status=$?

@@ -80,13 +80,30 @@ impl ManagedTree {
 
     /// Writes `files` as a new generation and flushes it to disk. Nothing live changes.
     pub async fn stage(&self, files: &[RenderedFile]) -> Result<Staged> {
+        self.stage_with(|_| Ok(files.to_vec())).await
+    }
+
+    /// Like [`ManagedTree::stage`], for trees whose files name their own directory (a master
+    /// config that includes its generation's pool directory): `render` gets the new
+    /// generation's path. When `render` fails, the new directory is removed.
+    pub async fn stage_with(
+        &self,
+        render: impl FnOnce(&Path) -> Result<Vec<RenderedFile>>,
+    ) -> Result<Staged> {
         let previous = self.current()?;
         let generations = self.generations();
         std::fs::create_dir_all(&generations)
             .map_err(|e| io_error("cannot create", &generations, e))?;
         let dir = next_generation(&generations)?;
         std::fs::create_dir(&dir).map_err(|e| io_error("cannot create", &dir, e))?;
-        for file in files {
+        let files = match render(&dir) {
+            Ok(files) => files,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        for file in &files {
             let path = file.path.under(&dir);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)

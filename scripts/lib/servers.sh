@@ -11,22 +11,32 @@
 #   hosting_start_mariadb "$HOSTING_SERVERS_DIR"    # exports HOSTING_TEST_MARIADB_URL
 #   hosting_note_mysql                  # HOSTING_TEST_MYSQL_URL is left unset
 #   hosting_print_urls                  # prints the URLs, passwords masked
+#   hosting_export_binaries             # exports HOSTING_TEST_{NGINX,APACHE,PHP_FPM_82}
+#   hosting_create_test_users           # exports HOSTING_TEST_SYSTEM_USERS (root only)
+#   hosting_setup_php84                 # exports HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}
 #   ...
 #   hosting_stop_servers                # idempotent, safe from a trap
 #
 # All messages go to stderr so that the stdout of wrapped commands stays clean.
 # Passwords are never printed and never passed on a command line.
 
-# Packages that provide every binary in HOSTING_REQUIRED_COMMANDS.  Later
-# additions (nginx, apache2, php8.2-fpm, ...) go here and into the list below.
-HOSTING_APT_PACKAGES=(postgresql mariadb-server mariadb-client)
+# Packages that provide every binary in HOSTING_REQUIRED_COMMANDS.
+HOSTING_APT_PACKAGES=(
+    postgresql mariadb-server mariadb-client
+    nginx apache2 php8.2-fpm php8.2-cli openssl debootstrap patchelf
+)
 
 # Binaries the harness needs.  "pg:NAME" means NAME in the newest
 # /usr/lib/postgresql/*/bin directory; everything else is looked up on PATH.
 HOSTING_REQUIRED_COMMANDS=(
     pg:initdb pg:pg_ctl pg:postgres psql
     mariadbd mariadb-install-db mariadb-admin mariadb
+    nginx apache2 php-fpm8.2 openssl debootstrap patchelf
 )
+
+# Throwaway Unix accounts that generated PHP-FPM pools run as: php-fpm -t
+# refuses a pool whose user does not exist.
+HOSTING_TEST_USERS=(hostingt1 hostingt2)
 
 # Server binaries live in /usr/sbin, which is not on a normal user's PATH.
 case ":${PATH}:" in *:/usr/sbin:*) ;; *) PATH="${PATH}:/usr/sbin" ;; esac
@@ -408,6 +418,241 @@ hosting_print_urls() {
     for var in HOSTING_TEST_POSTGRES_URL HOSTING_TEST_MARIADB_URL HOSTING_TEST_MYSQL_URL; do
         if [[ -n "${!var:-}" ]]; then
             _hosting_log "${var}=$(_hosting_mask_url "${!var}")"
+        else
+            _hosting_log "${var} (unset)"
+        fi
+    done
+}
+
+# --- web servers and PHP ------------------------------------------------------
+
+# Export the nginx, Apache and PHP-FPM 8.2 binaries the tests drive; a missing
+# one is reported and its variable left unset.
+hosting_export_binaries() {
+    local var path status=0
+    local -A wanted=(
+        [HOSTING_TEST_NGINX]=nginx
+        [HOSTING_TEST_APACHE]=apache2
+        [HOSTING_TEST_PHP_FPM_82]=php-fpm8.2
+    )
+    for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82; do
+        path="$(command -v "${wanted[${var}]}" 2>/dev/null || true)"
+        if [[ -z "${path}" && -x "/usr/sbin/${wanted[${var}]}" ]]; then
+            path="/usr/sbin/${wanted[${var}]}"
+        fi
+        if [[ -n "${path}" ]]; then
+            export "${var}=${path}"
+        else
+            _hosting_log "${wanted[${var}]} not found; ${var} stays unset"
+            status=1
+        fi
+    done
+    return "${status}"
+}
+
+# Create the throwaway Unix users in HOSTING_TEST_USERS (no login shell, no
+# home directory) when they are missing, and export HOSTING_TEST_SYSTEM_USERS.
+hosting_create_test_users() {
+    local user shell=/usr/sbin/nologin
+    [[ -x "${shell}" ]] || shell=/bin/false
+    for user in "${HOSTING_TEST_USERS[@]}"; do
+        id -u "${user}" >/dev/null 2>&1 && continue
+        if ! _hosting_is_root; then
+            _hosting_log "user ${user} is missing and only root can create it;" \
+                "HOSTING_TEST_SYSTEM_USERS stays unset"
+            return 1
+        fi
+        # A concurrent run may create it first: only a user still missing is an error.
+        if ! useradd --no-create-home --user-group --shell "${shell}" \
+            --comment "hosting-sdk test user" "${user}" >&2 &&
+            ! id -u "${user}" >/dev/null 2>&1; then
+            _hosting_log "could not create user ${user}; HOSTING_TEST_SYSTEM_USERS stays unset"
+            return 1
+        fi
+        _hosting_log "created test user ${user}"
+    done
+    HOSTING_TEST_SYSTEM_USERS="$(
+        IFS=,
+        printf '%s' "${HOSTING_TEST_USERS[*]}"
+    )"
+    export HOSTING_TEST_SYSTEM_USERS
+}
+
+# The cached trixie root and the PHP 8.4 built from it.
+_hosting_php84_dir() {
+    printf '%s/trixie-php84\n' "${HOSTING_CACHE_DIR:-${HOME:-/root}/.cache/hosting-sdk}"
+}
+
+# Print "TRIPLET LOADER" for this machine's architecture.
+_hosting_multiarch() {
+    case "$(uname -m)" in
+    x86_64) printf 'x86_64-linux-gnu ld-linux-x86-64.so.2\n' ;;
+    aarch64) printf 'aarch64-linux-gnu ld-linux-aarch64.so.1\n' ;;
+    *) return 1 ;;
+    esac
+}
+
+# Does the cached PHP 8.4 in DIR report 8.4 and load pdo_mysql, without warnings?
+_hosting_php84_verify() {
+    local dir="$1" bin ini scan out
+    bin="${dir}/php84/php-fpm8.4"
+    ini="${dir}/php84/php.ini"
+    scan="${dir}/php84/conf.d"
+    [[ -x "${bin}" && -f "${ini}" && -d "${scan}" ]] || return 1
+    out="$(PHP_INI_SCAN_DIR="${scan}" "${bin}" -c "${ini}" -v 2>&1)" || return 1
+    if [[ "${out}" != "PHP 8.4."* ]] || grep -qiE 'warning|unable to load' <<<"${out}"; then
+        _hosting_log "cached PHP 8.4 misbehaves: ${out%%$'\n'*}"
+        return 1
+    fi
+    out="$(PHP_INI_SCAN_DIR="${scan}" "${bin}" -c "${ini}" -m 2>&1)" || return 1
+    grep -qx pdo_mysql <<<"${out}" || {
+        _hosting_log "cached PHP 8.4 does not load pdo_mysql"
+        return 1
+    }
+}
+
+# debootstrap a minimal trixie into DIR/root and install PHP 8.4 in it.
+_hosting_php84_build_root() {
+    local dir="$1" root="$1/root"
+    local -a pkgs=(php8.4-fpm php8.4-cli php8.4-mysql php8.4-pgsql)
+    if [[ -e "${root}" ]]; then
+        _hosting_log "removing an incomplete trixie root"
+        # --one-file-system: never descend into a mount an interrupted run left behind.
+        rm -rf --one-file-system -- "${root}" || return 1
+    fi
+    _hosting_log "debootstrap trixie into ${root} (about a minute)"
+    if ! debootstrap --variant=minbase trixie "${root}" http://deb.debian.org/debian \
+        >"${dir}/debootstrap.log" 2>&1; then
+        _hosting_log "debootstrap failed; last lines of ${dir}/debootstrap.log:"
+        tail -n 20 "${dir}/debootstrap.log" >&2
+        return 1
+    fi
+    # Never start services inside the root.
+    printf '#!/bin/sh\nexit 101\n' >"${root}/usr/sbin/policy-rc.d" || return 1
+    chmod 0755 "${root}/usr/sbin/policy-rc.d" || return 1
+    _hosting_log "installing ${pkgs[*]} in the trixie root"
+    if ! DEBIAN_FRONTEND=noninteractive chroot "${root}" apt-get install -y -q \
+        --no-install-recommends "${pkgs[@]}" >"${dir}/apt.log" 2>&1; then
+        _hosting_log "retrying after apt-get update in the trixie root"
+        if ! { DEBIAN_FRONTEND=noninteractive chroot "${root}" apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive chroot "${root}" apt-get install -y -q \
+                --no-install-recommends "${pkgs[@]}"; } >>"${dir}/apt.log" 2>&1; then
+            _hosting_log "apt-get install in the trixie root failed; last lines of ${dir}/apt.log:"
+            tail -n 20 "${dir}/apt.log" >&2
+            return 1
+        fi
+    fi
+    touch "${dir}/root.done"
+}
+
+# Make DIR/php84: the patched FPM binary, a php.ini whose extension_dir points
+# into the root, and a copy of the root's conf.d with the links resolved.
+_hosting_php84_build_install() {
+    local dir="$1" root="$1/root" out="$1/php84" arch triplet loader extdir="" d link target
+    arch="$(_hosting_multiarch)" || {
+        _hosting_log "unsupported architecture $(uname -m) for the trixie PHP 8.4"
+        return 1
+    }
+    read -r triplet loader <<<"${arch}"
+    rm -rf -- "${out}" || return 1
+    mkdir -p "${out}/conf.d" || return 1
+    install -m 0755 "${root}/usr/sbin/php-fpm8.4" "${out}/php-fpm8.4" || return 1
+    if ! patchelf --set-interpreter "${root}/usr/lib/${triplet}/${loader}" \
+        --force-rpath --set-rpath "${root}/usr/lib/${triplet}" "${out}/php-fpm8.4" >&2; then
+        _hosting_log "patchelf failed on ${out}/php-fpm8.4"
+        return 1
+    fi
+    for d in "${root}"/usr/lib/php/2024*; do
+        if [[ -f "${d}/pdo_mysql.so" ]]; then
+            extdir="${d}"
+            break
+        fi
+    done
+    if [[ -z "${extdir}" ]]; then
+        _hosting_log "no PHP 8.4 extension directory with pdo_mysql.so under ${root}/usr/lib/php"
+        return 1
+    fi
+    {
+        printf '; Generated by scripts/lib/servers.sh: the trixie php.ini, run from the host.\n'
+        printf 'extension_dir = "%s"\n' "${extdir}"
+        cat "${root}/etc/php/8.4/fpm/php.ini"
+    } >"${out}/php.ini" || return 1
+    # The links are absolute inside the root (/etc/php/8.4/mods-available/...).
+    for link in "${root}"/etc/php/8.4/fpm/conf.d/*.ini; do
+        [[ -e "${link}" || -L "${link}" ]] || continue
+        target="${link}"
+        if [[ -L "${link}" ]]; then
+            target="$(readlink "${link}")" || return 1
+            case "${target}" in
+            /*) target="${root}${target}" ;;
+            *) target="$(dirname "${link}")/${target}" ;;
+            esac
+        fi
+        cp -- "${target}" "${out}/conf.d/$(basename "${link}")" || return 1
+    done
+    touch "${dir}/php84.done"
+}
+
+# Under the lock: reuse DIR when it verifies, else rebuild what is missing.
+_hosting_php84_prepare() {
+    local dir="$1"
+    if [[ -f "${dir}/root.done" && -f "${dir}/php84.done" ]] && _hosting_php84_verify "${dir}"; then
+        return 0
+    fi
+    if ! _hosting_is_root; then
+        _hosting_log "building PHP 8.4 from trixie needs root"
+        return 1
+    fi
+    # A build that does not verify is made again from its stamps down.
+    rm -f -- "${dir}/php84.done"
+    if [[ ! -f "${dir}/root.done" ]]; then
+        _hosting_php84_build_root "${dir}" || return 1
+    fi
+    _hosting_php84_build_install "${dir}" || return 1
+    _hosting_php84_verify "${dir}" || {
+        _hosting_log "the rebuilt PHP 8.4 does not verify; remove ${dir} to start over"
+        return 1
+    }
+}
+
+# A second real PHP beside 8.2: PHP 8.4 from a cached debootstrapped trixie,
+# run from the host with its own php.ini and scan dir (see MACHINE-FACTS).
+# Exports HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}; on failure they stay unset.
+hosting_setup_php84() {
+    local dir status=0
+    unset HOSTING_TEST_PHP_FPM_84_BIN HOSTING_TEST_PHP_FPM_84_INI HOSTING_TEST_PHP_FPM_84_SCAN_DIR
+    dir="$(_hosting_php84_dir)"
+    if ! mkdir -p "${dir}"; then
+        _hosting_log "cannot create ${dir}; PHP 8.4 tests will be skipped"
+        return 1
+    fi
+    # One build at a time across concurrent runs.
+    (
+        if ! flock -w 1800 9; then
+            _hosting_log "timed out waiting for ${dir}/.lock"
+            exit 1
+        fi
+        _hosting_php84_prepare "${dir}"
+    ) 9>"${dir}/.lock" || status=$?
+    if ((status != 0)); then
+        _hosting_log "PHP 8.4 is unavailable; HOSTING_TEST_PHP_FPM_84_* stay unset" \
+            "(its tests are skipped, or fail under CI=true)"
+        return 1
+    fi
+    export HOSTING_TEST_PHP_FPM_84_BIN="${dir}/php84/php-fpm8.4"
+    export HOSTING_TEST_PHP_FPM_84_INI="${dir}/php84/php.ini"
+    export HOSTING_TEST_PHP_FPM_84_SCAN_DIR="${dir}/php84/conf.d"
+    _hosting_log "PHP 8.4 ready: ${HOSTING_TEST_PHP_FPM_84_BIN}"
+}
+
+# Print the exported binary and user variables (none of them is a secret).
+hosting_print_binaries() {
+    local var
+    for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82 \
+        HOSTING_TEST_PHP_FPM_84_BIN HOSTING_TEST_PHP_FPM_84_INI \
+        HOSTING_TEST_PHP_FPM_84_SCAN_DIR HOSTING_TEST_SYSTEM_USERS; do
+        if [[ -n "${!var:-}" ]]; then
+            _hosting_log "${var}=${!var}"
         else
             _hosting_log "${var} (unset)"
         fi

@@ -1,0 +1,339 @@
+//! The transactional apply path for PHP-FPM: one managed tree per PHP version
+//! (`MANAGED_ROOT/<version>/live/{php-fpm.conf,pool.d/}`), staged, validated with that
+//! version's own `php-fpm -t`, swapped, and reloaded; all versions or none.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hosting_core::model::{Website, WebsiteId};
+use hosting_core::php::{PhpInstallation, PhpRuntime};
+use hosting_core::tree::{ManagedTree, Staged};
+use hosting_core::types::{ConfinedPath, PhpVersion};
+use hosting_core::{ApplyReport, Command, Drift, Error, HostLayout, RenderedFile, Result};
+
+use crate::discovery::fpm_command;
+use crate::render::MAIN_CONFIG;
+use crate::{FpmService, PhpFpm};
+
+/// How long a reloaded master may take to open a pool's socket before the apply fails.
+const SOCKET_WAIT: Duration = Duration::from_secs(10);
+/// Generations kept besides the live one, for inspection after an incident.
+const KEEP_GENERATIONS: usize = 2;
+
+/// One version's part of an apply: its tree, what it should hold, and what changed.
+struct VersionPlan {
+    version: PhpVersion,
+    tree: ManagedTree,
+    pools: Vec<RenderedFile>,
+    changed: Vec<WebsiteId>,
+    removed: Vec<ConfinedPath>,
+}
+
+/// `path` inside `version`'s tree, as reported in drift and removals (`8.2/pool.d/site1.conf`).
+fn in_version(version: PhpVersion, path: &ConfinedPath) -> Result<ConfinedPath> {
+    Ok(format!("{}/{path}", version.as_str()).parse()?)
+}
+
+fn site_of_pool(path: &ConfinedPath) -> Option<WebsiteId> {
+    path.as_str()
+        .strip_prefix("pool.d/site")?
+        .strip_suffix(".conf")?
+        .parse()
+        .ok()
+        .map(WebsiteId)
+}
+
+impl PhpFpm {
+    fn tree(&self, version: PhpVersion) -> ManagedTree {
+        ManagedTree::new(
+            self.config.managed_root.join(version.as_str()),
+            self.runner.clone(),
+        )
+    }
+
+    /// The master config the running FPM of `version` is started with.
+    pub fn live_main_config(&self, version: PhpVersion) -> PathBuf {
+        self.tree(version).live().join(MAIN_CONFIG)
+    }
+
+    fn pid_file(&self, version: PhpVersion) -> PathBuf {
+        self.config
+            .layout
+            .php_run_dir
+            .join(format!("php{}-fpm.pid", version.as_str()))
+    }
+
+    /// The pools of `sites` grouped by version, every version installed (never a fallback).
+    fn pools_by_version(
+        &self,
+        sites: &[Website],
+    ) -> Result<BTreeMap<PhpVersion, Vec<RenderedFile>>> {
+        let mut by_version: BTreeMap<PhpVersion, Vec<RenderedFile>> = self
+            .installations
+            .iter()
+            .map(|i| (i.version, Vec::new()))
+            .collect();
+        let mut seen = BTreeSet::new();
+        for site in sites {
+            let Some(version) = site.php_version else {
+                continue;
+            };
+            if !seen.insert((site.id, version)) {
+                continue;
+            }
+            let pool = self.render_pool(site)?;
+            by_version.entry(version).or_default().push(pool);
+        }
+        Ok(by_version)
+    }
+
+    fn plan(&self, sites: &[Website]) -> Result<Vec<VersionPlan>> {
+        let mut plans = Vec::new();
+        for (version, pools) in self.pools_by_version(sites)? {
+            let tree = self.tree(version);
+            let mut live = tree.read_live()?;
+            let live_main = live.remove(&MAIN_CONFIG.parse::<ConfinedPath>()?);
+            let desired: BTreeMap<&ConfinedPath, &String> =
+                pools.iter().map(|f| (&f.path, &f.contents)).collect();
+            let changed: Vec<WebsiteId> = pools
+                .iter()
+                .filter(|f| live.get(&f.path) != Some(&f.contents))
+                .filter_map(|f| site_of_pool(&f.path))
+                .collect();
+            let removed = live
+                .keys()
+                .filter(|p| !desired.contains_key(p))
+                .map(|p| in_version(version, p))
+                .collect::<Result<Vec<_>>>()?;
+            let first_apply = live_main.is_none() && !pools.is_empty();
+            if changed.is_empty() && removed.is_empty() && !first_apply {
+                continue;
+            }
+            plans.push(VersionPlan {
+                version,
+                tree,
+                pools,
+                changed,
+                removed,
+            });
+        }
+        Ok(plans)
+    }
+
+    async fn stage_and_validate(&self, plan: &VersionPlan) -> Result<Staged> {
+        let staged = plan
+            .tree
+            .stage_with(|dir| {
+                let mut files = plan.pools.clone();
+                files.push(self.render_main_config(plan.version, dir)?);
+                Ok(files)
+            })
+            .await?;
+        // A master with no pools is stopped, not validated: FPM refuses an empty config.
+        if !plan.pools.is_empty()
+            && let Err(e) = self.validate(plan.version, &staged.dir).await
+        {
+            plan.tree.discard(&staged)?;
+            return Err(e);
+        }
+        Ok(staged)
+    }
+
+    async fn run_checked(&self, command: Command, what: &str) -> Result<()> {
+        let out = self.runner.run(&command).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(Error::backend(
+                "php-fpm",
+                format!("{what} failed: {}{}", out.stdout.trim(), out.stderr.trim()),
+            ))
+        }
+    }
+
+    /// The running master's pid, when its pid file names a live process.
+    async fn running_master(&self, version: PhpVersion) -> Result<Option<String>> {
+        let Ok(pid) = std::fs::read_to_string(self.pid_file(version)) else {
+            return Ok(None);
+        };
+        let pid = pid.trim().to_owned();
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(None);
+        }
+        let alive = self
+            .runner
+            .run(&Command::new("kill").arg("-0").arg(&pid))
+            .await?;
+        Ok(alive.success().then_some(pid))
+    }
+
+    /// Makes the running FPM of `version` serve its live tree.
+    async fn reload(&self, version: PhpVersion, has_pools: bool) -> Result<()> {
+        match self.config.service {
+            FpmService::InitScript => {
+                let script = format!("php{}-fpm", version.as_str());
+                self.run_checked(
+                    Command::new("service").arg(&script).arg("reload"),
+                    &format!("service {script} reload"),
+                )
+                .await
+            }
+            FpmService::Supervised => match (self.running_master(version).await?, has_pools) {
+                (Some(pid), true) => {
+                    self.run_checked(
+                        Command::new("kill").arg("-USR2").arg(&pid),
+                        "reloading php-fpm",
+                    )
+                    .await
+                }
+                (Some(pid), false) => {
+                    self.run_checked(
+                        Command::new("kill").arg("-QUIT").arg(&pid),
+                        "stopping php-fpm",
+                    )
+                    .await
+                }
+                (None, true) => self.start(self.find(version)?).await,
+                (None, false) => Ok(()),
+            },
+        }
+    }
+
+    async fn start(&self, install: &PhpInstallation) -> Result<()> {
+        let command = fpm_command(
+            &install.fpm_binary,
+            install.php_ini.as_deref(),
+            install.scan_dir.as_deref(),
+            [
+                "-y".into(),
+                self.live_main_config(install.version).into_os_string(),
+            ],
+        );
+        self.run_checked(command, "starting php-fpm").await
+    }
+
+    /// Waits until every desired pool's socket exists: the reload really took effect.
+    async fn wait_for_sockets(&self, sites: &[Website]) -> Result<()> {
+        let layout: &HostLayout = &self.config.layout;
+        let sockets: Vec<PathBuf> = sites
+            .iter()
+            .filter_map(|s| s.php_version.map(|v| layout.php_socket(s.id, v)))
+            .collect();
+        let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
+        for socket in &sockets {
+            while !socket.exists() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(Error::backend(
+                        "php-fpm",
+                        format!("{} did not appear after the reload", socket.display()),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn restore(&self, applied: &[(VersionPlan, Staged)]) {
+        for (plan, staged) in applied {
+            if let Err(e) = plan.tree.roll_back(staged) {
+                tracing::error!(version = plan.version.as_str(), error = %e, "php rollback failed");
+                continue;
+            }
+            let had_pools = staged.previous.is_some();
+            if let Err(e) = self.reload(plan.version, had_pools).await {
+                tracing::error!(version = plan.version.as_str(), error = %e, "php reload after rollback failed");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PhpRuntime for PhpFpm {
+    async fn installed(&self) -> Result<Vec<PhpInstallation>> {
+        Ok(self.installations.clone())
+    }
+
+    fn render_pool(&self, site: &Website) -> Result<RenderedFile> {
+        PhpFpm::render_pool(self, site)
+    }
+
+    async fn validate(&self, version: PhpVersion, staged_root: &Path) -> Result<()> {
+        PhpFpm::validate(self, version, staged_root).await
+    }
+
+    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
+        let plans = self.plan(sites)?;
+        let mut staged = Vec::new();
+        for plan in plans {
+            match self.stage_and_validate(&plan).await {
+                Ok(s) => staged.push((plan, s)),
+                Err(e) => {
+                    for (p, s) in &staged {
+                        p.tree.discard(s)?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut applied: Vec<(VersionPlan, Staged)> = Vec::new();
+        for (plan, s) in staged {
+            if let Err(e) = plan.tree.activate(&s) {
+                self.restore(&applied).await;
+                return Err(e);
+            }
+            let has_pools = !plan.pools.is_empty();
+            let version = plan.version;
+            applied.push((plan, s));
+            if let Err(e) = self.reload(version, has_pools).await {
+                self.restore(&applied).await;
+                return Err(e);
+            }
+        }
+        if let Err(e) = self.wait_for_sockets(sites).await {
+            self.restore(&applied).await;
+            return Err(e);
+        }
+        let mut report = ApplyReport {
+            reloaded: !applied.is_empty(),
+            ..ApplyReport::default()
+        };
+        for (plan, _) in &applied {
+            plan.tree.prune(KEEP_GENERATIONS)?;
+            report.changed.extend(&plan.changed);
+            report.removed.extend(plan.removed.iter().cloned());
+        }
+        report.changed.sort();
+        report.changed.dedup();
+        Ok(report)
+    }
+
+    async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>> {
+        let mut drift = Vec::new();
+        for (version, pools) in self.pools_by_version(sites)? {
+            let tree = self.tree(version);
+            let mut live = tree.read_live()?;
+            let mut desired: BTreeMap<ConfinedPath, String> =
+                pools.into_iter().map(|f| (f.path, f.contents)).collect();
+            if let Some(dir) = tree.current()? {
+                let main = self.render_main_config(version, &dir)?;
+                desired.insert(main.path, main.contents);
+            }
+            for (path, contents) in &desired {
+                match live.remove(path) {
+                    None => drift.push(Drift::Missing(in_version(version, path)?)),
+                    Some(found) if &found != contents => {
+                        drift.push(Drift::Modified(in_version(version, path)?));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for path in live.into_keys() {
+                drift.push(Drift::Unexpected(in_version(version, &path)?));
+            }
+        }
+        Ok(drift)
+    }
+}

@@ -1,0 +1,205 @@
+//! NGINX: one `sites/site<ID>.conf` per site, PHP through FastCGI to the site's FPM socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hosting_core::model::Website;
+use hosting_core::system::SystemRunner;
+use hosting_core::types::{PhpBytes, WebServerKind};
+use hosting_core::web::RenderedFile;
+use hosting_core::{Command, CommandRunner, HostLayout, Result};
+use serde::Serialize;
+
+use crate::context::{Ports, SiteContext, check_layout, config_path};
+use crate::stage::{rendered, run_check, running_as_root, write_tree};
+use crate::templates::{NGINX_MAIN, NGINX_SITE, Templates};
+
+/// How an [`Nginx`] backend is set up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct NginxConfig {
+    /// Where the node keeps site files, sockets, logs and certificates.
+    pub layout: HostLayout,
+    /// A directory of operator templates; a file named like an embedded template
+    /// (`nginx-site.conf.j2`, `nginx-main.conf.j2`) replaces it.
+    pub template_overrides: Option<PathBuf>,
+    /// The nginx binary, by path or by name in `PATH`.
+    pub binary: PathBuf,
+    /// The ports sites listen on.
+    pub ports: Ports,
+    /// Also listen on IPv6 (`[::]:port`).
+    pub listen_ipv6: bool,
+    /// Runs the binary.
+    pub runner: Arc<dyn CommandRunner>,
+}
+
+impl NginxConfig {
+    /// Defaults for `layout`: embedded templates, `nginx` from `PATH`, ports 80 and 443 on
+    /// IPv4 and IPv6, real processes.
+    pub fn new(layout: HostLayout) -> Self {
+        Self {
+            layout,
+            template_overrides: None,
+            binary: PathBuf::from("nginx"),
+            ports: Ports::default(),
+            listen_ipv6: true,
+            runner: Arc::new(SystemRunner),
+        }
+    }
+}
+
+/// Renders and validates NGINX configuration.
+#[derive(Debug)]
+pub struct Nginx {
+    config: NginxConfig,
+    templates: Templates,
+}
+
+/// The site context plus what only nginx needs.
+#[derive(Serialize)]
+struct NginxSite<'a> {
+    #[serde(flatten)]
+    site: SiteContext<'a>,
+    listen_ipv6: bool,
+    /// The PHP pool's `post_max_size`, so nginx does not refuse uploads PHP would take; `None`
+    /// for static sites and when an extra directive sets it.
+    client_max_body_size: Option<PhpBytes>,
+}
+
+#[derive(Serialize)]
+struct NginxMain {
+    root: String,
+    worker_user: Option<&'static str>,
+}
+
+impl Nginx {
+    /// The main configuration file in a staged tree.
+    pub const MAIN_CONFIG: &'static str = "nginx.conf";
+
+    /// Checks the layout and compiles the templates (overrides included).
+    pub fn new(config: NginxConfig) -> Result<Self> {
+        check_layout(&config.layout)?;
+        let templates = Templates::load(
+            &[NGINX_SITE, NGINX_MAIN],
+            config.template_overrides.as_deref(),
+        )?;
+        Ok(Self { config, templates })
+    }
+
+    /// [`WebServerKind::Nginx`].
+    pub fn kind(&self) -> WebServerKind {
+        WebServerKind::Nginx
+    }
+
+    /// `sites/site<ID>.conf` for `site`. Pure: the same site always gives the same bytes.
+    pub fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
+        let context = SiteContext::new(
+            site,
+            &self.config.layout,
+            self.config.ports,
+            WebServerKind::Nginx,
+        )?;
+        let sets_body_size = context
+            .extra_directives
+            .iter()
+            .any(|d| d.name.as_str() == "client_max_body_size");
+        let client_max_body_size = match (&context.php, sets_body_size) {
+            (Some(_), false) => Some(site.settings.php.post_max_size()),
+            _ => None,
+        };
+        let path = format!("sites/{}.conf", context.name);
+        let contents = self.templates.render(
+            NGINX_SITE.0,
+            &NginxSite {
+                site: context,
+                listen_ipv6: self.config.listen_ipv6,
+                client_max_body_size,
+            },
+        )?;
+        Ok(vec![rendered(&path, contents)?])
+    }
+
+    /// Writes a complete tree under `staged_root` (new or empty): [`Self::MAIN_CONFIG`], which
+    /// keeps the pid, logs and temporary files under `staged_root` and includes `sites/*.conf`,
+    /// and every site's files. Workers run as `www-data` when this process is root.
+    pub fn stage(&self, staged_root: &Path, sites: &[Website]) -> Result<()> {
+        let mut files = vec![self.main_config(staged_root, running_as_root())?];
+        for site in sites {
+            files.extend(self.render_site(site)?);
+        }
+        write_tree(
+            "nginx",
+            staged_root,
+            &["sites", "logs", "run", "tmp"],
+            &files,
+        )
+    }
+
+    fn main_config(&self, staged_root: &Path, as_root: bool) -> Result<RenderedFile> {
+        let contents = self.templates.render(
+            NGINX_MAIN.0,
+            &NginxMain {
+                root: config_path("staged_root", staged_root)?,
+                worker_user: as_root.then_some("www-data"),
+            },
+        )?;
+        rendered(Self::MAIN_CONFIG, contents)
+    }
+
+    /// Runs `nginx -t` on the tree [`Self::stage`] wrote under `staged_root`.
+    pub async fn validate(&self, staged_root: &Path) -> Result<()> {
+        let mut prefix = staged_root.as_os_str().to_owned();
+        prefix.push("/");
+        let command = Command::new(&self.config.binary)
+            .arg("-t")
+            .arg("-c")
+            .arg(staged_root.join(Self::MAIN_CONFIG))
+            .arg("-p")
+            .arg(prefix)
+            .arg("-e")
+            .arg(staged_root.join("logs/error.log"));
+        run_check(
+            self.config.runner.as_ref(),
+            format!("{} -t", self.config.binary.display()),
+            &command,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_drop_to_www_data_only_when_started_by_root() {
+        let nginx = Nginx::new(NginxConfig::new(HostLayout::under("/srv/hosting"))).expect("nginx");
+        let root = Path::new("/tmp/staged");
+        let as_root = nginx.main_config(root, true).expect("render").contents;
+        let as_user = nginx.main_config(root, false).expect("render").contents;
+        assert!(as_root.contains("\nuser www-data;\n"));
+        assert!(!as_user.contains("user "));
+        for needle in [
+            "pid /tmp/staged/run/nginx.pid;",
+            "error_log /tmp/staged/logs/error.log;",
+            "client_body_temp_path /tmp/staged/tmp/client_body;",
+            "scgi_temp_path /tmp/staged/tmp/scgi;",
+            "server_names_hash_bucket_size 128;",
+            "include /tmp/staged/sites/*.conf;",
+        ] {
+            assert!(as_user.contains(needle), "missing {needle:?} in\n{as_user}");
+        }
+    }
+
+    #[test]
+    fn a_staged_root_that_needs_quoting_is_refused() {
+        let nginx = Nginx::new(NginxConfig::new(HostLayout::under("/srv/hosting"))).expect("nginx");
+        let err = nginx
+            .main_config(Path::new("/tmp/has space"), false)
+            .expect_err("refused");
+        assert!(
+            matches!(err, hosting_core::Error::Invalid { ref field, .. } if field == "staged_root"),
+            "{err:?}"
+        );
+    }
+}
