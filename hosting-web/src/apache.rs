@@ -8,9 +8,13 @@ use hosting_core::model::Website;
 use hosting_core::system::SystemRunner;
 use hosting_core::types::WebServerKind;
 use hosting_core::web::RenderedFile;
-use hosting_core::{Command, CommandRunner, HostLayout, Result};
+use async_trait::async_trait;
+use hosting_core::{
+    ApplyReport, Command, CommandRunner, Drift, HostLayout, Result, WebServer,
+};
 use serde::Serialize;
 
+use crate::apply::{self, Supervised};
 use crate::context::{Ports, SiteContext, check_layout, config_path};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{APACHE_MAIN, APACHE_SITE, Templates};
@@ -34,6 +38,8 @@ pub struct ApacheConfig {
     pub mime_types: PathBuf,
     /// Runs the binary.
     pub runner: Arc<dyn CommandRunner>,
+    /// Where the SDK runs this server: its managed tree, pid file, logs and temporary files.
+    pub server_root: PathBuf,
 }
 
 impl ApacheConfig {
@@ -48,6 +54,7 @@ impl ApacheConfig {
             modules_dir: PathBuf::from("/usr/lib/apache2/modules"),
             mime_types: PathBuf::from("/etc/mime.types"),
             runner: Arc::new(SystemRunner),
+            server_root: PathBuf::from("/var/lib/hosting/apache"),
         }
     }
 }
@@ -62,6 +69,7 @@ pub struct Apache {
 #[derive(Serialize)]
 struct ApacheMain {
     root: String,
+    sites_dir: String,
     worker_user: Option<&'static str>,
     modules_dir: String,
     mime_types: String,
@@ -108,18 +116,30 @@ impl Apache {
     /// use and includes `sites/*.conf`, and every site's files. Runs as `www-data` when this
     /// process is root.
     pub fn stage(&self, staged_root: &Path, sites: &[Website]) -> Result<()> {
-        let mut files = vec![self.main_config(staged_root, running_as_root())?];
+        let mut files = vec![self.main_config(
+            staged_root,
+            &staged_root.join("sites"),
+            running_as_root(),
+        )?];
         for site in sites {
             files.extend(self.render_site(site)?);
         }
         write_tree("apache", staged_root, &["sites", "logs", "run"], &files)
     }
 
-    fn main_config(&self, staged_root: &Path, as_root: bool) -> Result<RenderedFile> {
+    /// The main configuration: runtime files (pid, logs, temporary files) under `root`, sites
+    /// included from `sites_dir`.
+    pub(crate) fn main_config(
+        &self,
+        root: &Path,
+        sites_dir: &Path,
+        as_root: bool,
+    ) -> Result<RenderedFile> {
         let contents = self.templates.render(
             APACHE_MAIN.0,
             &ApacheMain {
-                root: config_path("staged_root", staged_root)?,
+                root: config_path("staged_root", root)?,
+                sites_dir: config_path("sites_dir", sites_dir)?,
                 worker_user: as_root.then_some("www-data"),
                 modules_dir: config_path("modules_dir", &self.config.modules_dir)?,
                 mime_types: config_path("mime_types", &self.config.mime_types)?,
@@ -145,6 +165,89 @@ impl Apache {
     }
 }
 
+#[async_trait]
+impl Supervised for Apache {
+    const NAME: &'static str = "apache2";
+    const MAIN_CONFIG: &'static str = Apache::MAIN_CONFIG;
+    const RUNTIME_DIRS: &'static [&'static str] = &["run", "logs"];
+
+    fn server_root(&self) -> &Path {
+        &self.config.server_root
+    }
+
+    fn runner(&self) -> &dyn CommandRunner {
+        self.config.runner.as_ref()
+    }
+
+    fn http_port(&self) -> u16 {
+        self.config.ports.http
+    }
+
+    fn render_site_files(&self, site: &Website) -> Result<Vec<RenderedFile>> {
+        self.render_site(site)
+    }
+
+    fn render_main(&self, generation: &Path) -> Result<RenderedFile> {
+        self.main_config(
+            &self.config.server_root,
+            &generation.join("sites"),
+            running_as_root(),
+        )
+    }
+
+    async fn test_config(&self, main: &Path) -> Result<()> {
+        let command = Command::new(&self.config.binary)
+            .arg("-t")
+            .arg("-f")
+            .arg(main);
+        run_check(
+            self.config.runner.as_ref(),
+            format!("{} -t", self.config.binary.display()),
+            &command,
+        )
+        .await
+    }
+
+    fn start_command(&self, live_main: &Path) -> Command {
+        Command::new(&self.config.binary)
+            .arg("-f")
+            .arg(live_main)
+            .arg("-k")
+            .arg("start")
+    }
+
+    fn reload_command(&self, live_main: &Path, _pid: &str) -> Command {
+        Command::new(&self.config.binary)
+            .arg("-f")
+            .arg(live_main)
+            .arg("-k")
+            .arg("graceful")
+    }
+}
+
+#[async_trait]
+impl WebServer for Apache {
+    fn kind(&self) -> WebServerKind {
+        WebServerKind::Apache
+    }
+
+    fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
+        Apache::render_site(self, site)
+    }
+
+    async fn validate(&self, staged_root: &Path) -> Result<()> {
+        Apache::validate(self, staged_root).await
+    }
+
+    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
+        apply::apply(self, self.config.runner.clone(), sites).await
+    }
+
+    async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>> {
+        apply::drift(self, self.config.runner.clone(), sites)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,8 +257,8 @@ mod tests {
         let apache =
             Apache::new(ApacheConfig::new(HostLayout::under("/srv/hosting"))).expect("apache");
         let root = Path::new("/tmp/staged");
-        let as_user = apache.main_config(root, false).expect("render").contents;
-        let as_root = apache.main_config(root, true).expect("render").contents;
+        let as_user = apache.main_config(root, &root.join("sites"), false).expect("render").contents;
+        let as_root = apache.main_config(root, &root.join("sites"), true).expect("render").contents;
         assert!(as_root.contains("\nUser www-data\nGroup www-data\n"));
         assert!(!as_user.contains("User "));
         for needle in [

@@ -19,9 +19,15 @@
 //! check (letters, digits and `. _ - : / = + , @ * [ ]`), so no value, and no override
 //! template, can put a line break, quote, brace or `;` into a configuration file from data.
 //!
-//! The atomic apply path and the [`WebServer`](hosting_core::WebServer) trait impls come next.
+//! [`Nginx`] and [`Apache`] implement [`WebServer`](hosting_core::WebServer): `apply` renders
+//! every site of the node, stages a new generation beside the live one, runs the server's own
+//! test on it, swaps it in atomically, reloads gracefully (starting the server under its server
+//! root when it is not running) and asks every site over HTTP; any failure leaves or puts back
+//! the previous files byte for byte. OpenLiteSpeed renders only: no binary exists here to
+//! validate or run it.
 
 mod apache;
+mod apply;
 mod context;
 mod nginx;
 mod openlitespeed;

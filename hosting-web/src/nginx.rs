@@ -7,9 +7,13 @@ use hosting_core::model::Website;
 use hosting_core::system::SystemRunner;
 use hosting_core::types::{PhpBytes, WebServerKind};
 use hosting_core::web::RenderedFile;
-use hosting_core::{Command, CommandRunner, HostLayout, Result};
+use async_trait::async_trait;
+use hosting_core::{
+    ApplyReport, Command, CommandRunner, Drift, HostLayout, Result, WebServer,
+};
 use serde::Serialize;
 
+use crate::apply::{self, Supervised};
 use crate::context::{Ports, SiteContext, check_layout, config_path};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{NGINX_MAIN, NGINX_SITE, Templates};
@@ -31,6 +35,8 @@ pub struct NginxConfig {
     pub listen_ipv6: bool,
     /// Runs the binary.
     pub runner: Arc<dyn CommandRunner>,
+    /// Where the SDK runs this server: its managed tree, pid file, logs and temporary files.
+    pub server_root: PathBuf,
 }
 
 impl NginxConfig {
@@ -44,6 +50,7 @@ impl NginxConfig {
             ports: Ports::default(),
             listen_ipv6: true,
             runner: Arc::new(SystemRunner),
+            server_root: PathBuf::from("/var/lib/hosting/nginx"),
         }
     }
 }
@@ -69,6 +76,7 @@ struct NginxSite<'a> {
 #[derive(Serialize)]
 struct NginxMain {
     root: String,
+    sites_dir: String,
     worker_user: Option<&'static str>,
 }
 
@@ -123,7 +131,11 @@ impl Nginx {
     /// keeps the pid, logs and temporary files under `staged_root` and includes `sites/*.conf`,
     /// and every site's files. Workers run as `www-data` when this process is root.
     pub fn stage(&self, staged_root: &Path, sites: &[Website]) -> Result<()> {
-        let mut files = vec![self.main_config(staged_root, running_as_root())?];
+        let mut files = vec![self.main_config(
+            staged_root,
+            &staged_root.join("sites"),
+            running_as_root(),
+        )?];
         for site in sites {
             files.extend(self.render_site(site)?);
         }
@@ -135,11 +147,19 @@ impl Nginx {
         )
     }
 
-    fn main_config(&self, staged_root: &Path, as_root: bool) -> Result<RenderedFile> {
+    /// The main configuration: runtime files (pid, logs, temporary files) under `root`, sites
+    /// included from `sites_dir`.
+    pub(crate) fn main_config(
+        &self,
+        root: &Path,
+        sites_dir: &Path,
+        as_root: bool,
+    ) -> Result<RenderedFile> {
         let contents = self.templates.render(
             NGINX_MAIN.0,
             &NginxMain {
-                root: config_path("staged_root", staged_root)?,
+                root: config_path("staged_root", root)?,
+                sites_dir: config_path("sites_dir", sites_dir)?,
                 worker_user: as_root.then_some("www-data"),
             },
         )?;
@@ -167,6 +187,96 @@ impl Nginx {
     }
 }
 
+#[async_trait]
+impl Supervised for Nginx {
+    const NAME: &'static str = "nginx";
+    const MAIN_CONFIG: &'static str = Nginx::MAIN_CONFIG;
+    const RUNTIME_DIRS: &'static [&'static str] = &["run", "logs", "tmp"];
+
+    fn server_root(&self) -> &Path {
+        &self.config.server_root
+    }
+
+    fn runner(&self) -> &dyn CommandRunner {
+        self.config.runner.as_ref()
+    }
+
+    fn http_port(&self) -> u16 {
+        self.config.ports.http
+    }
+
+    fn render_site_files(&self, site: &Website) -> Result<Vec<RenderedFile>> {
+        self.render_site(site)
+    }
+
+    fn render_main(&self, generation: &Path) -> Result<RenderedFile> {
+        self.main_config(
+            &self.config.server_root,
+            &generation.join("sites"),
+            running_as_root(),
+        )
+    }
+
+    async fn test_config(&self, main: &Path) -> Result<()> {
+        let command = self.binary_command(main).arg("-t");
+        run_check(
+            self.config.runner.as_ref(),
+            format!("{} -t", self.config.binary.display()),
+            &command,
+        )
+        .await
+    }
+
+    fn start_command(&self, live_main: &Path) -> Command {
+        self.binary_command(live_main)
+    }
+
+    /// One `-t` already parsed the tree; `SIGHUP` to the master avoids the extra parse that
+    /// `nginx -s reload` does.
+    fn reload_command(&self, _live_main: &Path, pid: &str) -> Command {
+        Command::new("kill").arg("-HUP").arg(pid)
+    }
+}
+
+impl Nginx {
+    /// `nginx -c MAIN -p ROOT/ -e ROOT/logs/error.log`.
+    fn binary_command(&self, main: &Path) -> Command {
+        let root = &self.config.server_root;
+        let mut prefix = root.as_os_str().to_owned();
+        prefix.push("/");
+        Command::new(&self.config.binary)
+            .arg("-c")
+            .arg(main)
+            .arg("-p")
+            .arg(prefix)
+            .arg("-e")
+            .arg(root.join("logs/error.log"))
+    }
+}
+
+#[async_trait]
+impl WebServer for Nginx {
+    fn kind(&self) -> WebServerKind {
+        WebServerKind::Nginx
+    }
+
+    fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
+        Nginx::render_site(self, site)
+    }
+
+    async fn validate(&self, staged_root: &Path) -> Result<()> {
+        Nginx::validate(self, staged_root).await
+    }
+
+    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
+        apply::apply(self, self.config.runner.clone(), sites).await
+    }
+
+    async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>> {
+        apply::drift(self, self.config.runner.clone(), sites)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,8 +285,8 @@ mod tests {
     fn workers_drop_to_www_data_only_when_started_by_root() {
         let nginx = Nginx::new(NginxConfig::new(HostLayout::under("/srv/hosting"))).expect("nginx");
         let root = Path::new("/tmp/staged");
-        let as_root = nginx.main_config(root, true).expect("render").contents;
-        let as_user = nginx.main_config(root, false).expect("render").contents;
+        let as_root = nginx.main_config(root, &root.join("sites"), true).expect("render").contents;
+        let as_user = nginx.main_config(root, &root.join("sites"), false).expect("render").contents;
         assert!(as_root.contains("\nuser www-data;\n"));
         assert!(!as_user.contains("user "));
         for needle in [
@@ -195,7 +305,7 @@ mod tests {
     fn a_staged_root_that_needs_quoting_is_refused() {
         let nginx = Nginx::new(NginxConfig::new(HostLayout::under("/srv/hosting"))).expect("nginx");
         let err = nginx
-            .main_config(Path::new("/tmp/has space"), false)
+            .main_config(Path::new("/tmp/has space"), Path::new("/tmp/x"), false)
             .expect_err("refused");
         assert!(
             matches!(err, hosting_core::Error::Invalid { ref field, .. } if field == "staged_root"),

@@ -1,0 +1,284 @@
+//! The transactional apply path shared by NGINX and Apache.
+//!
+//! The server runs under a server root the SDK owns:
+//! ```text
+//! ROOT/managed/live -> generations/<n>   main config + sites/*.conf of one generation
+//! ROOT/run, ROOT/logs, ROOT/tmp          pid file, server logs, temporary files
+//! ```
+//! It is started with `ROOT/managed/live/<main config>`, whose include names its own
+//! generation's `sites/`. An apply renders every site, stages a new generation, runs the
+//! server's own test on it, swaps `live`, reloads gracefully (or starts the server), and asks
+//! every site over HTTP. Any failure before the swap leaves the live tree and the running
+//! server untouched; a failure after it points `live` back at the previous generation and
+//! reloads again.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hosting_core::model::{Website, WebsiteId};
+use hosting_core::tree::{ManagedTree, Staged};
+use hosting_core::types::ConfinedPath;
+use hosting_core::web::RenderedFile;
+use hosting_core::{ApplyReport, Command, CommandRunner, Drift, Error, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long the server may take to answer a site after a reload.
+const HEALTH_WAIT: Duration = Duration::from_secs(10);
+/// Generations kept besides the live one.
+const KEEP_GENERATIONS: usize = 2;
+
+/// What the shared apply path needs from one web server.
+#[async_trait]
+pub(crate) trait Supervised: Send + Sync {
+    /// `nginx` or `apache`, for errors and logs.
+    const NAME: &'static str;
+    /// The main configuration's file name inside a generation.
+    const MAIN_CONFIG: &'static str;
+    /// Directories the server writes under its root.
+    const RUNTIME_DIRS: &'static [&'static str];
+
+    /// The server root.
+    fn server_root(&self) -> &Path;
+    /// The process seam.
+    fn runner(&self) -> &dyn CommandRunner;
+    /// The port sites answer plain HTTP on.
+    fn http_port(&self) -> u16;
+    /// The site files of `site` (paths under a generation).
+    fn render_site_files(&self, site: &Website) -> Result<Vec<RenderedFile>>;
+    /// The main configuration for a generation at `generation`.
+    fn render_main(&self, generation: &Path) -> Result<RenderedFile>;
+    /// The configuration test of the main config at `main`.
+    async fn test_config(&self, main: &Path) -> Result<()>;
+    /// Starts the server on the live main config.
+    fn start_command(&self, live_main: &Path) -> Command;
+    /// Asks the running server (pid `pid`) to reload its configuration gracefully.
+    fn reload_command(&self, live_main: &Path, pid: &str) -> Command;
+    /// Where the running server keeps its pid.
+    fn pid_file(&self) -> PathBuf {
+        self.server_root().join("run").join(format!("{}.pid", Self::NAME))
+    }
+}
+
+fn tree<S: Supervised + ?Sized>(server: &S, runner: std::sync::Arc<dyn CommandRunner>) -> ManagedTree {
+    ManagedTree::new(server.server_root().join("managed"), runner)
+}
+
+fn site_files<S: Supervised + ?Sized>(
+    server: &S,
+    sites: &[Website],
+) -> Result<BTreeMap<ConfinedPath, (WebsiteId, String)>> {
+    let mut files = BTreeMap::new();
+    for site in sites {
+        for file in server.render_site_files(site)? {
+            if files.insert(file.path.clone(), (site.id, file.contents)).is_some() {
+                return Err(Error::Invalid {
+                    field: "sites".into(),
+                    reason: format!("website {} is listed twice", site.id).into(),
+                });
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The shared apply path; see the module docs.
+pub(crate) async fn apply<S: Supervised>(
+    server: &S,
+    runner: std::sync::Arc<dyn CommandRunner>,
+    sites: &[Website],
+) -> Result<ApplyReport> {
+    let root = server.server_root();
+    for dir in S::RUNTIME_DIRS {
+        let dir = root.join(dir);
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::backend(S::NAME, format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    let tree = tree(server, runner);
+    let desired = site_files(server, sites)?;
+    let mut live = tree.read_live()?;
+    let main_path: ConfinedPath = S::MAIN_CONFIG.parse()?;
+    let live_main = live.remove(&main_path);
+    let current_main = match tree.current()? {
+        Some(dir) => Some(server.render_main(&dir)?.contents),
+        None => None,
+    };
+    let changed: Vec<WebsiteId> = {
+        let mut ids: Vec<WebsiteId> = desired
+            .iter()
+            .filter(|(path, (_, contents))| live.get(*path) != Some(contents))
+            .map(|(_, (id, _))| *id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let removed: Vec<ConfinedPath> = live
+        .keys()
+        .filter(|p| !desired.contains_key(*p))
+        .cloned()
+        .collect();
+    let running = running_pid(server).await?;
+    if changed.is_empty()
+        && removed.is_empty()
+        && live_main.is_some()
+        && live_main == current_main
+        && running.is_some()
+    {
+        return Ok(ApplyReport::default());
+    }
+
+    let staged = tree
+        .stage_with(|generation| {
+            let mut files: Vec<RenderedFile> = desired
+                .iter()
+                .map(|(path, (_, contents))| RenderedFile {
+                    path: path.clone(),
+                    contents: contents.clone(),
+                })
+                .collect();
+            files.push(server.render_main(generation)?);
+            Ok(files)
+        })
+        .await?;
+    if let Err(e) = server.test_config(&staged.dir.join(S::MAIN_CONFIG)).await {
+        tree.discard(&staged)?;
+        return Err(e);
+    }
+    tree.activate(&staged)?;
+    let live_main = tree.live().join(S::MAIN_CONFIG);
+    if let Err(e) = reload(server, &live_main, running.as_deref()).await {
+        restore(server, &tree, &staged, &live_main).await;
+        return Err(e);
+    }
+    if let Err(e) = check_health(server, sites).await {
+        restore(server, &tree, &staged, &live_main).await;
+        return Err(e);
+    }
+    tree.prune(KEEP_GENERATIONS)?;
+    Ok(ApplyReport {
+        changed,
+        removed,
+        reloaded: true,
+    })
+}
+
+/// Differences between the live tree and what `sites` render to.
+pub(crate) fn drift<S: Supervised>(
+    server: &S,
+    runner: std::sync::Arc<dyn CommandRunner>,
+    sites: &[Website],
+) -> Result<Vec<Drift>> {
+    let tree = tree(server, runner);
+    let mut desired: BTreeMap<ConfinedPath, String> = site_files(server, sites)?
+        .into_iter()
+        .map(|(path, (_, contents))| (path, contents))
+        .collect();
+    if let Some(dir) = tree.current()? {
+        let main = server.render_main(&dir)?;
+        desired.insert(main.path, main.contents);
+    }
+    let mut live = tree.read_live()?;
+    let mut out = Vec::new();
+    for (path, contents) in desired {
+        match live.remove(&path) {
+            None => out.push(Drift::Missing(path)),
+            Some(found) if found != contents => out.push(Drift::Modified(path)),
+            Some(_) => {}
+        }
+    }
+    out.extend(live.into_keys().map(Drift::Unexpected));
+    Ok(out)
+}
+
+async fn running_pid<S: Supervised + ?Sized>(server: &S) -> Result<Option<String>> {
+    let Ok(pid) = std::fs::read_to_string(server.pid_file()) else {
+        return Ok(None);
+    };
+    let pid = pid.trim().to_owned();
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(None);
+    }
+    let alive = server
+        .runner()
+        .run(&Command::new("kill").arg("-0").arg(&pid))
+        .await?;
+    Ok(alive.success().then_some(pid))
+}
+
+async fn reload<S: Supervised + ?Sized>(
+    server: &S,
+    live_main: &Path,
+    running: Option<&str>,
+) -> Result<()> {
+    let command = match running {
+        Some(pid) => server.reload_command(live_main, pid),
+        None => server.start_command(live_main),
+    };
+    let out = server.runner().run(&command).await?;
+    if out.success() {
+        Ok(())
+    } else {
+        Err(Error::Validation {
+            tool: command.program.display().to_string(),
+            output: format!("{}{}", out.stdout.trim(), out.stderr.trim()),
+        })
+    }
+}
+
+async fn restore<S: Supervised + ?Sized>(
+    server: &S,
+    tree: &ManagedTree,
+    staged: &Staged,
+    live_main: &Path,
+) {
+    if let Err(e) = tree.roll_back(staged) {
+        tracing::error!(server = S::NAME, error = %e, "rollback failed");
+        return;
+    }
+    if staged.previous.is_none() {
+        return;
+    }
+    let running = running_pid(server).await.ok().flatten();
+    if let Err(e) = reload(server, live_main, running.as_deref()).await {
+        tracing::error!(server = S::NAME, error = %e, "reload after rollback failed");
+    }
+}
+
+/// Every site answers an HTTP request for its domain on the server's port.
+async fn check_health<S: Supervised + ?Sized>(server: &S, sites: &[Website]) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + HEALTH_WAIT;
+    for site in sites {
+        loop {
+            match http_status(server.http_port(), site.domain.as_str()).await {
+                Ok(_) => break,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(Error::backend(
+                        S::NAME,
+                        format!("{} does not answer after the reload: {e}", site.domain),
+                    ));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The status code of `HEAD /` for `host` on 127.0.0.1:`port`.
+pub(crate) async fn http_status(port: u16, host: &str) -> std::io::Result<u16> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!("HEAD / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut head))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.strip_prefix("HTTP/1.")
+        .and_then(|rest| rest.get(2..5))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+}
