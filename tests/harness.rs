@@ -25,6 +25,15 @@ pub fn in_ci() -> bool {
 /// # Panics
 /// Under `CI=true` when the variable is missing: CI must run every real-server test.
 pub fn server_url(var: &str) -> Option<String> {
+    env_or_skip(var)
+}
+
+/// The value of `var` (a server URL, a binary's path), or `None` after reporting the test as
+/// skipped with the variable's name.
+///
+/// # Panics
+/// Under `CI=true` when the variable is missing.
+pub fn env_or_skip(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if in_ci() => panic!(
@@ -77,6 +86,14 @@ pub async fn fresh_database(admin_url: &str) -> String {
             .expect("create test database");
     }
     with_database(admin_url, &name)
+}
+
+/// A TCP port that was free on 127.0.0.1 a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
 }
 
 /// A fresh SQLite file in a new temporary directory (kept alive by the returned guard).

@@ -152,6 +152,19 @@ impl ManagedTree {
         }
     }
 
+    /// Takes the tree out of service: removes `live` and returns the generation it pointed at
+    /// (kept on disk, so [`ManagedTree::reactivate`] can undo this).
+    pub fn deactivate(&self) -> Result<Option<PathBuf>> {
+        let current = self.current()?;
+        self.point_live_at(None)?;
+        Ok(current)
+    }
+
+    /// Points `live` at an existing generation again.
+    pub fn reactivate(&self, generation: &Path) -> Result<()> {
+        self.point_live_at(Some(generation))
+    }
+
     /// Removes every generation except the live one and the `keep` newest others.
     pub fn prune(&self, keep: usize) -> Result<()> {
         let current = self.current()?;

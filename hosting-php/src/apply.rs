@@ -22,7 +22,17 @@ const SOCKET_WAIT: Duration = Duration::from_secs(10);
 /// Generations kept besides the live one, for inspection after an incident.
 const KEEP_GENERATIONS: usize = 2;
 
-/// One version's part of an apply: its tree, what it should hold, and what changed.
+/// What an apply did to one version, so it can be undone.
+enum Done {
+    /// A new generation went live.
+    Staged(Staged),
+    /// The version's last pool went: its master was stopped and `live` removed; the previous
+    /// generation is kept for a rollback.
+    Retired(Option<PathBuf>),
+}
+
+/// One version's part of an apply: its tree, what it should hold, and what changed. No pools
+/// means the version is retired.
 struct VersionPlan {
     version: PhpVersion,
     tree: ManagedTree,
@@ -193,7 +203,8 @@ impl PhpFpm {
                         Command::new("kill").arg("-QUIT").arg(&pid),
                         "stopping php-fpm",
                     )
-                    .await
+                    .await?;
+                    self.wait_for_exit(version).await
                 }
                 (None, true) => self.start(self.find(version)?).await,
                 (None, false) => Ok(()),
@@ -214,7 +225,24 @@ impl PhpFpm {
         self.run_checked(command, "starting php-fpm").await
     }
 
-    /// Waits until every desired pool's socket exists: the reload really took effect.
+    /// Waits until a stopped master is gone (its pid file removed), so a later start cannot be
+    /// mistaken for it.
+    async fn wait_for_exit(&self, version: PhpVersion) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
+        while self.running_master(version).await?.is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::backend(
+                    "php-fpm",
+                    format!("the PHP {} master did not stop", version.as_str()),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Waits until every desired pool's socket accepts connections: the reload really took
+    /// effect (a socket file alone may be left over from a stopped master).
     async fn wait_for_sockets(&self, sites: &[Website]) -> Result<()> {
         let layout: &HostLayout = &self.config.layout;
         let sockets: Vec<PathBuf> = sites
@@ -223,11 +251,14 @@ impl PhpFpm {
             .collect();
         let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
         for socket in &sockets {
-            while !socket.exists() {
+            while tokio::net::UnixStream::connect(socket).await.is_err() {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(Error::backend(
                         "php-fpm",
-                        format!("{} did not appear after the reload", socket.display()),
+                        format!(
+                            "{} does not accept connections after the reload",
+                            socket.display()
+                        ),
                     ));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -236,14 +267,19 @@ impl PhpFpm {
         Ok(())
     }
 
-    async fn restore(&self, applied: &[(VersionPlan, Staged)]) {
-        for (plan, staged) in applied {
-            if let Err(e) = plan.tree.roll_back(staged) {
+    /// Puts every version back as it was before this apply, newest step first.
+    async fn restore(&self, applied: &[(VersionPlan, Done)]) {
+        for (plan, done) in applied.iter().rev() {
+            let (put_back, running) = match done {
+                Done::Staged(staged) => (plan.tree.roll_back(staged), staged.previous.is_some()),
+                Done::Retired(Some(previous)) => (plan.tree.reactivate(previous), true),
+                Done::Retired(None) => (Ok(()), false),
+            };
+            if let Err(e) = put_back {
                 tracing::error!(version = plan.version.as_str(), error = %e, "php rollback failed");
                 continue;
             }
-            let had_pools = staged.previous.is_some();
-            if let Err(e) = self.reload(plan.version, had_pools).await {
+            if let Err(e) = self.reload(plan.version, running).await {
                 tracing::error!(version = plan.version.as_str(), error = %e, "php reload after rollback failed");
             }
         }
@@ -266,28 +302,44 @@ impl PhpRuntime for PhpFpm {
 
     async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
         let plans = self.plan(sites)?;
-        let mut staged = Vec::new();
+        let mut staged: Vec<(VersionPlan, Option<Staged>)> = Vec::new();
         for plan in plans {
+            if plan.pools.is_empty() {
+                staged.push((plan, None));
+                continue;
+            }
             match self.stage_and_validate(&plan).await {
-                Ok(s) => staged.push((plan, s)),
+                Ok(s) => staged.push((plan, Some(s))),
                 Err(e) => {
                     for (p, s) in &staged {
-                        p.tree.discard(s)?;
+                        if let Some(s) = s {
+                            p.tree.discard(s)?;
+                        }
                     }
                     return Err(e);
                 }
             }
         }
-        let mut applied: Vec<(VersionPlan, Staged)> = Vec::new();
+        let mut applied: Vec<(VersionPlan, Done)> = Vec::new();
         for (plan, s) in staged {
-            if let Err(e) = plan.tree.activate(&s) {
-                self.restore(&applied).await;
-                return Err(e);
-            }
-            let has_pools = !plan.pools.is_empty();
             let version = plan.version;
-            applied.push((plan, s));
-            if let Err(e) = self.reload(version, has_pools).await {
+            let step = match s {
+                Some(s) => {
+                    let activated = plan.tree.activate(&s);
+                    applied.push((plan, Done::Staged(s)));
+                    match activated {
+                        Ok(()) => self.reload(version, true).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                None => match self.reload(version, false).await {
+                    Ok(()) => plan.tree.deactivate().map(|previous| {
+                        applied.push((plan, Done::Retired(previous)));
+                    }),
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = step {
                 self.restore(&applied).await;
                 return Err(e);
             }

@@ -4,17 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use hosting_core::model::Website;
 use hosting_core::system::SystemRunner;
 use hosting_core::types::WebServerKind;
 use hosting_core::web::RenderedFile;
-use async_trait::async_trait;
-use hosting_core::{
-    ApplyReport, Command, CommandRunner, Drift, HostLayout, Result, WebServer,
-};
+use hosting_core::{ApplyReport, Command, CommandRunner, Drift, HostLayout, Result, WebServer};
 use serde::Serialize;
 
-use crate::apply::{self, Supervised};
+use crate::apply::{self, HEALTH_HOST, Supervised, generation_of};
 use crate::context::{Ports, SiteContext, check_layout, config_path};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{APACHE_MAIN, APACHE_SITE, Templates};
@@ -70,6 +68,9 @@ pub struct Apache {
 struct ApacheMain {
     root: String,
     sites_dir: String,
+    /// The generation (the name of the directory holding `sites_dir`), for the health check.
+    generation: String,
+    health_host: &'static str,
     worker_user: Option<&'static str>,
     modules_dir: String,
     mime_types: String,
@@ -116,11 +117,8 @@ impl Apache {
     /// use and includes `sites/*.conf`, and every site's files. Runs as `www-data` when this
     /// process is root.
     pub fn stage(&self, staged_root: &Path, sites: &[Website]) -> Result<()> {
-        let mut files = vec![self.main_config(
-            staged_root,
-            &staged_root.join("sites"),
-            running_as_root(),
-        )?];
+        let mut files =
+            vec![self.main_config(staged_root, &staged_root.join("sites"), running_as_root())?];
         for site in sites {
             files.extend(self.render_site(site)?);
         }
@@ -141,6 +139,8 @@ impl Apache {
                 root: config_path("staged_root", root)?,
                 sites_dir: config_path("sites_dir", sites_dir)?,
                 worker_user: as_root.then_some("www-data"),
+                generation: generation_of(sites_dir)?,
+                health_host: HEALTH_HOST,
                 modules_dir: config_path("modules_dir", &self.config.modules_dir)?,
                 mime_types: config_path("mime_types", &self.config.mime_types)?,
                 http_port: self.config.ports.http,
@@ -257,8 +257,14 @@ mod tests {
         let apache =
             Apache::new(ApacheConfig::new(HostLayout::under("/srv/hosting"))).expect("apache");
         let root = Path::new("/tmp/staged");
-        let as_user = apache.main_config(root, &root.join("sites"), false).expect("render").contents;
-        let as_root = apache.main_config(root, &root.join("sites"), true).expect("render").contents;
+        let as_user = apache
+            .main_config(root, &root.join("sites"), false)
+            .expect("render")
+            .contents;
+        let as_root = apache
+            .main_config(root, &root.join("sites"), true)
+            .expect("render")
+            .contents;
         assert!(as_root.contains("\nUser www-data\nGroup www-data\n"));
         assert!(!as_user.contains("User "));
         for needle in [

@@ -29,6 +29,28 @@ const HEALTH_WAIT: Duration = Duration::from_secs(10);
 /// Generations kept besides the live one.
 const KEEP_GENERATIONS: usize = 2;
 
+/// The name the main configuration answers the generation probe on; `.invalid` can never be a
+/// customer's domain.
+pub(crate) const HEALTH_HOST: &str = "hosting-health.invalid";
+/// The path of the generation probe.
+const GENERATION_PATH: &str = "/.hosting-generation";
+/// Consecutive answers from the new generation before the reload counts as complete: after a
+/// graceful reload, old workers may still accept a connection or two.
+const GENERATION_CONFIRMATIONS: usize = 5;
+
+/// The generation a sites directory belongs to: the name of the directory holding it.
+pub(crate) fn generation_of(sites_dir: &Path) -> Result<String> {
+    sites_dir
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Invalid {
+            field: "sites_dir".into(),
+            reason: format!("{} has no parent directory name", sites_dir.display()).into(),
+        })
+}
+
 /// What the shared apply path needs from one web server.
 #[async_trait]
 pub(crate) trait Supervised: Send + Sync {
@@ -57,11 +79,16 @@ pub(crate) trait Supervised: Send + Sync {
     fn reload_command(&self, live_main: &Path, pid: &str) -> Command;
     /// Where the running server keeps its pid.
     fn pid_file(&self) -> PathBuf {
-        self.server_root().join("run").join(format!("{}.pid", Self::NAME))
+        self.server_root()
+            .join("run")
+            .join(format!("{}.pid", Self::NAME))
     }
 }
 
-fn tree<S: Supervised + ?Sized>(server: &S, runner: std::sync::Arc<dyn CommandRunner>) -> ManagedTree {
+fn tree<S: Supervised + ?Sized>(
+    server: &S,
+    runner: std::sync::Arc<dyn CommandRunner>,
+) -> ManagedTree {
     ManagedTree::new(server.server_root().join("managed"), runner)
 }
 
@@ -72,7 +99,10 @@ fn site_files<S: Supervised + ?Sized>(
     let mut files = BTreeMap::new();
     for site in sites {
         for file in server.render_site_files(site)? {
-            if files.insert(file.path.clone(), (site.id, file.contents)).is_some() {
+            if files
+                .insert(file.path.clone(), (site.id, file.contents))
+                .is_some()
+            {
                 return Err(Error::Invalid {
                     field: "sites".into(),
                     reason: format!("website {} is listed twice", site.id).into(),
@@ -121,6 +151,7 @@ pub(crate) async fn apply<S: Supervised>(
         .cloned()
         .collect();
     let running = running_pid(server).await?;
+    let old_workers = running.as_deref().map(children_of).unwrap_or_default();
     if changed.is_empty()
         && removed.is_empty()
         && live_main.is_some()
@@ -153,10 +184,14 @@ pub(crate) async fn apply<S: Supervised>(
         restore(server, &tree, &staged, &live_main).await;
         return Err(e);
     }
-    if let Err(e) = check_health(server, sites).await {
+    let generation = generation_of(&staged.dir.join("sites"))?;
+    if let Err(e) = check_health(server, &generation, sites).await {
         restore(server, &tree, &staged, &live_main).await;
         return Err(e);
     }
+    // Until the old workers are gone they may still serve with the old configuration, so the
+    // caller must not remove what it used (a PHP pool on another version) before this returns.
+    wait_for_exit(&old_workers).await;
     tree.prune(KEEP_GENERATIONS)?;
     Ok(ApplyReport {
         changed,
@@ -247,12 +282,36 @@ async fn restore<S: Supervised + ?Sized>(
     }
 }
 
-/// Every site answers an HTTP request for its domain on the server's port.
-async fn check_health<S: Supervised + ?Sized>(server: &S, sites: &[Website]) -> Result<()> {
+/// The server answers from `generation` (several times in a row), then every site answers an
+/// HTTP request for its domain.
+async fn check_health<S: Supervised + ?Sized>(
+    server: &S,
+    generation: &str,
+    sites: &[Website],
+) -> Result<()> {
     let deadline = tokio::time::Instant::now() + HEALTH_WAIT;
+    let mut confirmed = 0;
+    while confirmed < GENERATION_CONFIRMATIONS {
+        let answer = probe(server.http_port(), HEALTH_HOST, GENERATION_PATH).await;
+        match answer {
+            Ok((_, headers)) if header(&headers, "x-hosting-generation") == Some(generation) => {
+                confirmed += 1;
+            }
+            _ if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::backend(
+                    S::NAME,
+                    format!("the server does not serve generation {generation} after the reload"),
+                ));
+            }
+            _ => {
+                confirmed = 0;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
     for site in sites {
         loop {
-            match http_status(server.http_port(), site.domain.as_str()).await {
+            match probe(server.http_port(), site.domain.as_str(), "/").await {
                 Ok(_) => break,
                 Err(e) if tokio::time::Instant::now() >= deadline => {
                     return Err(Error::backend(
@@ -267,18 +326,65 @@ async fn check_health<S: Supervised + ?Sized>(server: &S, sites: &[Website]) -> 
     Ok(())
 }
 
-/// The status code of `HEAD /` for `host` on 127.0.0.1:`port`.
-pub(crate) async fn http_status(port: u16, host: &str) -> std::io::Result<u16> {
+/// The pids of the processes whose parent is `parent`, read from /proc.
+fn children_of(parent: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // The command name may hold spaces; the fields after its closing paren do not.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    == Some(parent)
+            })
+        })
+        .collect()
+}
+
+/// Waits (up to the servers' shutdown timeout) until none of `pids` is alive any more.
+async fn wait_for_exit(pids: &[u32]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        })
+    };
+    while pids.iter().any(alive) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of header `name` (lower-case) in a response head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
+
+/// Status code and response head of `HEAD path` for `host` on 127.0.0.1:`port`.
+async fn probe(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let request = format!("HEAD / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let request = format!("HEAD {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
     stream.write_all(request.as_bytes()).await?;
-    let mut head = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut head))
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut raw))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer"))??;
-    let line = String::from_utf8_lossy(&head[..n]);
-    line.strip_prefix("HTTP/1.")
+    let head = String::from_utf8_lossy(&raw).into_owned();
+    let status = head
+        .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer")
+        })?;
+    Ok((status, head))
 }

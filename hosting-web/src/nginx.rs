@@ -3,17 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use hosting_core::model::Website;
 use hosting_core::system::SystemRunner;
 use hosting_core::types::{PhpBytes, WebServerKind};
 use hosting_core::web::RenderedFile;
-use async_trait::async_trait;
-use hosting_core::{
-    ApplyReport, Command, CommandRunner, Drift, HostLayout, Result, WebServer,
-};
+use hosting_core::{ApplyReport, Command, CommandRunner, Drift, HostLayout, Result, WebServer};
 use serde::Serialize;
 
-use crate::apply::{self, Supervised};
+use crate::apply::{self, HEALTH_HOST, Supervised, generation_of};
 use crate::context::{Ports, SiteContext, check_layout, config_path};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{NGINX_MAIN, NGINX_SITE, Templates};
@@ -77,7 +75,11 @@ struct NginxSite<'a> {
 struct NginxMain {
     root: String,
     sites_dir: String,
+    /// The generation (the name of the directory holding `sites_dir`), for the health check.
+    generation: String,
+    health_host: &'static str,
     worker_user: Option<&'static str>,
+    http_port: u16,
 }
 
 impl Nginx {
@@ -131,11 +133,8 @@ impl Nginx {
     /// keeps the pid, logs and temporary files under `staged_root` and includes `sites/*.conf`,
     /// and every site's files. Workers run as `www-data` when this process is root.
     pub fn stage(&self, staged_root: &Path, sites: &[Website]) -> Result<()> {
-        let mut files = vec![self.main_config(
-            staged_root,
-            &staged_root.join("sites"),
-            running_as_root(),
-        )?];
+        let mut files =
+            vec![self.main_config(staged_root, &staged_root.join("sites"), running_as_root())?];
         for site in sites {
             files.extend(self.render_site(site)?);
         }
@@ -161,6 +160,9 @@ impl Nginx {
                 root: config_path("staged_root", root)?,
                 sites_dir: config_path("sites_dir", sites_dir)?,
                 worker_user: as_root.then_some("www-data"),
+                http_port: self.config.ports.http,
+                generation: generation_of(sites_dir)?,
+                health_host: HEALTH_HOST,
             },
         )?;
         rendered(Self::MAIN_CONFIG, contents)
@@ -285,8 +287,14 @@ mod tests {
     fn workers_drop_to_www_data_only_when_started_by_root() {
         let nginx = Nginx::new(NginxConfig::new(HostLayout::under("/srv/hosting"))).expect("nginx");
         let root = Path::new("/tmp/staged");
-        let as_root = nginx.main_config(root, &root.join("sites"), true).expect("render").contents;
-        let as_user = nginx.main_config(root, &root.join("sites"), false).expect("render").contents;
+        let as_root = nginx
+            .main_config(root, &root.join("sites"), true)
+            .expect("render")
+            .contents;
+        let as_user = nginx
+            .main_config(root, &root.join("sites"), false)
+            .expect("render")
+            .contents;
         assert!(as_root.contains("\nuser www-data;\n"));
         assert!(!as_user.contains("user "));
         for needle in [
