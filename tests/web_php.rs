@@ -3,6 +3,8 @@
 //!
 //! - a site serves a PHP page that prints PHP_VERSION and the pool's user;
 //! - a second site under another user cannot read the first site's files through PHP;
+//! - PHP routes through the front controller, dotfiles are refused, ACME challenges answer on a
+//!   redirected name, and the www redirect keeps the path and query;
 //! - switching a site between 8.2 and 8.4, both ways, while a client requests it in a loop,
 //!   gives the client no error;
 //! - a broken extra directive or override template fails the apply, the old config stays byte
@@ -323,6 +325,17 @@ fn collect(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
 
 /// `GET path` for `host` on 127.0.0.1:`port` over HTTP/1.0: status and body.
 async fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_with_head(port, host, path)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// `GET path` for `host` on 127.0.0.1:`port` over HTTP/1.0: status, head and body.
+async fn http_get_with_head(
+    port: u16,
+    host: &str,
+    path: &str,
+) -> std::io::Result<(u16, String, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
@@ -339,11 +352,8 @@ async fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, St
         .get(9..12)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    Ok((status, head.to_owned(), body.to_owned()))
 }
 
 async fn serves_php_as_each_sites_user_and_isolates_sites(kind: WebServerKind) {
@@ -404,6 +414,75 @@ async fn nginx_serves_php_as_each_sites_user_and_isolates_sites() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apache_serves_php_as_each_sites_user_and_isolates_sites() {
     serves_php_as_each_sites_user_and_isolates_sites(WebServerKind::Apache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_routes_php_guards_dotfiles_and_redirects_on_real_php() {
+    let Some(stack) = Stack::new(WebServerKind::Nginx).await else {
+        return;
+    };
+    let mut site = stack.site(1, Some(PhpVersion::V8_2), 0);
+    let apex: hosting_core::types::DomainName = "e2e-redirect.example.org".parse().expect("domain");
+    site.domain = format!("www.{apex}").parse().expect("domain");
+    site.aliases = vec![apex.clone()];
+    site.settings.www_redirect = hosting_core::model::WwwRedirect::ToWww;
+    site.settings.cache_ttl_secs = Some(60);
+    site.settings.security_headers = true;
+    let root = stack.layout.site(&site).document_root;
+    std::fs::write(
+        root.join("index.php"),
+        "<?php echo 'front:', $_SERVER['REQUEST_URI'], ':', $_GET['x'] ?? '';\n",
+    )
+    .expect("index");
+    std::fs::write(root.join(".env"), "SECRET=1\n").expect("dotfile");
+    std::fs::create_dir_all(root.join(".well-known/acme-challenge")).expect("acme dir");
+    std::fs::write(root.join(".well-known/acme-challenge/token"), "token-body").expect("token");
+    std::fs::write(root.join("style.css"), "body {}\n").expect("css");
+    apply_node(
+        stack.web.as_ref(),
+        &stack.php,
+        &[],
+        std::slice::from_ref(&site),
+    )
+    .await
+    .expect("apply");
+    let port = stack.port;
+    let get = |host: String, path: &'static str| async move {
+        http_get_with_head(port, &host, path).await
+    };
+    let www = site.domain.to_string();
+
+    let (status, head, body) = get(www.clone(), "/index.php?x=1").await.expect("get");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "front:/index.php?x=1:1"),
+        "{head}"
+    );
+    assert!(head.contains("X-Content-Type-Options: nosniff"), "{head}");
+    let (status, _, body) = get(www.clone(), "/some/pretty/url").await.expect("get");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "front:/some/pretty/url:"),
+        "front controller"
+    );
+    let (status, head, _) = get(www.clone(), "/style.css").await.expect("get");
+    assert_eq!(status, 200);
+    assert!(head.contains("Cache-Control: max-age=60"), "{head}");
+    assert_eq!(get(www.clone(), "/.env").await.expect("get").0, 403);
+    let (status, _, body) = get(apex.to_string(), "/.well-known/acme-challenge/token")
+        .await
+        .expect("get");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "token-body"),
+        "ACME on the redirected name"
+    );
+    let (status, head, _) = get(apex.to_string(), "/page?q=1").await.expect("get");
+    assert_eq!(status, 301);
+    assert!(
+        head.contains(&format!("Location: http://{www}:{}/page?q=1", stack.port)),
+        "{head}"
+    );
 }
 
 async fn switching_php_versions_drops_no_request(kind: WebServerKind) {

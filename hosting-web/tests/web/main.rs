@@ -1,12 +1,11 @@
 //! hosting-web's integration tests: snapshots of every fixture, the real `nginx -t` and
-//! `apache2 -t` on every fixture, operator overrides, a request served by a real nginx, and
+//! `apache2 -t` on every fixture, operator overrides, and
 //! properties of arbitrary valid sites.
 #![allow(clippy::expect_used)] // tests: a failed expectation is a failed test
 
 mod openlitespeed;
 mod overrides;
 mod properties;
-mod serve;
 mod snapshots;
 mod support;
 mod validate;
