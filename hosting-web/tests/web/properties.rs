@@ -197,27 +197,35 @@ proptest! {
     }
 }
 
+/// Up to three directives `kind` knows, each at most once.
+fn known_directives(kind: WebServerKind) -> BoxedStrategy<Vec<ServerDirective>> {
+    prop::sample::subsequence(valid_directives(kind).to_vec(), 0..=3)
+        .prop_map(|picked| {
+            picked
+                .into_iter()
+                .map(|(name, args)| ServerDirective {
+                    name: name.parse().expect("name"),
+                    args: args.iter().map(|a| a.parse().expect("arg")).collect(),
+                })
+                .collect()
+        })
+        .boxed()
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
 
     /// Arbitrary sites (with directives nginx knows, each at most once) pass the real `nginx -t`.
     #[test]
-    fn random_sites_pass_the_real_nginx(
-        site in site(
-            WebServerKind::Nginx,
-            prop::sample::subsequence(valid_directives(WebServerKind::Nginx).to_vec(), 0..=3)
-                .prop_map(|picked| {
-                    picked
-                        .into_iter()
-                        .map(|(name, args)| ServerDirective {
-                            name: name.parse().expect("name"),
-                            args: args.iter().map(|a| a.parse().expect("arg")).collect(),
-                        })
-                        .collect()
-                })
-                .boxed(),
-        )
-    ) {
+    fn random_sites_pass_the_real_nginx(site in site(WebServerKind::Nginx, known_directives(WebServerKind::Nginx))) {
         let Some(binary) = server_binary("HOSTING_TEST_NGINX") else {
             return Ok(());
         };
@@ -228,11 +236,24 @@ proptest! {
         let nginx = hosting_web::Nginx::new(config).expect("nginx");
         let staged = dir.path().join("staged");
         nginx.stage(&staged, std::slice::from_ref(&site)).expect("stage");
-        let verdict = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(nginx.validate(&staged));
+        let verdict = block_on(nginx.validate(&staged));
         prop_assert!(verdict.is_ok(), "nginx -t refused {site:?}: {verdict:?}");
+    }
+
+    /// The same for Apache and the real `apache2 -t`.
+    #[test]
+    fn random_sites_pass_the_real_apache(site in site(WebServerKind::Apache, known_directives(WebServerKind::Apache))) {
+        let Some(binary) = server_binary("HOSTING_TEST_APACHE") else {
+            return Ok(());
+        };
+        let dir = TempDir::new("prop-apache");
+        let layout = node_for(dir.path(), std::slice::from_ref(&site));
+        let mut config = hosting_web::ApacheConfig::new(layout);
+        config.binary = binary;
+        let apache = hosting_web::Apache::new(config).expect("apache");
+        let staged = dir.path().join("staged");
+        apache.stage(&staged, std::slice::from_ref(&site)).expect("stage");
+        let verdict = block_on(apache.validate(&staged));
+        prop_assert!(verdict.is_ok(), "apache2 -t refused {site:?}: {verdict:?}");
     }
 }
