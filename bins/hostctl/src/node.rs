@@ -1,0 +1,831 @@
+//! One machine's web server and PHP-FPM, assembled from a state file and a root directory, and
+//! what hostctl does with them: check, apply, drift, diff and stop.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hosting_core::model::Website;
+use hosting_core::node::{NodeReport, apply_node};
+use hosting_core::php::{PhpInstallation, PhpRuntime};
+use hosting_core::system::SystemRunner;
+use hosting_core::tree::ManagedTree;
+use hosting_core::types::{PhpVersion, SystemUser, WebServerKind};
+use hosting_core::{Command, CommandRunner, Drift, Error, HostLayout, WebServer};
+use hosting_php::{DiscoveryConfig, FpmConfig, FpmService, PhpFpm, PrefixInstall, discover};
+use hosting_web::{Apache, ApacheConfig, Nginx, NginxConfig};
+use serde::Serialize;
+
+use crate::error::invalid;
+use crate::state::{DesiredState, Mode, PhpInstallEntry};
+
+/// Where Debian keeps its `php-fpmX.Y` binaries; always searched.
+const SYSTEM_PHP_DIR: &str = "/usr/sbin";
+/// How long a server may take to stop gracefully before it is killed.
+const STOP_WAIT: Duration = Duration::from_secs(15);
+
+/// Every path hostctl uses on a node.
+#[derive(Debug, Clone)]
+pub struct NodePaths {
+    /// `--root`.
+    pub root: PathBuf,
+    /// Sites, sockets, logs and certificates.
+    pub layout: HostLayout,
+    /// The web server's root: its managed tree, pid file, logs and temporary files.
+    pub web_root: PathBuf,
+    /// PHP-FPM's managed trees, one per version.
+    pub php_root: PathBuf,
+    /// How the PHP-FPM masters run.
+    pub fpm_service: FpmService,
+}
+
+/// The directory under `--root` a web server runs in.
+fn web_dir(kind: WebServerKind) -> &'static str {
+    match kind {
+        WebServerKind::Apache => "apache",
+        _ => "nginx",
+    }
+}
+
+/// The pid file of a supervised web server under `root`.
+fn web_pid_file(root: &Path, kind: WebServerKind) -> PathBuf {
+    let name = match kind {
+        WebServerKind::Apache => "apache2.pid",
+        _ => "nginx.pid",
+    };
+    root.join(web_dir(kind)).join("run").join(name)
+}
+
+impl NodePaths {
+    /// The paths of a node at `root` in `mode`, serving with `web`.
+    pub fn new(root: &Path, mode: Mode, web: WebServerKind) -> Self {
+        let web_root = root.join(web_dir(web));
+        match mode {
+            Mode::Prefix => Self {
+                root: root.to_owned(),
+                layout: HostLayout::under(root.join("node")),
+                web_root,
+                php_root: root.join("php"),
+                fpm_service: FpmService::Supervised,
+            },
+            Mode::System => Self {
+                root: root.to_owned(),
+                layout: HostLayout {
+                    sites_root: PathBuf::from("/srv/www"),
+                    php_run_dir: PathBuf::from("/run/php"),
+                    log_dir: PathBuf::from("/var/log/hosting"),
+                    cert_dir: PathBuf::from("/etc/hosting/certs"),
+                },
+                web_root,
+                php_root: PathBuf::from("/etc/hosting/php"),
+                fpm_service: FpmService::InitScript,
+            },
+        }
+    }
+}
+
+/// The owner of a site's directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+/// Which backend a drifted file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Web,
+    Php,
+}
+
+/// How a live file differs from what the state file renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftKind {
+    /// The file should exist but does not.
+    Missing,
+    /// The file's contents differ.
+    Modified,
+    /// No site renders the file.
+    Unexpected,
+}
+
+impl DriftKind {
+    /// `missing`, `modified` or `unexpected`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::Missing => "missing",
+            DriftKind::Modified => "modified",
+            DriftKind::Unexpected => "unexpected",
+        }
+    }
+
+    /// What an apply does to such a file.
+    pub fn apply_change(self) -> &'static str {
+        match self {
+            DriftKind::Missing => "created",
+            DriftKind::Modified => "rewritten",
+            DriftKind::Unexpected => "removed",
+        }
+    }
+}
+
+/// A live file that differs from what the state file renders.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftEntry {
+    #[serde(skip)]
+    side: Side,
+    /// `nginx`, `apache` or `php-fpm`.
+    pub server: String,
+    /// How it differs.
+    pub kind: DriftKind,
+    /// The path inside the backend's managed tree (`sites/site1.conf`, `8.2/pool.d/site1.conf`).
+    pub path: String,
+    /// Where the live file is (or would be).
+    pub live_path: PathBuf,
+}
+
+/// A server that should run (its configuration is live) but does not.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotRunning {
+    /// `nginx`, `apache` or `php-fpm 8.2`.
+    pub server: String,
+    /// The pid file that names no live process.
+    pub pid_file: PathBuf,
+}
+
+/// Everything `drift` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DriftReport {
+    /// Live files that differ.
+    pub files: Vec<DriftEntry>,
+    /// Servers that are down.
+    pub not_running: Vec<NotRunning>,
+}
+
+impl DriftReport {
+    /// Whether the node is as the state file says.
+    pub fn is_clean(&self) -> bool {
+        self.files.is_empty() && self.not_running.is_empty()
+    }
+}
+
+/// What an apply would do to one live file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileDiff {
+    /// `nginx`, `apache` or `php-fpm`.
+    pub server: String,
+    /// How the live file differs.
+    pub kind: DriftKind,
+    /// The live file.
+    pub live_path: PathBuf,
+    /// A unified diff from the live file to what would be written.
+    pub diff: Option<String>,
+    /// Said instead of a diff when none can be shown.
+    pub note: Option<String>,
+}
+
+/// A server `stop` stopped.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stopped {
+    /// `nginx`, `apache` or `php-fpm 8.2`.
+    pub server: String,
+    /// Its master's pid.
+    pub pid: u32,
+    /// Whether it had to be killed after not stopping gracefully.
+    pub forced: bool,
+}
+
+/// A pid file `stop` left alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// The pid file.
+    pub pid_file: PathBuf,
+    /// The pid it names.
+    pub pid: u32,
+    /// Why it was left alone.
+    pub reason: String,
+}
+
+/// A node's backends, ready to render, apply and compare.
+#[derive(Debug)]
+pub struct Node {
+    /// Its paths.
+    pub paths: NodePaths,
+    kind: WebServerKind,
+    runner: Arc<dyn CommandRunner>,
+    web: Box<dyn WebServer>,
+    php: PhpFpm,
+}
+
+/// A backend refused its settings: invalid input when it says which value is wrong.
+fn setup_error(what: &str, e: Error) -> anyhow::Error {
+    match e {
+        Error::Invalid { .. } => {
+            invalid(format!("{what}: {e} (check --root and the [node] table)"))
+        }
+        other => anyhow::Error::new(other).context(what.to_owned()),
+    }
+}
+
+impl Node {
+    /// Builds the web server and PHP-FPM backends for `state` under `root`: finds the PHP
+    /// installations (Debian's in `/usr/sbin`, then `[[node.php]]`, which win for their
+    /// version) by asking each binary. Changes nothing on disk.
+    pub async fn open(root: &Path, state: &DesiredState) -> anyhow::Result<Node> {
+        let node = &state.node;
+        let paths = NodePaths::new(root, node.mode, node.web_server);
+        let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
+        let web: Box<dyn WebServer> = match node.web_server {
+            WebServerKind::Apache => {
+                let mut config = ApacheConfig::new(paths.layout.clone());
+                config.binary = node.apache_binary.clone();
+                config.ports = node.ports;
+                config.runner = runner.clone();
+                config.server_root = paths.web_root.clone();
+                Box::new(Apache::new(config).map_err(|e| setup_error("apache", e))?)
+            }
+            _ => {
+                let mut config = NginxConfig::new(paths.layout.clone());
+                config.binary = node.nginx_binary.clone();
+                config.ports = node.ports;
+                config.listen_ipv6 = node.listen_ipv6;
+                config.runner = runner.clone();
+                config.server_root = paths.web_root.clone();
+                Box::new(Nginx::new(config).map_err(|e| setup_error("nginx", e))?)
+            }
+        };
+        let installations = php_installations(runner.as_ref(), &node.php).await?;
+        let mut config = FpmConfig::new(paths.layout.clone());
+        config.managed_root = paths.php_root.clone();
+        config.service = paths.fpm_service;
+        let php = PhpFpm::new(runner.clone(), config, installations)
+            .map_err(|e| setup_error("php-fpm", e))?;
+        Ok(Node {
+            paths,
+            kind: node.web_server,
+            runner,
+            web,
+            php,
+        })
+    }
+
+    /// The PHP installations found, oldest first.
+    pub fn php_installed(&self) -> &[PhpInstallation] {
+        self.php.installed()
+    }
+
+    /// Renders every site with both backends (pure) so that anything they refuse (a PHP version
+    /// that is not installed, an extension it lacks, a value a template cannot hold) is
+    /// reported as invalid input before anything is touched.
+    pub fn check_sites(&self, sites: &[Website]) -> anyhow::Result<()> {
+        for site in sites {
+            let who = format!("site {} ({})", site.id, site.domain);
+            let refused = |e: Error| match e {
+                Error::Invalid { .. } => invalid(format!("{who}: {e}")),
+                other => anyhow::Error::new(other).context(who.clone()),
+            };
+            self.web.render_site(site).map_err(refused)?;
+            if site.php_version.is_some() {
+                self.php.render_pool(site).map_err(refused)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The Unix account of every site's `system_user`; a missing account is invalid input.
+    pub async fn owners(&self, sites: &[Website]) -> anyhow::Result<BTreeMap<SystemUser, Owner>> {
+        let mut owners = BTreeMap::new();
+        for site in sites {
+            if owners.contains_key(&site.system_user) {
+                continue;
+            }
+            let user = site.system_user.as_str();
+            let out = self
+                .runner
+                .run(&Command::new("getent").arg("passwd").arg(user))
+                .await
+                .context("cannot look up Unix accounts with getent")?;
+            let fields: Vec<&str> = out.stdout.trim().split(':').collect();
+            let owner = match (out.code, fields.get(2), fields.get(3)) {
+                (Some(0), Some(uid), Some(gid)) => Owner {
+                    uid: uid
+                        .parse()
+                        .with_context(|| format!("getent passwd {user}: bad uid"))?,
+                    gid: gid
+                        .parse()
+                        .with_context(|| format!("getent passwd {user}: bad gid"))?,
+                },
+                (Some(2), _, _) => {
+                    return Err(invalid(format!(
+                        "site {} ({}): system_user {user} does not exist on this machine; \
+                         create the account first (e.g. useradd --system --user-group \
+                         --shell /usr/sbin/nologin {user})",
+                        site.id, site.domain
+                    )));
+                }
+                _ => anyhow::bail!("getent passwd {user} failed: {}", out.stderr.trim()),
+            };
+            owners.insert(site.system_user.clone(), owner);
+        }
+        Ok(owners)
+    }
+
+    /// Moves the node from `previous` to `desired` through the SDK's node apply (pools for
+    /// both, then the web server, then only the desired pools), after creating the layout's
+    /// directories and each site's missing directories.
+    pub async fn apply(
+        &self,
+        previous: &[Website],
+        desired: &[Website],
+        owners: &BTreeMap<SystemUser, Owner>,
+    ) -> anyhow::Result<NodeReport> {
+        self.create_layout()?;
+        for site in desired {
+            let owner = owners
+                .get(&site.system_user)
+                .copied()
+                .with_context(|| format!("no account looked up for {}", site.system_user))?;
+            ensure_site_dirs(site, &self.paths.layout, owner)?;
+        }
+        // A previous pool on a version that is no longer installed is not running: nothing to
+        // keep alive during a switch, and it could not be rendered.
+        let previous: Vec<Website> = previous
+            .iter()
+            .filter(|s| s.php_version.is_none_or(|v| self.php.find(v).is_ok()))
+            .cloned()
+            .collect();
+        let parked = self.park_stopped_php()?;
+        match apply_node(self.web.as_ref(), &self.php, &previous, desired).await {
+            Ok(report) => Ok(report),
+            Err(e) => {
+                for (tree, generation) in parked {
+                    if matches!(tree.current(), Ok(None)) {
+                        let _ = tree.reactivate(&generation);
+                    }
+                }
+                Err(anyhow::Error::new(e).context(
+                    "the apply failed; the recorded state is unchanged (run `hostctl node drift` \
+                     to see where the node stands)",
+                ))
+            }
+        }
+    }
+
+    fn create_layout(&self) -> anyhow::Result<()> {
+        let layout = &self.paths.layout;
+        for dir in [
+            &layout.sites_root,
+            &layout.php_run_dir,
+            &layout.log_dir,
+            &layout.cert_dir,
+        ] {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    fn php_tree(&self, version: PhpVersion) -> ManagedTree {
+        ManagedTree::new(
+            self.paths.php_root.join(version.as_str()),
+            self.runner.clone(),
+        )
+    }
+
+    fn php_pid_file(&self, version: PhpVersion) -> PathBuf {
+        self.paths
+            .layout
+            .php_run_dir
+            .join(format!("php{}-fpm.pid", version.as_str()))
+    }
+
+    /// Supervised masters whose configuration is live but which do not run (after `stop`, or a
+    /// crash): their tree is taken out of service, so the apply stages it again and starts the
+    /// master (an unchanged tree is otherwise left alone, master or not). Returns what was
+    /// parked, to put back if the apply fails.
+    fn park_stopped_php(&self) -> anyhow::Result<Vec<(ManagedTree, PathBuf)>> {
+        let mut parked = Vec::new();
+        if self.paths.fpm_service != FpmService::Supervised {
+            return Ok(parked);
+        }
+        for install in self.php.installed() {
+            let tree = self.php_tree(install.version);
+            if tree.current()?.is_some()
+                && running(&self.php_pid_file(install.version)).is_none()
+                && let Some(generation) = tree.deactivate()?
+            {
+                parked.push((tree, generation));
+            }
+        }
+        Ok(parked)
+    }
+
+    fn web_server_name(&self) -> String {
+        self.kind.to_string()
+    }
+
+    /// Live files that differ from what `desired` renders, and servers that should run but do
+    /// not (the web server whenever its tree is live; in prefix mode each PHP master whose
+    /// tree is live).
+    pub async fn drift(&self, desired: &[Website]) -> anyhow::Result<DriftReport> {
+        let mut report = DriftReport::default();
+        let web_live = self.paths.web_root.join("managed").join("live");
+        for drift in self.web.drift(desired).await? {
+            let (kind, path) = drift_parts(drift);
+            report.files.push(DriftEntry {
+                side: Side::Web,
+                server: self.web_server_name(),
+                kind,
+                live_path: web_live.join(&path),
+                path,
+            });
+        }
+        for drift in self.php.drift(desired).await? {
+            let (kind, path) = drift_parts(drift);
+            let live_path = match path.split_once('/') {
+                Some((version, rest)) => self.paths.php_root.join(version).join("live").join(rest),
+                None => self.paths.php_root.join(&path),
+            };
+            report.files.push(DriftEntry {
+                side: Side::Php,
+                server: "php-fpm".to_owned(),
+                kind,
+                path,
+                live_path,
+            });
+        }
+        let web_tree = ManagedTree::new(self.paths.web_root.join("managed"), self.runner.clone());
+        let web_pid = web_pid_file(&self.paths.root, self.kind);
+        if web_tree.current()?.is_some() && running(&web_pid).is_none() {
+            report.not_running.push(NotRunning {
+                server: self.web_server_name(),
+                pid_file: web_pid,
+            });
+        }
+        if self.paths.fpm_service == FpmService::Supervised {
+            for install in self.php.installed() {
+                let pid_file = self.php_pid_file(install.version);
+                if self.php_tree(install.version).current()?.is_some()
+                    && running(&pid_file).is_none()
+                {
+                    report.not_running.push(NotRunning {
+                        server: format!("php-fpm {}", install.version.as_str()),
+                        pid_file,
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// What an apply of `desired` would write: a unified diff per drifted file, from the live
+    /// file to what would be rendered. Changes nothing.
+    pub async fn diff(&self, desired: &[Website]) -> anyhow::Result<(DriftReport, Vec<FileDiff>)> {
+        let report = self.drift(desired).await?;
+        let mut web_files: BTreeMap<String, String> = BTreeMap::new();
+        let mut php_files: BTreeMap<String, String> = BTreeMap::new();
+        for site in desired {
+            for file in self.web.render_site(site)? {
+                web_files.insert(file.path.to_string(), file.contents);
+            }
+            if let Some(version) = site.php_version {
+                let pool = self.php.render_pool(site)?;
+                php_files.insert(format!("{}/{}", version.as_str(), pool.path), pool.contents);
+            }
+        }
+        for install in self.php.installed() {
+            if let Some(generation) = self.php_tree(install.version).current()? {
+                let main = self.php.render_main_config(install.version, &generation)?;
+                php_files.insert(
+                    format!("{}/{}", install.version.as_str(), main.path),
+                    main.contents,
+                );
+            }
+        }
+        let mut diffs = Vec::new();
+        for entry in &report.files {
+            let wanted = match entry.side {
+                Side::Web => web_files.get(&entry.path),
+                Side::Php => php_files.get(&entry.path),
+            };
+            let new = match entry.kind {
+                DriftKind::Unexpected => Some(""),
+                _ => wanted.map(String::as_str),
+            };
+            let Some(new) = new else {
+                diffs.push(FileDiff {
+                    server: entry.server.clone(),
+                    kind: entry.kind,
+                    live_path: entry.live_path.clone(),
+                    diff: None,
+                    note: Some(
+                        "the server's main configuration; apply regenerates it for the new \
+                         generation"
+                            .to_owned(),
+                    ),
+                });
+                continue;
+            };
+            let shown = entry.live_path.display().to_string();
+            let (old, old_name) = match entry.kind {
+                DriftKind::Missing => (String::new(), "/dev/null".to_owned()),
+                _ => (
+                    std::fs::read_to_string(&entry.live_path)
+                        .with_context(|| format!("cannot read {shown}"))?,
+                    format!("{shown} (live)"),
+                ),
+            };
+            let new_name = match entry.kind {
+                DriftKind::Unexpected => "/dev/null".to_owned(),
+                _ => format!("{shown} (after apply)"),
+            };
+            let diff = Some(unified(&old, new, &old_name, &new_name));
+            let note = None;
+            diffs.push(FileDiff {
+                server: entry.server.clone(),
+                kind: entry.kind,
+                live_path: entry.live_path.clone(),
+                diff,
+                note,
+            });
+        }
+        Ok((report, diffs))
+    }
+}
+
+/// A unified diff with three lines of context.
+fn unified(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_name, new_name)
+        .to_string()
+}
+
+fn drift_parts(drift: Drift) -> (DriftKind, String) {
+    match drift {
+        Drift::Missing(p) => (DriftKind::Missing, p.to_string()),
+        Drift::Modified(p) => (DriftKind::Modified, p.to_string()),
+        Drift::Unexpected(p) => (DriftKind::Unexpected, p.to_string()),
+    }
+}
+
+/// Debian's PHP-FPM binaries, then each `[[node.php]]` entry asked on its own, so a listed
+/// binary that is unusable is named. A listed installation replaces Debian's of the same
+/// version; two listed installations of one version are refused.
+async fn php_installations(
+    runner: &dyn CommandRunner,
+    entries: &[PhpInstallEntry],
+) -> anyhow::Result<Vec<PhpInstallation>> {
+    let system = DiscoveryConfig {
+        system_dir: Some(PathBuf::from(SYSTEM_PHP_DIR)),
+        prefix_installs: Vec::new(),
+    };
+    let mut found = discover(runner, &system)
+        .await
+        .with_context(|| format!("cannot look for PHP-FPM in {SYSTEM_PHP_DIR}"))?;
+    let mut listed: BTreeMap<PhpVersion, usize> = BTreeMap::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let one = DiscoveryConfig {
+            system_dir: None,
+            prefix_installs: vec![PrefixInstall {
+                fpm_binary: entry.fpm_binary.clone(),
+                php_ini: entry.php_ini.clone(),
+                scan_dir: entry.scan_dir.clone(),
+            }],
+        };
+        let install = discover(runner, &one)
+            .await
+            .with_context(|| format!("cannot check node.php[{i}]"))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                invalid(format!(
+                    "node.php[{i}].fpm_binary: {} is not a usable PHP-FPM 8.0 to 8.4 \
+                     (the warning above says why)",
+                    entry.fpm_binary.display()
+                ))
+            })?;
+        if let Some(first) = listed.insert(install.version, i) {
+            return Err(invalid(format!(
+                "node.php[{i}]: PHP {} is already given by node.php[{first}]",
+                install.version.as_str()
+            )));
+        }
+        found.retain(|f| f.version != install.version);
+        found.push(install);
+    }
+    found.sort_by_key(|i| i.version);
+    Ok(found)
+}
+
+/// Creates `site`'s home, document root, tmp and session directories where they are missing,
+/// owned by `owner` (home 0711, document root 0755, tmp and sessions 0700). Existing
+/// directories and their content are never touched; nothing is created inside a symlink.
+fn ensure_site_dirs(site: &Website, layout: &HostLayout, owner: Owner) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+
+    let paths = layout.site(site);
+    let home = &paths.home;
+    let mut dirs: Vec<(PathBuf, u32)> = vec![(home.clone(), 0o711)];
+    let mut dir = home.clone();
+    if let Ok(relative) = paths.document_root.strip_prefix(home) {
+        for part in relative.components() {
+            dir.push(part);
+            dirs.push((dir.clone(), 0o755));
+        }
+    }
+    dirs.push((paths.tmp_dir, 0o700));
+    dirs.push((paths.session_dir, 0o700));
+    for (i, (dir, mode)) in dirs.into_iter().enumerate() {
+        match std::fs::metadata(&dir) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) => {
+                return Err(invalid(format!(
+                    "site {}: {} exists and is not a directory",
+                    site.id,
+                    dir.display()
+                )));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot check {}", dir.display()));
+            }
+        }
+        if i > 0
+            && let Some(parent) = dir.parent()
+        {
+            let plain = std::fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir());
+            if !plain {
+                return Err(invalid(format!(
+                    "site {}: {} is not a plain directory (a symlink?); hostctl creates \
+                     nothing inside it",
+                    site.id,
+                    parent.display()
+                )));
+            }
+        }
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot chmod {}", dir.display()))?;
+        std::os::unix::fs::chown(&dir, Some(owner.uid), Some(owner.gid))
+            .with_context(|| format!("cannot chown {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The pid in `pid_file` when it names a live (not zombie) process.
+fn running(pid_file: &Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    alive(pid).then_some(pid)
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The command name may hold spaces; the fields after its closing paren do not.
+        !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next()),
+            Some("Z" | "X") | None
+        )
+    })
+}
+
+/// The pids whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parent = parent.to_string();
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    == Some(parent.as_str())
+            })
+        })
+        .collect()
+}
+
+/// Whether the command line of `pid` mentions `root`: the servers hostctl starts are all
+/// given a path under it, so a reused pid is never signalled.
+fn started_under(pid: u32, root: &Path) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+    root.to_str()
+        .is_some_and(|root| cmdline.contains(&format!("{}/", root.trim_end_matches('/'))))
+}
+
+async fn wait_gone(pids: &[u32], wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if !pids.iter().any(|p| alive(*p)) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Stops every server hostctl started under `root` (the web servers first, then each PHP-FPM
+/// master), gracefully, and waits until they and their workers are gone; a server still there
+/// after 15 s is killed. Servers it did not start (another command line, or Debian's
+/// init-script PHP-FPM in system mode) are left alone.
+pub async fn stop(
+    root: &Path,
+    runner: &dyn CommandRunner,
+) -> anyhow::Result<(Vec<Stopped>, Vec<Skipped>)> {
+    let mut candidates: Vec<(String, PathBuf, &'static str)> = vec![
+        (
+            "nginx".to_owned(),
+            web_pid_file(root, WebServerKind::Nginx),
+            "-QUIT",
+        ),
+        (
+            "apache".to_owned(),
+            web_pid_file(root, WebServerKind::Apache),
+            "-TERM",
+        ),
+    ];
+    let php_run = HostLayout::under(root.join("node")).php_run_dir;
+    if let Ok(entries) = std::fs::read_dir(&php_run) {
+        let mut php: Vec<(String, PathBuf, &'static str)> = entries
+            .filter_map(|e| {
+                let path = e.ok()?.path();
+                let name = path.file_name()?.to_str()?;
+                let version = name.strip_prefix("php")?.strip_suffix("-fpm.pid")?;
+                version
+                    .parse::<PhpVersion>()
+                    .ok()
+                    .map(|v| (format!("php-fpm {}", v.as_str()), path.clone(), "-QUIT"))
+            })
+            .collect();
+        php.sort();
+        candidates.extend(php);
+    }
+    let mut stopped = Vec::new();
+    let mut skipped = Vec::new();
+    for (server, pid_file, signal) in candidates {
+        let Some(pid) = running(&pid_file) else {
+            continue;
+        };
+        if !started_under(pid, root) {
+            skipped.push(Skipped {
+                pid_file,
+                pid,
+                reason: format!(
+                    "process {pid} was not started under {}; left alone",
+                    root.display()
+                ),
+            });
+            continue;
+        }
+        let mut pids = children_of(pid);
+        pids.push(pid);
+        let pid_text = pid.to_string();
+        runner
+            .run(&Command::new("kill").arg(signal).arg(&pid_text))
+            .await
+            .with_context(|| format!("cannot signal {server}"))?;
+        let mut forced = false;
+        if !wait_gone(&pids, STOP_WAIT).await {
+            forced = true;
+            for p in pids.iter().filter(|p| alive(**p)) {
+                let _ = runner
+                    .run(&Command::new("kill").arg("-KILL").arg(p.to_string()))
+                    .await;
+            }
+            if !wait_gone(&pids, Duration::from_secs(5)).await {
+                anyhow::bail!("{server} (pid {pid}) did not stop, even after SIGKILL");
+            }
+            // A killed server leaves its pid file behind; a later apply must not mistake a
+            // reused pid for it.
+            let _ = std::fs::remove_file(&pid_file);
+        }
+        stopped.push(Stopped {
+            server,
+            pid,
+            forced,
+        });
+    }
+    Ok((stopped, skipped))
+}
+
+/// Whether the web server `kind` that hostctl runs under `root` is up.
+pub fn web_server_running(root: &Path, kind: WebServerKind) -> bool {
+    running(&web_pid_file(root, kind)).is_some()
+}

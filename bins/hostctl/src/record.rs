@@ -1,0 +1,181 @@
+//! What hostctl last applied to a node: `ROOT/state/applied.json`.
+//!
+//! It is the `previous` of the next apply (a PHP version switch keeps the old pool until the
+//! web server has moved) and the baseline `plan` compares the state file with. It is written
+//! only after an apply succeeded, atomically (temporary file, fsync, rename, fsync of the
+//! directory), so it never holds half a state.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use hosting_core::model::Website;
+use hosting_core::types::WebServerKind;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{DesiredState, Mode};
+
+/// The format written by this version.
+const FORMAT: u32 = 1;
+
+/// The node-wide settings an apply used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedNode {
+    /// Prefix or system.
+    pub mode: Mode,
+    /// The web server the sites were applied to.
+    pub web_server: WebServerKind,
+    /// Plain HTTP port.
+    pub http_port: u16,
+    /// HTTPS port.
+    pub https_port: u16,
+}
+
+/// The content of `applied.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recorded {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// Node-wide settings.
+    pub node: RecordedNode,
+    /// Every site that is live, as applied.
+    pub sites: Vec<Website>,
+}
+
+impl Recorded {
+    /// The record of applying `sites` with `state`'s node settings.
+    pub fn of(state: &DesiredState, sites: Vec<Website>) -> Self {
+        Self {
+            format: FORMAT,
+            node: RecordedNode {
+                mode: state.node.mode,
+                web_server: state.node.web_server,
+                http_port: state.node.ports.http,
+                https_port: state.node.ports.https,
+            },
+            sites,
+        }
+    }
+}
+
+/// `ROOT/state`: the record and the lock.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// The state directory of the node at `root`.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            dir: root.join("state"),
+        }
+    }
+
+    /// `ROOT/state/applied.json`.
+    pub fn record_path(&self) -> PathBuf {
+        self.dir.join("applied.json")
+    }
+
+    /// The last applied state, or `None` before the first apply.
+    pub fn load(&self) -> anyhow::Result<Option<Recorded>> {
+        let path = self.record_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let recorded: Recorded = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is damaged (move it away to start from no recorded state)",
+                path.display()
+            )
+        })?;
+        if recorded.format != FORMAT {
+            anyhow::bail!(
+                "{} has format {}, this hostctl reads format {FORMAT}",
+                path.display(),
+                recorded.format
+            );
+        }
+        Ok(Some(recorded))
+    }
+
+    /// Replaces the record atomically.
+    pub fn save(&self, recorded: &Recorded) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.record_path();
+        let temp = self.dir.join("applied.json.tmp");
+        let mut bytes = serde_json::to_vec_pretty(recorded).context("cannot encode the record")?;
+        bytes.push(b'\n');
+        let mut file =
+            File::create(&temp).with_context(|| format!("cannot create {}", temp.display()))?;
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("cannot write {}", temp.display()))?;
+        drop(file);
+        std::fs::rename(&temp, &path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .with_context(|| format!("cannot flush {}", self.dir.display()))?;
+        Ok(())
+    }
+
+    /// Takes the node's lock (`ROOT/state/lock`), waiting for another hostctl that holds it.
+    /// Held until the returned file is dropped.
+    pub fn lock(&self) -> anyhow::Result<File> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.dir.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                eprintln!(
+                    "waiting for another hostctl working on this node ({})",
+                    path.display()
+                );
+                file.lock()
+                    .with_context(|| format!("cannot lock {}", path.display()))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_round_trips_and_replaces_the_previous_one() {
+        let root = std::env::temp_dir().join(format!("hostctl-record-{}", std::process::id()));
+        let dir = StateDir::new(&root);
+        assert_eq!(dir.load().expect("load"), None);
+        let state = crate::state::parse(
+            "[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\n[[site]]\nid = 1\n\
+             domain = \"a.example.com\"\nsystem_user = \"u\"\nphp_version = \"8.2\"\n",
+        )
+        .expect("state");
+        let first = Recorded::of(&state, state.sites.clone());
+        dir.save(&first).expect("save");
+        assert_eq!(dir.load().expect("load"), Some(first));
+        let empty = Recorded::of(&state, Vec::new());
+        dir.save(&empty).expect("save");
+        assert_eq!(dir.load().expect("load"), Some(empty));
+        assert!(!dir.dir.join("applied.json.tmp").exists());
+        let _lock = dir.lock().expect("lock");
+        std::fs::remove_dir_all(root).expect("cleanup");
+    }
+}
