@@ -118,7 +118,15 @@ impl PhpFpm {
                 .map(|p| in_version(version, p))
                 .collect::<Result<Vec<_>>>()?;
             let first_apply = live_main.is_none() && !pools.is_empty();
-            if changed.is_empty() && removed.is_empty() && !first_apply {
+            // A master config that differs from what its generation renders (a hand edit, a
+            // changed template) is rewritten too.
+            let main_drifted = match (tree.current()?, &live_main) {
+                (Some(dir), Some(found)) => {
+                    &self.render_main_config(version, &dir)?.contents != found
+                }
+                _ => false,
+            };
+            if changed.is_empty() && removed.is_empty() && !first_apply && !main_drifted {
                 continue;
             }
             plans.push(VersionPlan {

@@ -328,6 +328,19 @@ async fn drift_names_hand_edits_and_strays_and_apply_repairs_them() {
         .apply(std::slice::from_ref(&site))
         .await
         .expect("repair");
+    let main = node.fpm.config().managed_root.join("8.2/live/php-fpm.conf");
+    let pristine = std::fs::read_to_string(&main).expect("main");
+    std::fs::write(&main, format!("{pristine}; hand edit\n")).expect("edit main");
+    let drift = node
+        .fpm
+        .drift(std::slice::from_ref(&site))
+        .await
+        .expect("drift");
+    assert!(drift.contains(&Drift::Modified("8.2/php-fpm.conf".parse().expect("path"))));
+    node.fpm
+        .apply(std::slice::from_ref(&site))
+        .await
+        .expect("repair the master config");
     assert!(node.fpm.drift(&[site]).await.expect("drift").is_empty());
     node.fpm.apply(&[]).await.expect("stop");
 }

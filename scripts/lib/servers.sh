@@ -11,7 +11,7 @@
 #   hosting_start_mariadb "$HOSTING_SERVERS_DIR"    # exports HOSTING_TEST_MARIADB_URL
 #   hosting_note_mysql                  # HOSTING_TEST_MYSQL_URL is left unset
 #   hosting_print_urls                  # prints the URLs, passwords masked
-#   hosting_export_binaries             # exports HOSTING_TEST_{NGINX,APACHE,PHP_FPM_82}
+#   hosting_export_binaries             # exports HOSTING_TEST_{NGINX,APACHE,PHP_FPM_82,CADDY}
 #   hosting_create_test_users           # exports HOSTING_TEST_SYSTEM_USERS (root only)
 #   hosting_setup_php84                 # exports HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}
 #   ...
@@ -23,7 +23,7 @@
 # Packages that provide every binary in HOSTING_REQUIRED_COMMANDS.
 HOSTING_APT_PACKAGES=(
     postgresql mariadb-server mariadb-client
-    nginx apache2 php8.2-fpm php8.2-cli openssl debootstrap patchelf
+    nginx apache2 php8.2-fpm php8.2-cli caddy openssl debootstrap patchelf
 )
 
 # Binaries the harness needs.  "pg:NAME" means NAME in the newest
@@ -31,7 +31,7 @@ HOSTING_APT_PACKAGES=(
 HOSTING_REQUIRED_COMMANDS=(
     pg:initdb pg:pg_ctl pg:postgres psql
     mariadbd mariadb-install-db mariadb-admin mariadb
-    nginx apache2 php-fpm8.2 openssl debootstrap patchelf
+    nginx apache2 php-fpm8.2 caddy openssl debootstrap patchelf
 )
 
 # Throwaway Unix accounts that generated PHP-FPM pools run as: php-fpm -t
@@ -426,7 +426,7 @@ hosting_print_urls() {
 
 # --- web servers and PHP ------------------------------------------------------
 
-# Export the nginx, Apache and PHP-FPM 8.2 binaries the tests drive; a missing
+# Export the nginx, Apache, PHP-FPM 8.2 and Caddy binaries the tests drive; a missing
 # one is reported and its variable left unset.
 hosting_export_binaries() {
     local var path status=0
@@ -434,8 +434,9 @@ hosting_export_binaries() {
         [HOSTING_TEST_NGINX]=nginx
         [HOSTING_TEST_APACHE]=apache2
         [HOSTING_TEST_PHP_FPM_82]=php-fpm8.2
+        [HOSTING_TEST_CADDY]=caddy
     )
-    for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82; do
+    for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82 HOSTING_TEST_CADDY; do
         path="$(command -v "${wanted[${var}]}" 2>/dev/null || true)"
         if [[ -z "${path}" && -x "/usr/sbin/${wanted[${var}]}" ]]; then
             path="/usr/sbin/${wanted[${var}]}"
@@ -648,7 +649,7 @@ hosting_setup_php84() {
 # Print the exported binary and user variables (none of them is a secret).
 hosting_print_binaries() {
     local var
-    for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82 \
+    for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82 HOSTING_TEST_CADDY \
         HOSTING_TEST_PHP_FPM_84_BIN HOSTING_TEST_PHP_FPM_84_INI \
         HOSTING_TEST_PHP_FPM_84_SCAN_DIR HOSTING_TEST_SYSTEM_USERS; do
         if [[ -n "${!var:-}" ]]; then

@@ -6,7 +6,9 @@
 #![allow(clippy::expect_used)] // a suite reports a broken contract by panicking, like assert!
 
 pub mod database;
+pub mod php;
 pub mod store;
+pub mod web;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
