@@ -5,7 +5,7 @@
 #
 # Exports HOSTING_TEST_POSTGRES_URL and HOSTING_TEST_MARIADB_URL, the
 # web-server and PHP-FPM binaries (HOSTING_TEST_NGINX, HOSTING_TEST_APACHE,
-# HOSTING_TEST_PHP_FPM_82, HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}) and
+# HOSTING_TEST_PHP_FPM_82, HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}, HOSTING_TEST_CADDY) and
 # HOSTING_TEST_SYSTEM_USERS, runs the command (argv as given, no shell), stops
 # the servers and exits with the command's status.
 set -euo pipefail
