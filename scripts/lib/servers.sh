@@ -689,7 +689,9 @@ _hosting_stop_mariadb() {
     [[ -n "${pid}" ]] || return 0
     if kill -0 "${pid}" 2>/dev/null; then
         _hosting_log "stopping MariaDB"
-        mariadb-admin --no-defaults --socket="${_HOSTING_MARIADB_SOCKET}" \
+        # Bounded: a server that died half-way can leave mariadb-admin waiting forever.
+        timeout 30 mariadb-admin --no-defaults --connect-timeout=10 \
+            --socket="${_HOSTING_MARIADB_SOCKET}" \
             -u"$(_hosting_mariadb_admin_user)" shutdown >/dev/null 2>&1
         for ((i = 0; i < 300; i++)); do
             kill -0 "${pid}" 2>/dev/null || break
