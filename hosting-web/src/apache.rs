@@ -13,7 +13,7 @@ use hosting_core::{ApplyReport, Command, CommandRunner, Drift, HostLayout, Resul
 use serde::Serialize;
 
 use crate::apply::{self, HEALTH_HOST, Supervised, generation_of};
-use crate::context::{Ports, SiteContext, check_layout, config_path};
+use crate::context::{LogMode, Ports, SiteContext, check_layout, config_path};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{APACHE_MAIN, APACHE_SITE, Templates};
 
@@ -38,11 +38,13 @@ pub struct ApacheConfig {
     pub runner: Arc<dyn CommandRunner>,
     /// Where the SDK runs this server: its managed tree, pid file, logs and temporary files.
     pub server_root: PathBuf,
+    /// Where the sites log; see [`LogMode`] for why [`LogMode::Shared`] is the default.
+    pub log_mode: LogMode,
 }
 
 impl ApacheConfig {
     /// Defaults for `layout`: embedded templates, `apache2` from `PATH`, ports 80 and 443,
-    /// Debian's module directory and `/etc/mime.types`, real processes.
+    /// Debian's module directory and `/etc/mime.types`, real processes, [`LogMode::Shared`].
     pub fn new(layout: HostLayout) -> Self {
         Self {
             layout,
@@ -53,6 +55,7 @@ impl ApacheConfig {
             mime_types: PathBuf::from("/etc/mime.types"),
             runner: Arc::new(SystemRunner),
             server_root: PathBuf::from("/var/lib/hosting/apache"),
+            log_mode: LogMode::default(),
         }
     }
 }
@@ -72,6 +75,7 @@ struct ApacheMain {
     generation: String,
     health_host: &'static str,
     worker_user: Option<&'static str>,
+    log_mode: LogMode,
     modules_dir: String,
     mime_types: String,
     http_port: u16,
@@ -106,6 +110,7 @@ impl Apache {
             &self.config.layout,
             self.config.ports,
             WebServerKind::Apache,
+            self.config.log_mode,
         )?;
         let path = format!("sites/{}.conf", context.name);
         let contents = self.templates.render(APACHE_SITE.0, &context)?;
@@ -139,6 +144,7 @@ impl Apache {
                 root: config_path("staged_root", root)?,
                 sites_dir: config_path("sites_dir", sites_dir)?,
                 worker_user: as_root.then_some("www-data"),
+                log_mode: self.config.log_mode,
                 generation: generation_of(sites_dir)?,
                 health_host: HEALTH_HOST,
                 modules_dir: config_path("modules_dir", &self.config.modules_dir)?,
@@ -275,6 +281,9 @@ mod tests {
             "Listen 80\n",
             "Listen 443 https\n",
             "IncludeOptional \"/tmp/staged/sites/*.conf\"",
+            "LogFormat \"%v:%{local}p %h %l %u %t ",
+            "CustomLog \"/tmp/staged/logs/access.log\" vhost_combined\n",
+            "ErrorLogFormat \"[%{u}t] [%-m:%l] [pid %P:tid %T] [%v] ",
         ] {
             assert!(as_user.contains(needle), "missing {needle:?} in\n{as_user}");
         }
@@ -300,5 +309,19 @@ mod tests {
                 format!("LoadModule {module}_module /usr/lib/apache2/modules/mod_{module}.so\n");
             assert!(as_user.contains(&line), "missing {line:?}");
         }
+    }
+
+    #[test]
+    fn per_site_logs_keep_the_default_error_log_format() {
+        let mut config = ApacheConfig::new(HostLayout::under("/srv/hosting"));
+        config.log_mode = LogMode::PerSite;
+        let root = Path::new("/tmp/staged");
+        let main = Apache::new(config)
+            .expect("apache")
+            .main_config(root, &root.join("sites"), false)
+            .expect("render")
+            .contents;
+        assert!(!main.contains("ErrorLogFormat"), "{main}");
+        assert!(main.contains("CustomLog \"/tmp/staged/logs/access.log\" vhost_combined\n"));
     }
 }

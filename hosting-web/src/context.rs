@@ -29,6 +29,38 @@ impl Default for Ports {
     }
 }
 
+/// Where a web server writes the sites' access and error logs.
+///
+/// The default is [`LogMode::Shared`], because per-site files do not survive scale. NGINX and
+/// Apache open every log file named in the configuration when they load it (`nginx -t` too),
+/// in the master, and every worker inherits them; during a graceful reload the old and the new
+/// configuration hold theirs at once. Two files per site therefore cost two descriptors per
+/// site in every server process: about 500 sites already fail under the common 1,024
+/// open-files soft limit, and 10,000 sites (20,000 descriptors) cannot run at all under a hard
+/// cap of 20,000, which root cannot raise on some hosts. NGINX cannot spread per-site error
+/// logs lazily either: `error_log` takes no variables, so each one is a file opened at load
+/// time. The shared mode costs two descriptors whatever the number of sites, and keeps the
+/// site in every line, so per-site views can be cut from it (by a log shipper or the panel).
+/// Choose [`LogMode::PerSite`] on small nodes where separate files per site are wanted and
+/// the open-files limit of the server's processes covers two per site plus connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LogMode {
+    /// One access log for every site, `SERVER_ROOT/logs/access.log`, in the `vhost_combined`
+    /// format: Apache's combined format headed by the site's server name and port
+    /// (`$server_name:$server_port` in NGINX, `%v:%{local}p` in Apache; the server name is the
+    /// first name of the server block or virtual host that answered, always one of the
+    /// site's own names). Errors go to the server's main error log,
+    /// `SERVER_ROOT/logs/error.log`, where NGINX names the `server` and `host` of each
+    /// request's error and Apache writes the virtual host's name (`%v`) in every line.
+    #[default]
+    Shared,
+    /// One access log and one error log per site, at the layout's paths
+    /// ([`HostLayout::site`]): two open descriptors per site in every server process.
+    PerSite,
+}
+
 /// Everything a site template may use. Strings are validated types or paths checked by
 /// [`config_path`]; nothing here is free text.
 #[derive(Debug, Serialize)]
@@ -45,9 +77,12 @@ pub(crate) struct SiteContext<'a> {
     pub home: String,
     /// The document root.
     pub document_root: String,
-    /// The site's access log.
+    /// Whether the site writes its own log files (`per_site`) or the server's shared ones
+    /// (`shared`).
+    pub log_mode: LogMode,
+    /// The site's own access log, written in [`LogMode::PerSite`] only.
     pub access_log: String,
-    /// The site's error log.
+    /// The site's own error log, written in [`LogMode::PerSite`] only.
     pub error_log: String,
     /// PHP through FastCGI; `None` for a static site.
     pub php: Option<Php>,
@@ -107,6 +142,7 @@ impl<'a> SiteContext<'a> {
         layout: &HostLayout,
         ports: Ports,
         kind: WebServerKind,
+        log_mode: LogMode,
     ) -> Result<Self> {
         if site.web_server != kind {
             return Err(Error::Invalid {
@@ -166,6 +202,7 @@ impl<'a> SiteContext<'a> {
             redirects,
             home: config_path("home", &paths.home)?,
             document_root: config_path("document_root", &paths.document_root)?,
+            log_mode,
             access_log: config_path("access_log", &paths.access_log)?,
             error_log: config_path("error_log", &paths.error_log)?,
             php,

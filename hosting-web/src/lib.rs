@@ -35,6 +35,6 @@ mod stage;
 mod templates;
 
 pub use apache::{Apache, ApacheConfig};
-pub use context::Ports;
+pub use context::{LogMode, Ports};
 pub use nginx::{Nginx, NginxConfig};
 pub use openlitespeed::{OpenLiteSpeed, OpenLiteSpeedConfig};

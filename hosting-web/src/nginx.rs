@@ -1,5 +1,6 @@
 //! NGINX: one `sites/site<ID>.conf` per site, PHP through FastCGI to the site's FPM socket.
 
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use hosting_core::{ApplyReport, Command, CommandRunner, Drift, HostLayout, Resul
 use serde::Serialize;
 
 use crate::apply::{self, HEALTH_HOST, Supervised, generation_of};
-use crate::context::{Ports, SiteContext, check_layout, config_path};
+use crate::context::{LogMode, Ports, SiteContext, check_layout, config_path};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{NGINX_MAIN, NGINX_SITE, Templates};
 
@@ -35,11 +36,25 @@ pub struct NginxConfig {
     pub runner: Arc<dyn CommandRunner>,
     /// Where the SDK runs this server: its managed tree, pid file, logs and temporary files.
     pub server_root: PathBuf,
+    /// Where the sites log; see [`LogMode`] for why [`LogMode::Shared`] is the default.
+    pub log_mode: LogMode,
+    /// `worker_rlimit_nofile`: the open-files limit nginx sets in each worker. A worker needs
+    /// one descriptor per connection, two for a request passed to PHP (client and FastCGI),
+    /// plus every open log file; with `worker_connections 1024` that is over 2,048, more than
+    /// the usual 1,024 soft limit the master inherits. Must not exceed the node's hard limit:
+    /// above it nginx logs an alert at every worker start and keeps the inherited limit. It
+    /// does not raise the master's own limit, which opens the log files (see [`LogMode`]).
+    pub worker_rlimit_nofile: NonZeroU32,
 }
+
+/// The default [`NginxConfig::worker_rlimit_nofile`]: 8 x `worker_connections` (1,024), room
+/// for every connection proxied to PHP and the log files of a few thousand sites in
+/// [`LogMode::PerSite`], and below the 20,000 hard cap of our test nodes.
+const DEFAULT_WORKER_RLIMIT_NOFILE: NonZeroU32 = NonZeroU32::MIN.saturating_add(8_191);
 
 impl NginxConfig {
     /// Defaults for `layout`: embedded templates, `nginx` from `PATH`, ports 80 and 443 on
-    /// IPv4 and IPv6, real processes.
+    /// IPv4 and IPv6, real processes, [`LogMode::Shared`], `worker_rlimit_nofile 8192`.
     pub fn new(layout: HostLayout) -> Self {
         Self {
             layout,
@@ -49,6 +64,8 @@ impl NginxConfig {
             listen_ipv6: true,
             runner: Arc::new(SystemRunner),
             server_root: PathBuf::from("/var/lib/hosting/nginx"),
+            log_mode: LogMode::default(),
+            worker_rlimit_nofile: DEFAULT_WORKER_RLIMIT_NOFILE,
         }
     }
 }
@@ -79,6 +96,7 @@ struct NginxMain {
     generation: String,
     health_host: &'static str,
     worker_user: Option<&'static str>,
+    worker_rlimit_nofile: u32,
     http_port: u16,
 }
 
@@ -108,6 +126,7 @@ impl Nginx {
             &self.config.layout,
             self.config.ports,
             WebServerKind::Nginx,
+            self.config.log_mode,
         )?;
         let sets_body_size = context
             .extra_directives
@@ -160,6 +179,7 @@ impl Nginx {
                 root: config_path("staged_root", root)?,
                 sites_dir: config_path("sites_dir", sites_dir)?,
                 worker_user: as_root.then_some("www-data"),
+                worker_rlimit_nofile: self.config.worker_rlimit_nofile.get(),
                 http_port: self.config.ports.http,
                 generation: generation_of(sites_dir)?,
                 health_host: HEALTH_HOST,
@@ -296,7 +316,7 @@ mod tests {
             .expect("render")
             .contents;
         assert!(as_root.contains("\nuser www-data;\n"));
-        assert!(!as_user.contains("user "));
+        assert!(!as_user.lines().any(|l| l.starts_with("user ")));
         for needle in [
             "pid /tmp/staged/run/nginx.pid;",
             "error_log /tmp/staged/logs/error.log;",
@@ -304,9 +324,25 @@ mod tests {
             "scgi_temp_path /tmp/staged/tmp/scgi;",
             "server_names_hash_bucket_size 128;",
             "include /tmp/staged/sites/*.conf;",
+            "\nworker_rlimit_nofile 8192;\n",
+            "log_format vhost_combined '$server_name:$server_port $remote_addr - ",
+            "access_log /tmp/staged/logs/access.log vhost_combined;",
         ] {
             assert!(as_user.contains(needle), "missing {needle:?} in\n{as_user}");
         }
+    }
+
+    #[test]
+    fn worker_rlimit_nofile_comes_from_the_config() {
+        let mut config = NginxConfig::new(HostLayout::under("/srv/hosting"));
+        config.worker_rlimit_nofile = NonZeroU32::new(4_096).expect("non-zero");
+        let root = Path::new("/tmp/staged");
+        let main = Nginx::new(config)
+            .expect("nginx")
+            .main_config(root, &root.join("sites"), false)
+            .expect("render")
+            .contents;
+        assert!(main.contains("\nworker_rlimit_nofile 4096;\n"), "{main}");
     }
 
     #[test]

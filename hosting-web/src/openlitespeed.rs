@@ -9,7 +9,7 @@ use hosting_core::types::WebServerKind;
 use hosting_core::web::RenderedFile;
 use hosting_core::{Error, HostLayout, Result};
 
-use crate::context::{Ports, SiteContext, check_layout};
+use crate::context::{LogMode, Ports, SiteContext, check_layout};
 use crate::stage::rendered;
 use crate::templates::{OLS_MAP, OLS_VHCONF, OLS_VHOST, Templates};
 
@@ -75,6 +75,8 @@ impl OpenLiteSpeed {
             &self.config.layout,
             self.config.ports,
             WebServerKind::OpenLiteSpeed,
+            // No OpenLiteSpeed runs here to prove a shared form; its vhosts keep their own.
+            LogMode::PerSite,
         )?;
         let name = &context.name;
         let map = self.templates.render(OLS_MAP.0, &context)?;

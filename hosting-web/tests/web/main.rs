@@ -3,6 +3,7 @@
 //! properties of arbitrary valid sites.
 #![allow(clippy::expect_used)] // tests: a failed expectation is a failed test
 
+mod log_modes;
 mod openlitespeed;
 mod overrides;
 mod properties;

@@ -1,10 +1,11 @@
 //! Every fixture of every server, rendered and compared with its reviewed snapshot in
-//! `tests/snapshots/` (refresh with `INSTA_UPDATE=always cargo test -p hosting-web`).
+//! `tests/snapshots/` (refresh with `INSTA_UPDATE=always cargo test -p hosting-web`), with
+//! per-site logs; `log_modes.rs` snapshots the shared log mode.
 
 use hosting_core::model::WwwRedirect;
 use hosting_core::types::{PhpVersion, WebServerKind};
 use hosting_web::{
-    Apache, ApacheConfig, Nginx, NginxConfig, OpenLiteSpeed, OpenLiteSpeedConfig, Ports,
+    Apache, ApacheConfig, LogMode, Nginx, NginxConfig, OpenLiteSpeed, OpenLiteSpeedConfig, Ports,
 };
 
 use crate::support::{KINDS, SiteBuilder, fixtures, render_all, snapshot_layout};
@@ -52,11 +53,13 @@ fn non_default_ports_reach_listeners_and_redirects() {
                     let mut config = NginxConfig::new(layout.clone());
                     config.ports = ports;
                     config.listen_ipv6 = false;
+                    config.log_mode = LogMode::PerSite;
                     Nginx::new(config).expect("nginx").render_site(&site)
                 }
                 WebServerKind::Apache => {
                     let mut config = ApacheConfig::new(layout.clone());
                     config.ports = ports;
+                    config.log_mode = LogMode::PerSite;
                     Apache::new(config).expect("apache").render_site(&site)
                 }
                 _ => {

@@ -10,7 +10,9 @@ use hosting_core::model::{
     WebsiteSettings, WebsiteStatus, WwwRedirect,
 };
 use hosting_core::types::{PhpVersion, WebServerKind};
-use hosting_web::{Apache, ApacheConfig, Nginx, NginxConfig, OpenLiteSpeed, OpenLiteSpeedConfig};
+use hosting_web::{
+    Apache, ApacheConfig, LogMode, Nginx, NginxConfig, OpenLiteSpeed, OpenLiteSpeedConfig,
+};
 
 /// Builds a [`Website`] one setting at a time; everything else has a plain default.
 #[derive(Debug, Clone)]
@@ -240,14 +242,19 @@ pub fn render_all(kind: WebServerKind, layout: &HostLayout, site: &Website) -> S
         .collect()
 }
 
-/// An nginx backend with default settings on `layout`.
+/// An nginx backend with default settings on `layout`, except per-site logs: the fixture
+/// snapshots show the per-site form; `log_modes.rs` snapshots the shared one (the default).
 pub fn nginx(layout: &HostLayout) -> Nginx {
-    Nginx::new(NginxConfig::new(layout.clone())).expect("nginx backend")
+    let mut config = NginxConfig::new(layout.clone());
+    config.log_mode = LogMode::PerSite;
+    Nginx::new(config).expect("nginx backend")
 }
 
-/// An Apache backend with default settings on `layout`.
+/// An Apache backend with default settings on `layout`, except per-site logs (see [`nginx`]).
 pub fn apache(layout: &HostLayout) -> Apache {
-    Apache::new(ApacheConfig::new(layout.clone())).expect("apache backend")
+    let mut config = ApacheConfig::new(layout.clone());
+    config.log_mode = LogMode::PerSite;
+    Apache::new(config).expect("apache backend")
 }
 
 /// The layout snapshots are rendered with: fixed, so snapshots do not depend on the machine.
