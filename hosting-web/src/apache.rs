@@ -9,10 +9,10 @@ use hosting_core::model::Website;
 use hosting_core::system::SystemRunner;
 use hosting_core::types::WebServerKind;
 use hosting_core::web::RenderedFile;
-use hosting_core::{ApplyReport, Command, CommandRunner, Drift, HostLayout, Result, WebServer};
+use hosting_core::{Command, CommandRunner, HostLayout, Result};
 use serde::Serialize;
 
-use crate::apply::{self, HEALTH_HOST, Supervised, generation_of};
+use crate::apply::{HEALTH_HOST, Supervised, generation_of};
 use crate::context::{LogMode, Ports, SiteContext, check_layout, config_path};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{APACHE_MAIN, APACHE_SITE, Templates};
@@ -231,28 +231,7 @@ impl Supervised for Apache {
     }
 }
 
-#[async_trait]
-impl WebServer for Apache {
-    fn kind(&self) -> WebServerKind {
-        WebServerKind::Apache
-    }
-
-    fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
-        Apache::render_site(self, site)
-    }
-
-    async fn validate(&self, staged_root: &Path) -> Result<()> {
-        Apache::validate(self, staged_root).await
-    }
-
-    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
-        apply::apply(self, self.config.runner.clone(), sites).await
-    }
-
-    async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>> {
-        apply::drift(self, self.config.runner.clone(), sites)
-    }
-}
+crate::apply::supervised_web_server!(Apache);
 
 #[cfg(test)]
 mod tests {

@@ -113,6 +113,45 @@ fn site_files<S: Supervised + ?Sized>(
     Ok(files)
 }
 
+/// `WebServer` for a [`Supervised`] backend with inherent `render_site`, `validate` and `kind`
+/// and a `config.runner`: every such server takes the shared apply path.
+macro_rules! supervised_web_server {
+    ($ty:ident) => {
+        #[async_trait::async_trait]
+        impl hosting_core::WebServer for $ty {
+            fn kind(&self) -> hosting_core::types::WebServerKind {
+                $ty::kind(self)
+            }
+
+            fn render_site(
+                &self,
+                site: &hosting_core::model::Website,
+            ) -> hosting_core::Result<Vec<hosting_core::RenderedFile>> {
+                $ty::render_site(self, site)
+            }
+
+            async fn validate(&self, staged_root: &std::path::Path) -> hosting_core::Result<()> {
+                $ty::validate(self, staged_root).await
+            }
+
+            async fn apply(
+                &self,
+                sites: &[hosting_core::model::Website],
+            ) -> hosting_core::Result<hosting_core::ApplyReport> {
+                $crate::apply::apply(self, self.config.runner.clone(), sites).await
+            }
+
+            async fn drift(
+                &self,
+                sites: &[hosting_core::model::Website],
+            ) -> hosting_core::Result<Vec<hosting_core::Drift>> {
+                $crate::apply::drift(self, self.config.runner.clone(), sites)
+            }
+        }
+    };
+}
+pub(crate) use supervised_web_server;
+
 /// The shared apply path; see the module docs.
 pub(crate) async fn apply<S: Supervised>(
     server: &S,
