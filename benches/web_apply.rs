@@ -5,7 +5,8 @@
 //! ./scripts/with-servers.sh cargo bench -p hosting-benches --bench web_apply
 //! ```
 //!
-//! For each size N (100, 1,000 and 10,000), on a fresh node:
+//! For each size N (100, 1,000 and 10,000), on a fresh node, after waiting (up to 3 min) for
+//! the CPU to be under 25% busy, which it reports:
 //! 1. **Pieces**, timed one by one through the public API on scratch trees (nothing running):
 //!    `render_site` and `render_pool` for every site, `ManagedTree::stage` (write, then one
 //!    `sync -f`) of the vhosts and of the pools, `Nginx::validate` (`nginx -t`) and
@@ -15,16 +16,21 @@
 //!    `PhpRuntime` it gets are thin wrappers that time each `apply`, and every process goes
 //!    through a `CommandRunner` that times it, so the steps inside the real path (render +
 //!    write, `sync`, `-t`, swap + reload signal, reload + health check) are read off one run
-//!    without changing the library.
+//!    without changing the library. Up to 1,000 sites the batch is repeated on two more fresh
+//!    nodes, for its spread.
 //! 3. **Baseline, same run, same final tree**: `nginx -t` by hand plus `kill -HUP` until the
 //!    master's workers are all new ones (old gone); `php-fpm -t` plus `kill -USR2` until FPM
-//!    logs "ready to handle connections" again.
+//!    logs "ready to handle connections" again; `HEAD /` on every site in turn, while the
+//!    workers the apply started are idle, and again after FPM's reload stopped them.
 //! 4. At 1,000: **single-site changes**. 30 times, one site's `post_max_size` flips between
 //!    64M and 128M (it changes both the vhost's `client_max_body_size` and the pool) and
 //!    `apply_node` runs; p50/p99 from render to reloaded, beside the servers' own test and
 //!    reload (step 3) repeated as often.
-//! 5. At 10,000: the same tree with per-site logs is handed to `nginx -t` to show where it
-//!    fails.
+//! 5. At 10,000, `apply_node` is not attempted (see `LARGE_SKIPPED`; set
+//!    `HOSTING_BENCH_WEB_TRY_LARGE=1` to try it anyway). Measured instead: PHP-FPM reloaded
+//!    by hand onto every pool, what one worker costs at that pool count, and the web server's
+//!    own `apply` with PHP-FPM stopped beside nginx's own test and reload of the same tree;
+//!    then the same tree with per-site logs is handed to `nginx -t`.
 //!
 //! Every site has an `index.php` owned by its user (the users of `HOSTING_TEST_SYSTEM_USERS`,
 //! in turn), so the health check's request to each site runs PHP.
@@ -32,9 +38,10 @@
 //! Needs `HOSTING_TEST_NGINX`, `HOSTING_TEST_PHP_FPM_82` and `HOSTING_TEST_SYSTEM_USERS`
 //! (`scripts/with-servers.sh` exports them); without one it prints `skipped: VAR not set`.
 //! `HOSTING_BENCH_WEB_SIZES=100,1000` and `HOSTING_BENCH_WEB_CHANGES=30` override the sizes and
-//! the number of single-site changes; `HOSTING_BENCH_WEB_SIMULATE_FAILURE=1` takes the path
-//! a failed batch takes (to check it on a small node). Every server started here is stopped (SIGQUIT to the pid
-//! in its pid file) when its node is dropped, also on a panic. Without `--bench` (as
+//! the number of single-site changes; `HOSTING_BENCH_WEB_SIMULATE_FAILURE=1` takes the path a
+//! failed batch takes (to check it on a small node). Every server started here is stopped
+//! (SIGQUIT to its master) when its node is dropped, also on a panic, and a memory guard stops
+//! PHP-FPM's workers if the machine runs short of memory. Without `--bench` (as
 //! `cargo test --all-targets` runs it) a smoke pass applies 3 sites and 2 changes.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark that cannot set up should stop
 
@@ -70,6 +77,13 @@ struct Scale {
     changes: usize,
     /// Sizes from which the per-site-logs tree is also tested.
     per_site_check_from: usize,
+    /// How long to wait for a quiet machine before each size.
+    settle: Duration,
+    /// Sizes from which `apply_node` is not attempted (see [`LARGE_SKIPPED`]).
+    php_apply_limit: usize,
+    /// Extra fresh nodes the batch is repeated on, up to `repeat_up_to` sites, for its spread.
+    repeats: usize,
+    repeat_up_to: usize,
 }
 
 fn scale() -> Scale {
@@ -88,6 +102,10 @@ fn scale() -> Scale {
             change_node: 1_000,
             changes: 30,
             per_site_check_from: 10_000,
+            settle: Duration::from_secs(180),
+            php_apply_limit: 10_000,
+            repeats: 2,
+            repeat_up_to: 1_000,
         }
     } else {
         Scale {
@@ -95,6 +113,10 @@ fn scale() -> Scale {
             change_node: 3,
             changes: 2,
             per_site_check_from: usize::MAX,
+            settle: Duration::ZERO,
+            php_apply_limit: usize::MAX,
+            repeats: 0,
+            repeat_up_to: 0,
         }
     };
     if let Some(sizes) = list("HOSTING_BENCH_WEB_SIZES") {
@@ -141,7 +163,7 @@ async fn main() {
         return;
     };
     println!(
-        "nginx {}, php-fpm {}, users {:?}; open files: {}; load average before: {}",
+        "nginx {}, php-fpm {}, users {:?}; open files: {}; load average: {}",
         machine.nginx.display(),
         machine.php82.display(),
         machine
@@ -153,9 +175,37 @@ async fn main() {
         web_sites::load_average()
     );
     for &n in &scale.sizes {
-        run_size(&machine, &scale, n).await;
+        let first = run_size(&machine, &scale, n).await;
+        if n <= scale.repeat_up_to && scale.repeats > 0 {
+            let mut totals: Vec<Duration> = first.into_iter().collect();
+            for _ in 0..scale.repeats {
+                println!("({})", web_sites::settle(scale.settle));
+                match batch_only(&machine, n).await {
+                    Ok(took) => totals.push(took),
+                    Err(e) => println!("repeat failed: {e}"),
+                }
+            }
+            let mut sorted = totals.clone();
+            sorted.sort();
+            println!(
+                "apply_node of {n} new sites on {} fresh nodes: {} (median {})",
+                totals.len(),
+                totals
+                    .iter()
+                    .map(|d| secs(*d))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                sorted
+                    .get(sorted.len() / 2)
+                    .map_or("-".to_owned(), |d| secs(*d))
+            );
+        }
     }
-    println!("load average after: {}", web_sites::load_average());
+    println!(
+        "after: CPU {:.0}% busy over 1 s, load average {}",
+        web_sites::cpu_busy_percent(Duration::from_secs(1)),
+        web_sites::load_average()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -879,10 +929,18 @@ fn secs(d: Duration) -> String {
 
 // ---------------------------------------------------------------------------------------------
 
-async fn run_size(machine: &Machine, scale: &Scale, n: usize) {
+/// Why `apply_node` is not attempted from [`Scale::php_apply_limit`] sites on.
+const LARGE_SKIPPED: &str = "PHP-FPM needs about as long to reload this many pools (timed below) as \
+hosting-php waits for their sockets (10 s), so the apply fails there; and when the reload makes it, \
+the socket check and the health check start a worker in every pool, which at this pool count \
+costs about 20 MiB each (measured below) and exhausts the machine's memory (an attempt was \
+OOM-killed; guarded attempts were stopped by the memory guard). Set HOSTING_BENCH_WEB_TRY_LARGE=1 \
+to attempt it anyway under the memory guard.";
+
+async fn run_size(machine: &Machine, scale: &Scale, n: usize) -> Option<Duration> {
     println!(
-        "\n## {n} new PHP sites (load average {})",
-        web_sites::load_average()
+        "\n## {n} new PHP sites ({})",
+        web_sites::settle(scale.settle)
     );
     let node = Node::new(machine).await;
     let setup = Instant::now();
@@ -901,38 +959,48 @@ async fn run_size(machine: &Machine, scale: &Scale, n: usize) {
     node.recorder.take();
     println!("servers started by an apply of one site: {}", secs(cold));
 
-    let applied = node.apply(&first, &all).await;
-    let events = node.recorder.take();
-    let steps = steps(&events);
-    println!("\n| step inside apply_node (+{n} sites) | time |");
-    println!("|---|---|");
-    for (step, took) in &steps.rows {
-        println!("| {step} | {} |", secs(*took));
-    }
-    let applied = match applied {
-        Ok(_) if std::env::var_os("HOSTING_BENCH_WEB_SIMULATE_FAILURE").is_some() => Err(
-            hosting_core::Error::Conflict("failure simulated".to_owned()),
-        ),
-        other => other,
-    };
-    match applied {
-        Ok(total) => {
-            println!("| **apply_node total** | **{}** |", secs(total));
-            applied_node(&node, &all, &events, &steps, total).await;
-            if n == scale.change_node {
-                single_changes(&node, all.clone(), scale.changes).await;
-            }
+    let mut result = None;
+    if n >= scale.php_apply_limit && std::env::var_os("HOSTING_BENCH_WEB_TRY_LARGE").is_none() {
+        println!("\napply_node of {n} new PHP sites: not attempted. {LARGE_SKIPPED}");
+        large_node(&node, &all).await;
+    } else {
+        let applied = node.apply(&first, &all).await;
+        let events = node.recorder.take();
+        let steps = steps(&events);
+        println!("\n| step inside apply_node (+{n} sites) | time |");
+        println!("|---|---|");
+        for (step, took) in &steps.rows {
+            println!("| {step} | {} |", secs(*took));
         }
-        Err(e) => {
-            println!("| **apply_node failed** (rolled back) | {e} |");
-            println!("\nevents of the failed apply_node, in order:");
-            for event in &events {
-                println!("    {} {}", event.what, secs(event.took()));
+        let applied = match applied {
+            Ok(_) if std::env::var_os("HOSTING_BENCH_WEB_SIMULATE_FAILURE").is_some() => Err(
+                hosting_core::Error::Conflict("failure simulated".to_owned()),
+            ),
+            other => other,
+        };
+        match applied {
+            Ok(total) => {
+                println!("| **apply_node total** | **{}** |", secs(total));
+                result = Some(total);
+                applied_node(&node, &all, &events, &steps, total).await;
+                if n == scale.change_node {
+                    single_changes(&node, all.clone(), scale.changes).await;
+                }
             }
-            if node.guard.tripped() {
-                println!("(the memory guard stopped PHP-FPM's workers during this apply)");
+            Err(e) => {
+                println!("| **apply_node failed** (rolled back) | {e} |");
+                println!("\nevents of the failed apply_node, in order:");
+                for event in &events {
+                    println!("    {} {}", event.what, secs(event.took()));
+                }
+                if node.guard.tripped() {
+                    println!(
+                        "the memory guard stopped PHP-FPM during this apply; nothing more is measured"
+                    );
+                } else {
+                    large_node(&node, &all).await;
+                }
             }
-            failed_node(&node, &all).await;
         }
     }
     if n >= scale.per_site_check_from {
@@ -944,6 +1012,29 @@ async fn run_size(machine: &Machine, scale: &Scale, n: usize) {
         "servers stopped and prefix removed: {}",
         secs(stop.elapsed())
     );
+    result
+}
+
+/// The batch alone on a fresh node: `apply_node` of `n` new sites onto a node running one.
+async fn batch_only(machine: &Machine, n: usize) -> Result<Duration> {
+    let node = Node::new(machine).await;
+    let first = node.sites(1..=1);
+    let all: Vec<Website> = first
+        .iter()
+        .cloned()
+        .chain(node.sites(2..=(n as i64 + 1)))
+        .collect();
+    node.apply(&[], &first).await?;
+    let took = node.apply(&first, &all).await;
+    let steps = steps(&node.recorder.take());
+    if let Ok(took) = took {
+        println!(
+            "repeat on a fresh node: apply_node {} (health check {})",
+            secs(took),
+            secs(steps.get(WEB_HEALTH).unwrap_or_default())
+        );
+    }
+    took
 }
 
 /// After a successful batch: footprints, probes, and the servers' own test and reload of the
@@ -1026,13 +1117,14 @@ fn compare_nginx(web_apply: Duration, steps: &Steps, own: Duration) {
 /// How many pools are asked for a worker to measure what one costs at this pool count.
 const SPAWN_SAMPLE: usize = 20;
 
-/// After a failed batch (PHP-FPM put back to one pool): what can still be measured without
-/// starting a worker in every pool. PHP-FPM is reloaded by hand onto every pool (no
-/// connection, so no worker starts), a few pools are asked for a worker to see what one costs,
-/// then PHP-FPM is stopped and the web server's own apply runs against the same sites (their
-/// PHP requests then answer 502 from nginx), beside nginx's own test and reload.
-async fn failed_node(node: &Node, all: &[Website]) {
-    // The rollback reloaded PHP-FPM; let that reload finish first.
+/// A node too large for `apply_node` here (or where it failed; PHP-FPM runs one pool): what
+/// can be measured without starting a worker in every pool. PHP-FPM is reloaded by hand onto
+/// every pool (no connection, so no worker starts), a few pools are asked for a worker to see
+/// what one costs, then PHP-FPM is stopped and the web server's own apply runs against the
+/// same sites (their PHP requests then answer 502 from nginx), beside nginx's own test and
+/// reload.
+async fn large_node(node: &Node, all: &[Website]) {
+    // A rollback may have just reloaded PHP-FPM; let that reload finish first.
     let log = node.layout.log_dir.join("php8.2-fpm.log");
     let deadline = Instant::now() + Duration::from_secs(120);
     while !std::fs::read_to_string(&log).is_ok_and(|l| {

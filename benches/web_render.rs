@@ -103,10 +103,14 @@ fn main() {
     ];
 
     println!(
-        "{} sites, {} rounds, one thread; load average before: {}",
+        "{} sites, {} rounds, one thread; before: {}",
         scale.sites,
         scale.rounds,
-        web_sites::load_average()
+        if scale.rounds > 1 {
+            web_sites::settle(Duration::from_secs(180))
+        } else {
+            web_sites::load_average()
+        }
     );
     println!(
         "| renders | ours (median round) | µs each | floor (median round) | µs each | ours / floor |"
@@ -156,7 +160,11 @@ fn main() {
             ours.as_secs_f64() / base.as_secs_f64()
         );
     }
-    println!("load average after: {}", web_sites::load_average());
+    println!(
+        "after: CPU {:.0}% busy over 1 s, load average {}",
+        web_sites::cpu_busy_percent(Duration::from_secs(1)),
+        web_sites::load_average()
+    );
 }
 
 /// The median duration of `scale.rounds` runs of `pass` (after one warm-up run).
