@@ -138,7 +138,7 @@ fn collect(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
 
 /// The user a pool's worker really runs as: FPM's own status page is not reachable without a
 /// web server, so ask the kernel who owns the socket's pool processes through /proc.
-fn pool_process_users(pool: &str) -> Vec<String> {
+fn pool_process_users(pool: &str, master: &str) -> Vec<String> {
     let mut users = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("proc") {
         let path = entry.expect("entry").path();
@@ -150,6 +150,11 @@ fn pool_process_users(pool: &str) -> Vec<String> {
             continue;
         }
         let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        // Only this test's master's workers: other tests may run a pool of the same name.
+        let parent = status.lines().find_map(|l| l.strip_prefix("PPid:"));
+        if parent.map(str::trim) != Some(master) {
+            continue;
+        }
         if let Some(uid) = status
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
@@ -363,7 +368,8 @@ async fn pool_workers_run_as_the_sites_user() {
         .expect("apply");
     let mut uids = Vec::new();
     for _ in 0..200 {
-        uids = pool_process_users("site4");
+        let master = node.master_pid(PhpVersion::V8_2).expect("master running");
+        uids = pool_process_users("site4", &master);
         if !uids.is_empty() {
             break;
         }
