@@ -402,6 +402,29 @@ async fn serves_php_as_each_sites_user_and_isolates_sites(kind: WebServerKind) {
     let (status, body) = stack.get(&first, "/own.php").await;
     assert_eq!((status, body.as_str()), (200, "secret of site 1\n"));
 
+    // The health check's probe is answered by each site's own block, without PHP; a name no
+    // site serves reaches the default block, which does not answer it.
+    for site in [&first, &second] {
+        let (status, head, _) =
+            http_get_with_head(stack.port, site.domain.as_str(), "/.hosting-site")
+                .await
+                .expect("probe");
+        assert_eq!(status, 204, "{head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains(&format!("x-hosting-site: {}", site.domain).to_ascii_lowercase()),
+            "{head}"
+        );
+    }
+    let (status, head, _) = http_get_with_head(stack.port, "unknown.example.net", "/.hosting-site")
+        .await
+        .expect("probe");
+    assert_ne!(status, 204, "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("x-hosting-site"),
+        "{head}"
+    );
+
     assert!(stack.web.drift(&desired).await.expect("drift").is_empty());
     assert!(stack.php.drift(&desired).await.expect("drift").is_empty());
 }

@@ -14,11 +14,69 @@ use hosting_core::types::{ConfinedPath, PhpVersion};
 use hosting_core::{ApplyReport, Command, Drift, Error, HostLayout, RenderedFile, Result};
 
 use crate::discovery::fpm_command;
-use crate::render::MAIN_CONFIG;
+use crate::render::{MAIN_CONFIG, master_log};
 use crate::{FpmService, PhpFpm};
 
-/// How long a reloaded master may take to open a pool's socket before the apply fails.
-const SOCKET_WAIT: Duration = Duration::from_secs(10);
+/// How long a reloaded master may take to open its pools' sockets before the apply fails: a
+/// floor for small nodes plus a share per pool, since FPM's reload grows with its pool count
+/// (about 1 ms per pool at 10,000 on a 2-core machine).
+fn socket_wait(pools: usize) -> Duration {
+    const FLOOR: Duration = Duration::from_secs(10);
+    const PER_POOL: Duration = Duration::from_millis(3);
+    FLOOR.saturating_add(PER_POOL.saturating_mul(u32::try_from(pools).unwrap_or(u32::MAX)))
+}
+
+/// How long a stopped master may take to exit.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+/// The flag `/proc/net/unix` shows for a listening socket (`__SO_ACCEPTCON`).
+const ACCEPTING: u32 = 0x0001_0000;
+
+/// What a master logs once it has (re)started and serves its pools.
+const READY: &str = "ready to handle connections";
+
+/// The length of `log` now (0 when it does not exist yet).
+fn log_len(log: &Path) -> u64 {
+    std::fs::metadata(log).map(|m| m.len()).unwrap_or(0)
+}
+
+/// What `log` gained after its first `offset` bytes (all of it when it was rotated since).
+fn log_since(log: &Path, offset: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(log) else {
+        return String::new();
+    };
+    let start = if log_len(log) < offset { 0 } else { offset };
+    let mut bytes = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_err() || file.read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The paths of the listening Unix sockets in this network namespace, from `/proc/net/unix`
+/// (columns: slot, refcount, protocol, flags, type, state, inode, path).
+fn listening_unix_sockets() -> Result<BTreeSet<PathBuf>> {
+    let table = std::fs::read_to_string("/proc/net/unix").map_err(|e| {
+        Error::backend(
+            "php-fpm",
+            format!("cannot read /proc/net/unix to see which pools listen: {e}"),
+        )
+    })?;
+    Ok(parse_listening(&table))
+}
+
+fn parse_listening(table: &str) -> BTreeSet<PathBuf> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let flags = u32::from_str_radix(fields.nth(3)?, 16).ok()?;
+            let path = fields.nth(3)?;
+            (flags & ACCEPTING != 0 && path.starts_with('/')).then(|| PathBuf::from(path))
+        })
+        .collect()
+}
 /// Generations kept besides the live one, for inspection after an incident.
 const KEEP_GENERATIONS: usize = 2;
 
@@ -187,8 +245,9 @@ impl PhpFpm {
         Ok(alive.success().then_some(pid))
     }
 
-    /// Makes the running FPM of `version` serve its live tree.
-    async fn reload(&self, version: PhpVersion, has_pools: bool) -> Result<()> {
+    /// Makes the running FPM of `version` serve its live tree of `pools` pools (none: stop it).
+    async fn reload(&self, version: PhpVersion, pools: usize) -> Result<()> {
+        let has_pools = pools > 0;
         match self.config.service {
             FpmService::InitScript => {
                 let script = format!("php{}-fpm", version.as_str());
@@ -200,11 +259,14 @@ impl PhpFpm {
             }
             FpmService::Supervised => match (self.running_master(version).await?, has_pools) {
                 (Some(pid), true) => {
+                    let log = master_log(&self.config.layout, version);
+                    let logged = log_len(&log);
                     self.run_checked(
                         Command::new("kill").arg("-USR2").arg(&pid),
                         "reloading php-fpm",
                     )
-                    .await
+                    .await?;
+                    self.wait_until_ready(version, &log, logged, pools).await
                 }
                 (Some(pid), false) => {
                     self.run_checked(
@@ -233,10 +295,39 @@ impl PhpFpm {
         self.run_checked(command, "starting php-fpm").await
     }
 
+    /// Waits until the master of `version`, signalled to reload, logs that it is ready again
+    /// (after `logged` bytes of `log`). Until then it has not installed its signal handlers, and
+    /// a stop sent in that window is lost.
+    async fn wait_until_ready(
+        &self,
+        version: PhpVersion,
+        log: &Path,
+        logged: u64,
+        pools: usize,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + socket_wait(pools);
+        loop {
+            if log_since(log, logged).contains(READY) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::backend(
+                    "php-fpm",
+                    format!(
+                        "the PHP {} master did not log {READY:?} in {} after the reload",
+                        version.as_str(),
+                        log.display()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Waits until a stopped master is gone (its pid file removed), so a later start cannot be
     /// mistaken for it.
     async fn wait_for_exit(&self, version: PhpVersion) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
         while self.running_master(version).await?.is_some() {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::backend(
@@ -249,30 +340,35 @@ impl PhpFpm {
         Ok(())
     }
 
-    /// Waits until every desired pool's socket accepts connections: the reload really took
-    /// effect (a socket file alone may be left over from a stopped master).
+    /// Waits until every desired pool's socket is listening: the reload really took effect (a
+    /// socket file alone may be left over from a stopped master). Listening is read from the
+    /// kernel's socket table rather than by connecting, because every connection to an
+    /// `ondemand` pool makes FPM fork a worker, a thousand workers for a thousand pools.
     async fn wait_for_sockets(&self, sites: &[Website]) -> Result<()> {
         let layout: &HostLayout = &self.config.layout;
-        let sockets: Vec<PathBuf> = sites
+        let mut waiting: BTreeSet<PathBuf> = sites
             .iter()
             .filter_map(|s| s.php_version.map(|v| layout.php_socket(s.id, v)))
             .collect();
-        let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
-        for socket in &sockets {
-            while tokio::net::UnixStream::connect(socket).await.is_err() {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(Error::backend(
-                        "php-fpm",
-                        format!(
-                            "{} does not accept connections after the reload",
-                            socket.display()
-                        ),
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let deadline = tokio::time::Instant::now() + socket_wait(waiting.len());
+        loop {
+            let listening = listening_unix_sockets()?;
+            waiting.retain(|socket| !listening.contains(socket));
+            let Some(socket) = waiting.first() else {
+                return Ok(());
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::backend(
+                    "php-fpm",
+                    format!(
+                        "{} is not listening after the reload ({} of the node's pools are not)",
+                        socket.display(),
+                        waiting.len()
+                    ),
+                ));
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(())
     }
 
     /// Puts every version back as it was before this apply, newest step first.
@@ -287,7 +383,12 @@ impl PhpFpm {
                 tracing::error!(version = plan.version.as_str(), error = %e, "php rollback failed");
                 continue;
             }
-            if let Err(e) = self.reload(plan.version, running).await {
+            // The restored generation's pool count only sizes the wait for its master.
+            let pools = match running {
+                true => plan.tree.read_live().map_or(1, |files| files.len().max(1)),
+                false => 0,
+            };
+            if let Err(e) = self.reload(plan.version, pools).await {
                 tracing::error!(version = plan.version.as_str(), error = %e, "php reload after rollback failed");
             }
         }
@@ -331,16 +432,17 @@ impl PhpRuntime for PhpFpm {
         let mut applied: Vec<(VersionPlan, Done)> = Vec::new();
         for (plan, s) in staged {
             let version = plan.version;
+            let plan_pools = plan.pools.len();
             let step = match s {
                 Some(s) => {
                     let activated = plan.tree.activate(&s);
                     applied.push((plan, Done::Staged(s)));
                     match activated {
-                        Ok(()) => self.reload(version, true).await,
+                        Ok(()) => self.reload(version, plan_pools).await,
                         Err(e) => Err(e),
                     }
                 }
-                None => match self.reload(version, false).await {
+                None => match self.reload(version, 0).await {
                     Ok(()) => plan.tree.deactivate().map(|previous| {
                         applied.push((plan, Done::Retired(previous)));
                     }),
@@ -395,5 +497,32 @@ impl PhpRuntime for PhpFpm {
             }
         }
         Ok(drift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_listening_sockets_with_a_path_count() {
+        let table = "\
+Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 41001 /run/php/php8.2-site1.sock
+0000000000000000: 00000003 00000000 00000000 0001 03 41002 /run/php/php8.2-site2.sock
+0000000000000000: 00000002 00000000 00010000 0001 01 41003 @abstract
+0000000000000000: 00000002 00000000 00010000 0001 01 41004
+";
+        let listening = parse_listening(table);
+        assert_eq!(
+            listening.into_iter().collect::<Vec<_>>(),
+            vec![PathBuf::from("/run/php/php8.2-site1.sock")]
+        );
+    }
+
+    #[test]
+    fn the_socket_wait_grows_with_the_pool_count() {
+        assert_eq!(socket_wait(0), Duration::from_secs(10));
+        assert_eq!(socket_wait(10_000), Duration::from_secs(40));
     }
 }

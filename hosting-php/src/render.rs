@@ -337,6 +337,13 @@ struct MainContext {
     pool_dir: String,
 }
 
+/// The log of `version`'s master, where it reports each (re)start.
+pub(crate) fn master_log(layout: &hosting_core::HostLayout, version: PhpVersion) -> PathBuf {
+    layout
+        .log_dir
+        .join(format!("php{}-fpm.log", version.as_str()))
+}
+
 /// The master config of `version` whose tree (this file and `pool.d/`) lives at `root`.
 pub(crate) fn main_config(
     templates: &Templates,
@@ -352,7 +359,7 @@ pub(crate) fn main_config(
             "php_run_dir",
             &layout.php_run_dir.join(format!("php{v}-fpm.pid")),
         )?,
-        error_log: ini_path("log_dir", &layout.log_dir.join(format!("php{v}-fpm.log")))?,
+        error_log: ini_path("log_dir", &master_log(layout, version))?,
         rlimit_files: config.rlimit_files.get(),
         pool_dir: ini_path("root", &root.join(POOL_DIR))?,
     };

@@ -8,9 +8,10 @@
 //! It is started with `ROOT/managed/live/<main config>`, whose include names its own
 //! generation's `sites/`. An apply renders every site, stages a new generation, runs the
 //! server's own test on it, swaps `live`, reloads gracefully (or starts the server), and asks
-//! every site over HTTP. Any failure before the swap leaves the live tree and the running
+//! the sites over HTTP. Any failure before the swap leaves the live tree and the running
 //! server untouched; a failure after it points `live` back at the previous generation and
-//! reloads again.
+//! reloads again. The health check asks only the sites whose files changed, each on a path
+//! its own server block answers without PHP.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,8 @@ use hosting_core::types::ConfinedPath;
 use hosting_core::web::RenderedFile;
 use hosting_core::{ApplyReport, Command, CommandRunner, Drift, Error, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::context::first_serving_name;
 
 /// How long the server may take to answer a site after a reload.
 const HEALTH_WAIT: Duration = Duration::from_secs(10);
@@ -37,6 +40,12 @@ const GENERATION_PATH: &str = "/.hosting-generation";
 /// Consecutive answers from the new generation before the reload counts as complete: after a
 /// graceful reload, old workers may still accept a connection or two.
 const GENERATION_CONFIRMATIONS: usize = 5;
+/// The path every site's own server block answers with `204` and an `X-Hosting-Site` header
+/// naming the site's first serving name (see the site templates).
+const SITE_PROBE_PATH: &str = "/.hosting-site";
+/// Site probes sent at once: enough to hide the round trips of a large batch, few enough not to
+/// crowd out the customers' own requests.
+const PROBES_IN_FLIGHT: usize = 16;
 
 /// The generation a sites directory belongs to: the name of the directory holding it.
 pub(crate) fn generation_of(sites_dir: &Path) -> Result<String> {
@@ -224,7 +233,7 @@ pub(crate) async fn apply<S: Supervised>(
         return Err(e);
     }
     let generation = generation_of(&staged.dir.join("sites"))?;
-    if let Err(e) = check_health(server, &generation, sites).await {
+    if let Err(e) = check_health(server, &generation, sites, &changed).await {
         restore(server, &tree, &staged, &live_main).await;
         return Err(e);
     }
@@ -321,12 +330,16 @@ async fn restore<S: Supervised + ?Sized>(
     }
 }
 
-/// The server answers from `generation` (several times in a row), then every site answers an
-/// HTTP request for its domain.
+/// The server answers from `generation` (several times in a row), then every site in
+/// `changed` answers its own probe path. Unchanged sites were proven by an earlier apply and
+/// the generation probe proves the server loaded them again; asking only the changed ones
+/// keeps a one-site change from touching a thousand sites. The probe path is answered by
+/// the site's server block itself, so no PHP worker is started for it.
 async fn check_health<S: Supervised + ?Sized>(
     server: &S,
     generation: &str,
     sites: &[Website],
+    changed: &[WebsiteId],
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + HEALTH_WAIT;
     let mut confirmed = 0;
@@ -348,21 +361,51 @@ async fn check_health<S: Supervised + ?Sized>(
             }
         }
     }
-    for site in sites {
-        loop {
-            match probe(server.http_port(), site.domain.as_str(), "/").await {
-                Ok(_) => break,
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Err(Error::backend(
-                        S::NAME,
-                        format!("{} does not answer after the reload: {e}", site.domain),
-                    ));
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-            }
+    let port = server.http_port();
+    let names: Vec<String> = sites
+        .iter()
+        .filter(|site| changed.binary_search(&site.id).is_ok())
+        .map(|site| first_serving_name(site).as_str().to_owned())
+        .collect();
+    let mut pending = names.into_iter();
+    let mut probes = tokio::task::JoinSet::new();
+    loop {
+        while probes.len() < PROBES_IN_FLIGHT {
+            let Some(name) = pending.next() else { break };
+            probes.spawn(site_answers(port, name, deadline));
         }
+        let Some(done) = probes.join_next().await else {
+            return Ok(());
+        };
+        let failure = match done {
+            Ok(Ok(())) => continue,
+            Ok(Err(why)) => why,
+            Err(e) => format!("the probe task failed: {e}"),
+        };
+        probes.abort_all();
+        return Err(Error::backend(S::NAME, failure));
     }
-    Ok(())
+}
+
+/// Asks `name`'s probe path until the site's own block answers or `deadline` passes.
+async fn site_answers(
+    port: u16,
+    name: String,
+    deadline: tokio::time::Instant,
+) -> std::result::Result<(), String> {
+    loop {
+        let why = match probe(port, &name, SITE_PROBE_PATH).await {
+            Ok((204, head)) if header(&head, "x-hosting-site") == Some(name.as_str()) => {
+                return Ok(());
+            }
+            Ok((status, _)) => format!("its probe {SITE_PROBE_PATH} answered {status}"),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("{name} does not answer after the reload: {why}"));
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// The pids of the processes whose parent is `parent`, read from /proc.

@@ -170,12 +170,7 @@ impl<'a> SiteContext<'a> {
             }),
             _ => None,
         };
-        let mut names: Vec<&DomainName> = Vec::with_capacity(1 + site.aliases.len());
-        for name in std::iter::once(&site.domain).chain(&site.aliases) {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
+        let names = site_names(site);
         let target_base = |to: &DomainName| match (&tls, ports) {
             (Some(_), Ports { https: 443, .. }) => format!("https://{to}"),
             (Some(_), Ports { https, .. }) => format!("https://{to}:{https}"),
@@ -217,6 +212,29 @@ impl<'a> SiteContext<'a> {
             extra_directives: settings.extra_directives.as_slice(),
         })
     }
+}
+
+/// Every name `site` answers to, the domain first, each once.
+fn site_names(site: &Website) -> Vec<&DomainName> {
+    let mut names: Vec<&DomainName> = Vec::with_capacity(1 + site.aliases.len());
+    for name in std::iter::once(&site.domain).chain(&site.aliases) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The first name `site`'s own server block serves (the domain, unless a `www.` redirect sends
+/// it to its counterpart): the name the health check asks for.
+pub(crate) fn first_serving_name(site: &Website) -> &DomainName {
+    let names = site_names(site);
+    let redirected = www_pairs(&names, site.settings.www_redirect);
+    names
+        .iter()
+        .copied()
+        .find(|n| !redirected.iter().any(|(from, _)| from == n))
+        .unwrap_or(&site.domain)
 }
 
 /// The `(redirected, canonical)` pairs `mode` asks for among `names`: a name redirects only

@@ -40,12 +40,15 @@ fn render(kind: WebServerKind, layout: &HostLayout, mode: LogMode, site: &Websit
         .collect()
 }
 
-/// Whether `line` names a log file of its own (a directive the shared mode leaves out).
+/// Whether `line` names a log file of its own (a directive the shared mode leaves out;
+/// `access_log off`, which the health probe's location uses, names none).
 fn is_log_line(line: &str) -> bool {
     let line = line.trim_start();
-    ["access_log ", "error_log ", "ErrorLog ", "CustomLog "]
-        .iter()
-        .any(|d| line.starts_with(d))
+    line != "access_log off;\n"
+        && line != "access_log off;"
+        && ["access_log ", "error_log ", "ErrorLog ", "CustomLog "]
+            .iter()
+            .any(|d| line.starts_with(d))
 }
 
 #[test]
