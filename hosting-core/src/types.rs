@@ -254,7 +254,11 @@ named_enum!(PhpVersion, "php_version", "must be one of 8.0, 8.1, 8.2, 8.3, 8.4",
     V8_0 => "8.0", V8_1 => "8.1", V8_2 => "8.2", V8_3 => "8.3", V8_4 => "8.4",
 });
 
-/// The web server that serves a website.
+/// The web server that serves a website: one of the SDK's own, or a plugin's, by its name.
+///
+/// `nginx`, `apache` and `openlitespeed` always parse to the built-in variants, so a plugin can
+/// never pass for one of them; any other valid name is a [`WebServerKind::Plugin`]. A plugin's
+/// name is held inline, so the kind stays `Copy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum WebServerKind {
@@ -264,11 +268,205 @@ pub enum WebServerKind {
     Apache,
     /// OpenLiteSpeed.
     OpenLiteSpeed,
+    /// A server implemented outside the SDK (e.g. `caddy`), named by its plugin.
+    Plugin(PluginName),
 }
 
-named_enum!(WebServerKind, "web_server", "must be one of nginx, apache, openlitespeed", {
-    Nginx => "nginx", Apache => "apache", OpenLiteSpeed => "openlitespeed",
-});
+impl WebServerKind {
+    /// The field name used in errors when a kind is rejected.
+    pub const FIELD: &'static str = "web_server";
+    /// The SDK's own servers by name; [`PluginName`] refuses these names.
+    const BUILT_IN: [(&'static str, WebServerKind); 3] = [
+        ("nginx", WebServerKind::Nginx),
+        ("apache", WebServerKind::Apache),
+        ("openlitespeed", WebServerKind::OpenLiteSpeed),
+    ];
+
+    /// The name a website records: `nginx`, `apache`, `openlitespeed` or the plugin's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            WebServerKind::Nginx => "nginx",
+            WebServerKind::Apache => "apache",
+            WebServerKind::OpenLiteSpeed => "openlitespeed",
+            WebServerKind::Plugin(name) => name.as_str(),
+        }
+    }
+}
+
+impl FromStr for WebServerKind {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some((_, kind)) = Self::BUILT_IN.iter().find(|(name, _)| *name == s) {
+            return Ok(*kind);
+        }
+        PluginName::new(s).map(Self::Plugin).ok_or_else(|| {
+            InvalidValue::new(
+                Self::FIELD,
+                "must be one of nginx, apache, openlitespeed, or a plugin's name (a lower-case \
+                 letter, then lower-case letters, digits or '-', at most 32, not ending in '-')",
+            )
+        })
+    }
+}
+
+impl fmt::Display for WebServerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for WebServerKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for WebServerKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The name a web-server plugin gives its kind (`caddy`): a lower-case ASCII letter, then
+/// lower-case letters, digits and `-`, 1 to 32 characters, not ending in `-`, and not the name
+/// of a built-in server. It is written into the panel's records and shown to operators, so it
+/// holds nothing that could break out of a config line, a path or a SQL literal.
+///
+/// Stored inline (not as a `String`) so that [`WebServerKind`] stays `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PluginName {
+    // Zero-padded after `len`; comparing the padded bytes first orders names as strings.
+    bytes: [u8; PluginName::MAX_LEN],
+    len: u8,
+}
+
+impl PluginName {
+    /// The field name used in errors: a plugin's name is a `web_server` value.
+    pub const FIELD: &'static str = "web_server";
+    /// The longest name, in bytes.
+    pub const MAX_LEN: usize = 32;
+
+    /// `name` as a plugin name, or `None` when it breaks the rule (parse it to learn which).
+    /// `const`, so a plugin can name its kind in a `const` item and a bad name fails the build:
+    ///
+    /// ```
+    /// use hosting_core::types::{PluginName, WebServerKind};
+    ///
+    /// const KIND: WebServerKind = match PluginName::new("caddy") {
+    ///     Some(name) => WebServerKind::Plugin(name),
+    ///     None => panic!("not a plugin name"),
+    /// };
+    /// assert_eq!(KIND.to_string(), "caddy");
+    /// ```
+    pub const fn new(name: &str) -> Option<Self> {
+        match parse_plugin_name(name.as_bytes()) {
+            Ok(name) => Some(name),
+            Err(_) => None,
+        }
+    }
+
+    /// The validated name.
+    pub fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
+        // Only ASCII is ever stored, so this never falls back.
+        std::str::from_utf8(bytes).unwrap_or_default()
+    }
+}
+
+/// `name` as a [`PluginName`], or the rule it breaks. `const` for [`PluginName::new`], hence
+/// the index loops.
+const fn parse_plugin_name(name: &[u8]) -> Result<PluginName, &'static str> {
+    const SHAPE: &str = "must be a lower-case letter, then lower-case letters, digits or '-', at \
+                         most 32, not ending in '-'";
+    let (Some(first), Some(last)) = (name.first(), name.last()) else {
+        return Err(SHAPE);
+    };
+    if name.len() > PluginName::MAX_LEN || !first.is_ascii_lowercase() || *last == b'-' {
+        return Err(SHAPE);
+    }
+    let mut bytes = [0; PluginName::MAX_LEN];
+    let mut i = 0;
+    while i < name.len() {
+        let c = name[i];
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
+            return Err(SHAPE);
+        }
+        bytes[i] = c;
+        i += 1;
+    }
+    let mut k = 0;
+    while k < WebServerKind::BUILT_IN.len() {
+        let built_in = WebServerKind::BUILT_IN[k].0.as_bytes();
+        let mut same = built_in.len() == name.len();
+        let mut i = 0;
+        while same && i < name.len() {
+            same = built_in[i] == name[i];
+            i += 1;
+        }
+        if same {
+            return Err("names a built-in web server (nginx, apache, openlitespeed), not a plugin");
+        }
+        k += 1;
+    }
+    Ok(PluginName {
+        bytes,
+        // At most MAX_LEN (32), checked above.
+        len: name.len() as u8,
+    })
+}
+
+impl fmt::Debug for PluginName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PluginName").field(&self.as_str()).finish()
+    }
+}
+
+impl FromStr for PluginName {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_plugin_name(s.as_bytes()).map_err(|rule| InvalidValue::new(Self::FIELD, rule))
+    }
+}
+
+impl TryFrom<&str> for PluginName {
+    type Error = InvalidValue;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for PluginName {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for PluginName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for PluginName {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Serialize for PluginName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PluginName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// A database server engine, for customer databases and for the panel's own store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

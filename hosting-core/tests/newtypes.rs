@@ -10,7 +10,7 @@ use hosting_core::page::PageLimit;
 use hosting_core::types::{
     Charset, Collation, ConfinedPath, DbEngine, DbName, DbUserName, DirectiveArg, DirectiveName,
     DisplayName, DomainName, EmailAddress, IniValue, IpNetwork, NodeAddress, NodeName, Password,
-    PhpBytes, PhpExtension, PhpVersion, Slug, SystemUser, WebServerKind, WebhookUrl,
+    PhpBytes, PhpExtension, PhpVersion, PluginName, Slug, SystemUser, WebServerKind, WebhookUrl,
 };
 use proptest::prelude::*;
 use serde::Serialize;
@@ -99,6 +99,8 @@ string_type_props! {
     directive_name: DirectiveName, "[a-zA-Z][a-zA-Z0-9_]{0,30}";
     directive_arg: DirectiveArg, "[A-Za-z0-9._:/=+,@*-]{1,50}";
     node_address: NodeAddress, "[a-z]{1,10}\\.[a-z]{2,6}(:[1-9][0-9]{0,3})?";
+    // Ends in a digit, so it never generates a built-in server's name.
+    plugin_name: PluginName, "[a-z]([a-z0-9-]{0,30}[0-9])?";
 }
 
 /// Types whose rules allow some of the usual breakout characters, each tested on its own rule.
@@ -217,6 +219,143 @@ proptest! {
         round_trips::<PhpVersion>(&raw);
         round_trips::<WebServerKind>(&raw);
         round_trips::<DbEngine>(&raw);
+    }
+}
+
+/// Web-server kinds: built-in names give built-in variants, every other valid name a plugin.
+mod web_server_kinds {
+    use super::*;
+
+    fn plugin(raw: &str) -> WebServerKind {
+        WebServerKind::Plugin(raw.parse().expect("valid plugin name"))
+    }
+
+    #[test]
+    fn plugins_name_their_kind_and_round_trip() {
+        for raw in ["caddy", "h2o", "a", "lighttpd-1-4", &"x".repeat(32)] {
+            let kind: WebServerKind = raw.parse().expect(raw);
+            assert_eq!(kind, plugin(raw));
+            assert_eq!(kind.as_str(), raw);
+            assert_eq!(kind.to_string(), raw);
+            assert_eq!(
+                serde_json::to_string(&kind).expect("serializes"),
+                format!("\"{raw}\"")
+            );
+            round_trips::<WebServerKind>(raw);
+        }
+        assert_ne!(
+            plugin("caddy"),
+            WebServerKind::Nginx,
+            "a caddy node is not an nginx node"
+        );
+    }
+
+    #[test]
+    fn a_plugin_never_shadows_a_built_in_server() {
+        for (raw, kind) in [
+            ("nginx", WebServerKind::Nginx),
+            ("apache", WebServerKind::Apache),
+            ("openlitespeed", WebServerKind::OpenLiteSpeed),
+        ] {
+            assert_eq!(raw.parse::<WebServerKind>(), Ok(kind));
+            assert_eq!(kind.as_str(), raw);
+            let err = raw.parse::<PluginName>().expect_err(raw);
+            assert_eq!(err.field, "web_server");
+            assert!(err.rule.contains("built-in"), "{raw}: {}", err.rule);
+            assert_eq!(PluginName::new(raw), None);
+        }
+    }
+
+    #[test]
+    fn hostile_names_are_refused_naming_the_field_and_the_rule() {
+        let long = "x".repeat(33);
+        for raw in [
+            "ng;inx",
+            "a\nb",
+            "../x",
+            "Caddy",
+            "",
+            "caddy-",
+            "-caddy",
+            "1caddy",
+            "ca_ddy",
+            "cad dy",
+            "caddy\0",
+            "caddy/2",
+            "c\u{e4}ddy",
+            "caddy.conf",
+            "${x}",
+            "a'b",
+            &long,
+        ] {
+            let err = raw.parse::<WebServerKind>().expect_err(raw);
+            assert_eq!(err.field, "web_server", "{raw:?}");
+            assert!(err.rule.contains("plugin"), "{raw:?}: {}", err.rule);
+            assert!(err.rule.contains("lower-case"), "{raw:?}: {}", err.rule);
+            let err = raw.parse::<PluginName>().expect_err(raw);
+            assert_eq!(err.field, "web_server", "{raw:?}");
+            assert!(err.rule.contains("lower-case"), "{raw:?}: {}", err.rule);
+            assert_eq!(PluginName::new(raw), None, "{raw:?}");
+            let json = serde_json::Value::String(raw.to_owned());
+            assert!(
+                serde_json::from_value::<WebServerKind>(json).is_err(),
+                "{raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_plugin_kind_is_a_copy_value_named_at_compile_time() {
+        const CADDY: WebServerKind = match PluginName::new("caddy") {
+            Some(name) => WebServerKind::Plugin(name),
+            None => panic!("caddy is a valid plugin name"),
+        };
+        fn by_value(kind: WebServerKind) -> WebServerKind {
+            kind
+        }
+        let copy = by_value(CADDY);
+        assert_eq!(copy, CADDY);
+        assert_eq!(format!("{CADDY:?}"), "Plugin(PluginName(\"caddy\"))");
+    }
+
+    proptest! {
+        #[test]
+        fn valid_plugin_names_round_trip_as_kinds(raw in "[a-z]([a-z0-9-]{0,30}[0-9])?") {
+            let kind: WebServerKind = raw.parse().expect("generated name is valid");
+            prop_assert_eq!(kind, plugin(&raw));
+            prop_assert_eq!(kind.as_str(), raw.as_str());
+            prop_assert_eq!(kind.to_string().parse::<WebServerKind>(), Ok(kind));
+            let json = serde_json::to_string(&kind).expect("serializes");
+            prop_assert_eq!(serde_json::from_str::<WebServerKind>(&json).expect("deserializes"), kind);
+            prop_assert_eq!(PluginName::new(&raw).map(|n| n.to_string()), Some(raw.clone()));
+        }
+
+        #[test]
+        fn what_parses_as_a_kind_is_a_built_in_or_a_safe_name(raw in any::<String>()) {
+            if let Ok(kind) = raw.parse::<WebServerKind>() {
+                prop_assert_eq!(kind.as_str(), raw.as_str());
+                prop_assert!(raw.len() <= 32);
+                prop_assert!(raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+            }
+            json_agrees_with_parse::<WebServerKind>(&raw);
+        }
+
+        #[test]
+        fn upper_case_never_parses(raw in "[a-z]([a-z0-9-]{0,30}[0-9])?", at in any::<prop::sample::Index>()) {
+            let mut chars: Vec<char> = raw.chars().collect();
+            let i = at.index(chars.len());
+            chars[i] = chars[i].to_ascii_uppercase();
+            let shouted: String = chars.into_iter().collect();
+            if shouted != raw {
+                prop_assert!(shouted.parse::<WebServerKind>().is_err(), "{:?}", shouted);
+            }
+        }
+
+        #[test]
+        fn plugin_names_order_as_their_text(a in "[a-z][a-z0-9-]{0,10}[0-9]", b in "[a-z][a-z0-9-]{0,10}[0-9]") {
+            let (x, y): (PluginName, PluginName) = (a.parse().expect("a"), b.parse().expect("b"));
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+        }
     }
 }
 

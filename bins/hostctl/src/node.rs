@@ -19,7 +19,7 @@ use hosting_web::{Apache, ApacheConfig, Nginx, NginxConfig};
 use serde::Serialize;
 
 use crate::error::invalid;
-use crate::state::{DesiredState, Mode, PhpInstallEntry};
+use crate::state::{DesiredState, Mode, NodeServer, PhpInstallEntry};
 
 /// Where Debian keeps its `php-fpmX.Y` binaries; always searched.
 const SYSTEM_PHP_DIR: &str = "/usr/sbin";
@@ -42,25 +42,25 @@ pub struct NodePaths {
 }
 
 /// The directory under `--root` a web server runs in.
-fn web_dir(kind: WebServerKind) -> &'static str {
-    match kind {
-        WebServerKind::Apache => "apache",
-        _ => "nginx",
+fn web_dir(server: NodeServer) -> &'static str {
+    match server {
+        NodeServer::Nginx => "nginx",
+        NodeServer::Apache => "apache",
     }
 }
 
 /// The pid file of a supervised web server under `root`.
-fn web_pid_file(root: &Path, kind: WebServerKind) -> PathBuf {
-    let name = match kind {
-        WebServerKind::Apache => "apache2.pid",
-        _ => "nginx.pid",
+fn web_pid_file(root: &Path, server: NodeServer) -> PathBuf {
+    let name = match server {
+        NodeServer::Nginx => "nginx.pid",
+        NodeServer::Apache => "apache2.pid",
     };
-    root.join(web_dir(kind)).join("run").join(name)
+    root.join(web_dir(server)).join("run").join(name)
 }
 
 impl NodePaths {
     /// The paths of a node at `root` in `mode`, serving with `web`.
-    pub fn new(root: &Path, mode: Mode, web: WebServerKind) -> Self {
+    pub fn new(root: &Path, mode: Mode, web: NodeServer) -> Self {
         let web_root = root.join(web_dir(web));
         match mode {
             Mode::Prefix => Self {
@@ -214,7 +214,7 @@ pub struct Skipped {
 pub struct Node {
     /// Its paths.
     pub paths: NodePaths,
-    kind: WebServerKind,
+    server: NodeServer,
     runner: Arc<dyn CommandRunner>,
     web: Box<dyn WebServer>,
     php: PhpFpm,
@@ -236,10 +236,13 @@ impl Node {
     /// version) by asking each binary. Changes nothing on disk.
     pub async fn open(root: &Path, state: &DesiredState) -> anyhow::Result<Node> {
         let node = &state.node;
-        let paths = NodePaths::new(root, node.mode, node.web_server);
+        // `state::parse` refused any other kind already; a hand-built state is refused here.
+        let server = NodeServer::try_from(node.web_server)
+            .map_err(|rule| invalid(format!("node.web_server: {rule}")))?;
+        let paths = NodePaths::new(root, node.mode, server);
         let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
-        let web: Box<dyn WebServer> = match node.web_server {
-            WebServerKind::Apache => {
+        let web: Box<dyn WebServer> = match server {
+            NodeServer::Apache => {
                 let mut config = ApacheConfig::new(paths.layout.clone());
                 config.binary = node.apache_binary.clone();
                 config.ports = node.ports;
@@ -247,7 +250,7 @@ impl Node {
                 config.server_root = paths.web_root.clone();
                 Box::new(Apache::new(config).map_err(|e| setup_error("apache", e))?)
             }
-            _ => {
+            NodeServer::Nginx => {
                 let mut config = NginxConfig::new(paths.layout.clone());
                 config.binary = node.nginx_binary.clone();
                 config.ports = node.ports;
@@ -265,7 +268,7 @@ impl Node {
             .map_err(|e| setup_error("php-fpm", e))?;
         Ok(Node {
             paths,
-            kind: node.web_server,
+            server,
             runner,
             web,
             php,
@@ -424,7 +427,7 @@ impl Node {
     }
 
     fn web_server_name(&self) -> String {
-        self.kind.to_string()
+        self.server.as_str().to_owned()
     }
 
     /// Live files that differ from what `desired` renders, and servers that should run but do
@@ -458,7 +461,7 @@ impl Node {
             });
         }
         let web_tree = ManagedTree::new(self.paths.web_root.join("managed"), self.runner.clone());
-        let web_pid = web_pid_file(&self.paths.root, self.kind);
+        let web_pid = web_pid_file(&self.paths.root, self.server);
         if web_tree.current()?.is_some() && running(&web_pid).is_none() {
             report.not_running.push(NotRunning {
                 server: self.web_server_name(),
@@ -752,12 +755,12 @@ pub async fn stop(
     let mut candidates: Vec<(String, PathBuf, &'static str)> = vec![
         (
             "nginx".to_owned(),
-            web_pid_file(root, WebServerKind::Nginx),
+            web_pid_file(root, NodeServer::Nginx),
             "-QUIT",
         ),
         (
             "apache".to_owned(),
-            web_pid_file(root, WebServerKind::Apache),
+            web_pid_file(root, NodeServer::Apache),
             "-TERM",
         ),
     ];
@@ -825,7 +828,8 @@ pub async fn stop(
     Ok((stopped, skipped))
 }
 
-/// Whether the web server `kind` that hostctl runs under `root` is up.
+/// Whether the web server `kind` that hostctl runs under `root` is up (never, for a kind
+/// hostctl does not run).
 pub fn web_server_running(root: &Path, kind: WebServerKind) -> bool {
-    running(&web_pid_file(root, kind)).is_some()
+    NodeServer::try_from(kind).is_ok_and(|server| running(&web_pid_file(root, server)).is_some())
 }

@@ -68,6 +68,46 @@ pub struct PhpInstallEntry {
     pub scan_dir: Option<PathBuf>,
 }
 
+/// A web server hostctl runs itself: the built-in ones it can validate and supervise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeServer {
+    /// NGINX.
+    Nginx,
+    /// Apache.
+    Apache,
+}
+
+impl NodeServer {
+    /// `nginx` or `apache`, as [`WebServerKind`] shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeServer::Nginx => "nginx",
+            NodeServer::Apache => "apache",
+        }
+    }
+}
+
+/// The error is the rule `node.web_server` breaks, so every kind hostctl cannot run is refused
+/// by name instead of falling back to nginx.
+impl TryFrom<WebServerKind> for NodeServer {
+    type Error = String;
+    fn try_from(kind: WebServerKind) -> Result<Self, String> {
+        match kind {
+            WebServerKind::Nginx => Ok(NodeServer::Nginx),
+            WebServerKind::Apache => Ok(NodeServer::Apache),
+            WebServerKind::Plugin(name) => Err(format!(
+                "hostctl node serves nginx and apache; web_server {name} is a plugin, which \
+                 hostctl cannot load (a plugin's WebServer is run by the program that embeds \
+                 the SDK, see examples/caddy-plugin)"
+            )),
+            other => Err(format!(
+                "{other} is not supported by hostctl node (the SDK renders it but cannot \
+                 validate or run it); use nginx or apache"
+            )),
+        }
+    }
+}
+
 /// The `[node]` table, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSettings {
@@ -216,15 +256,7 @@ pub fn parse(text: &str) -> Result<DesiredState, String> {
 }
 
 fn check_node(raw: RawNode) -> Result<NodeSettings, String> {
-    match raw.web_server {
-        WebServerKind::Nginx | WebServerKind::Apache => {}
-        other => {
-            return Err(format!(
-                "node.web_server: {other} is not supported by hostctl node (the SDK renders it \
-                 but cannot validate or run it); use nginx or apache"
-            ));
-        }
-    }
+    NodeServer::try_from(raw.web_server).map_err(|rule| format!("node.web_server: {rule}"))?;
     if raw.http_port == 0 {
         return Err("node.http_port: must be 1 to 65535".to_owned());
     }
@@ -377,6 +409,8 @@ mod tests {
         assert!(err.contains("domain"), "{err}");
         let err = error_of("[node]\nweb_server = \"openlitespeed\"\nmode = \"prefix\"\n");
         assert!(err.contains("node.web_server"), "{err}");
+        let err = error_of("[node]\nweb_server = \"Caddy\"\nmode = \"prefix\"\n");
+        assert!(err.contains("web_server"), "{err}");
         let err = error_of("[node]\nweb_server = \"nginx\"\nmode = \"cloud\"\n");
         assert!(err.contains("mode"), "{err}");
         let err = error_of(
@@ -387,6 +421,24 @@ mod tests {
             "[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\n[[node.php]]\nfpm_binary = \"php-fpm\"\n",
         );
         assert!(err.contains("node.php[0].fpm_binary"), "{err}");
+    }
+
+    #[test]
+    fn a_plugin_web_server_is_refused_by_name() {
+        let err = error_of("[node]\nweb_server = \"caddy\"\nmode = \"prefix\"\n");
+        assert!(
+            err.contains("node.web_server: hostctl node serves nginx and apache; web_server caddy is a plugin"),
+            "{err}"
+        );
+        let kind: WebServerKind = "caddy".parse().expect("a plugin's kind");
+        assert!(NodeServer::try_from(kind).is_err());
+        for (kind, server) in [
+            (WebServerKind::Nginx, NodeServer::Nginx),
+            (WebServerKind::Apache, NodeServer::Apache),
+        ] {
+            assert_eq!(NodeServer::try_from(kind), Ok(server));
+            assert_eq!(server.as_str(), kind.as_str());
+        }
     }
 
     #[test]

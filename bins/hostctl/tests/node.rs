@@ -609,6 +609,22 @@ fn usage_errors_and_invalid_state_files_exit_2_and_touch_nothing() {
             );
         }
     }
+    // A plugin's kind is a valid web_server, but not one hostctl runs.
+    std::fs::write(
+        &state,
+        "[node]\nweb_server = \"caddy\"\nmode = \"prefix\"\n\n[[site]]\nid = 1\n\
+         domain = \"a.example.com\"\nsystem_user = \"shop\"\n",
+    )
+    .expect("write");
+    for command in ["plan", "apply", "drift"] {
+        let out = hostctl(args(command));
+        assert_exit(&out, 2);
+        assert!(
+            text(&out.stderr).contains("web_server caddy is a plugin"),
+            "{command}: {}",
+            text(&out.stderr)
+        );
+    }
     assert!(!root.exists(), "nothing was created under the root");
 
     // Stopping a root where nothing runs is fine.

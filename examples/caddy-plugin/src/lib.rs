@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use hosting_core::model::{Ssl, Website, WebsiteId, WwwRedirect};
 use hosting_core::system::SystemRunner;
 use hosting_core::tree::{ManagedTree, Staged};
-use hosting_core::types::{ConfinedPath, DomainName, WebServerKind};
+use hosting_core::types::{ConfinedPath, DomainName, PluginName, WebServerKind};
 use hosting_core::{
     ApplyReport, Command, CommandRunner, Drift, Error, HostLayout, RenderedFile, Result, WebServer,
 };
@@ -53,10 +53,6 @@ const KEEP_GENERATIONS: usize = 2;
 pub struct CaddyConfig {
     /// Where the node keeps site files, sockets, logs and certificates.
     pub layout: HostLayout,
-    /// The [`Website::web_server`] value of the sites this server takes, and what
-    /// [`WebServer::kind`] reports. `hosting-core` has no Caddy kind yet, so a Caddy node takes
-    /// over the sites recorded for another server (see the README).
-    pub kind: WebServerKind,
     /// The caddy binary, by absolute path or by name in `PATH`.
     pub binary: PathBuf,
     /// What detaches `caddy run` from the process runner: Debian's `start-stop-daemon`, by
@@ -77,13 +73,11 @@ pub struct CaddyConfig {
 }
 
 impl CaddyConfig {
-    /// Defaults for `layout`, taking the sites of `kind`: `caddy` and `start-stop-daemon` from
-    /// `PATH`, ports 80 and 443, admin API on `localhost:2020`, real processes, server root
-    /// `/var/lib/hosting/caddy`.
-    pub fn new(layout: HostLayout, kind: WebServerKind) -> Self {
+    /// Defaults for `layout`: `caddy` and `start-stop-daemon` from `PATH`, ports 80 and 443,
+    /// admin API on `localhost:2020`, real processes, server root `/var/lib/hosting/caddy`.
+    pub fn new(layout: HostLayout) -> Self {
         Self {
             layout,
-            kind,
             binary: PathBuf::from("caddy"),
             launcher: PathBuf::from("start-stop-daemon"),
             http_port: 80,
@@ -196,6 +190,13 @@ const STATIC_FILES: &str = "*.css *.js *.mjs *.map *.png *.jpg *.jpeg *.gif *.ic
                             *.avif *.woff *.woff2 *.ttf *.otf *.eot *.mp4 *.webm *.pdf";
 
 impl Caddy {
+    /// What [`WebServer::kind`] reports, and the [`Website::web_server`] of the sites it takes:
+    /// `caddy`, a plugin's own kind, so a panel records caddy sites and tells a caddy node
+    /// from an nginx one. Checked when this crate compiles.
+    pub const KIND: WebServerKind = match PluginName::new("caddy") {
+        Some(name) => WebServerKind::Plugin(name),
+        None => panic!("\"caddy\" is a valid plugin name"),
+    };
     /// The main configuration file of a generation.
     pub const MAIN_CONFIG: &'static str = "Caddyfile";
 
@@ -217,12 +218,14 @@ impl Caddy {
 
     /// `sites/site<ID>.caddy`: the site's blocks. Pure: the same site gives the same bytes.
     pub fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
-        if site.web_server != self.config.kind {
+        if site.web_server != Self::KIND {
             return Err(Error::Invalid {
                 field: "web_server".into(),
                 reason: format!(
                     "site {} is served by {}; this caddy takes the {} sites",
-                    site.id, site.web_server, self.config.kind
+                    site.id,
+                    site.web_server,
+                    Self::KIND
                 )
                 .into(),
             });
@@ -662,7 +665,7 @@ async fn probe(port: u16, host: &str, path: &str) -> std::io::Result<String> {
 #[async_trait]
 impl WebServer for Caddy {
     fn kind(&self) -> WebServerKind {
-        self.config.kind
+        Self::KIND
     }
 
     fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {

@@ -18,8 +18,8 @@ use hosting_core::types::{SystemUser, WebServerKind};
 use hosting_core::{HostLayout, RenderedFile, WebServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// hosting-core has no Caddy kind: this caddy takes the sites recorded for nginx.
-const KIND: WebServerKind = WebServerKind::Nginx;
+/// The sites a caddy node serves record the plugin's own kind, `caddy`.
+const KIND: WebServerKind = Caddy::KIND;
 
 fn users() -> Vec<SystemUser> {
     ["caddyowner-a", "caddyowner-b"]
@@ -131,8 +131,8 @@ fn tamper(live: &Path, file: &RenderedFile) {
 }
 
 fn render(site: &Website) -> String {
-    let caddy = Caddy::new(CaddyConfig::new(HostLayout::under("/srv/hosting"), KIND))
-        .expect("caddy backend");
+    let caddy =
+        Caddy::new(CaddyConfig::new(HostLayout::under("/srv/hosting"))).expect("caddy backend");
     caddy
         .render_site(site)
         .expect("render")
@@ -143,8 +143,8 @@ fn render(site: &Website) -> String {
 
 #[test]
 fn caddy_meets_the_render_contract() {
-    let caddy = Caddy::new(CaddyConfig::new(HostLayout::under("/srv/hosting"), KIND))
-        .expect("caddy backend");
+    let caddy =
+        Caddy::new(CaddyConfig::new(HostLayout::under("/srv/hosting"))).expect("caddy backend");
     web::render_contract(&caddy, &web::sample_sites_with_tls(KIND, &users()));
 }
 
@@ -187,19 +187,30 @@ fn a_php_site_is_served_through_its_pools_socket_with_compression_and_headers() 
 }
 
 #[test]
-fn a_site_of_another_server_is_refused() {
-    let site = web::sample_site(
-        9,
-        "other.example.com",
-        WebServerKind::Apache,
-        None,
-        &users()[0],
+fn caddy_names_its_own_kind() {
+    assert_eq!(KIND.as_str(), "caddy");
+    assert_eq!("caddy".parse::<WebServerKind>(), Ok(KIND));
+    assert_ne!(
+        KIND,
+        WebServerKind::Nginx,
+        "a caddy node is not an nginx node"
     );
-    let caddy = Caddy::new(CaddyConfig::new(HostLayout::under("/srv/hosting"), KIND))
-        .expect("caddy backend");
-    match caddy.render_site(&site) {
-        Err(hosting_core::Error::Invalid { field, .. }) => assert_eq!(field, "web_server"),
-        other => panic!("expected Invalid, got {other:?}"),
+    let caddy =
+        Caddy::new(CaddyConfig::new(HostLayout::under("/srv/hosting"))).expect("caddy backend");
+    assert_eq!(caddy.kind(), KIND);
+}
+
+#[test]
+fn a_site_of_another_server_is_refused() {
+    let caddy =
+        Caddy::new(CaddyConfig::new(HostLayout::under("/srv/hosting"))).expect("caddy backend");
+    let other_plugin = "h2o".parse().expect("a plugin's kind");
+    for kind in [WebServerKind::Nginx, WebServerKind::Apache, other_plugin] {
+        let site = web::sample_site(9, "other.example.com", kind, None, &users()[0]);
+        match caddy.render_site(&site) {
+            Err(hosting_core::Error::Invalid { field, .. }) => assert_eq!(field, "web_server"),
+            other => panic!("{kind}: expected Invalid, got {other:?}"),
+        }
     }
 }
 
@@ -222,7 +233,7 @@ async fn caddy_meets_the_web_server_contract() {
         std::fs::create_dir_all(&root).expect("document root");
         std::fs::write(root.join("index.html"), format!("site {}\n", site.id)).expect("index");
     }
-    let mut config = CaddyConfig::new(layout, KIND);
+    let mut config = CaddyConfig::new(layout);
     config.binary = binary;
     config.http_port = free_port();
     config.https_port = free_port();
@@ -281,7 +292,7 @@ fn node(dir: &Path, sites: &[Website]) -> HostLayout {
 
 /// A caddy backend under `dir` on free ports, with the guard that stops what it starts.
 fn backend(binary: PathBuf, dir: &Path, layout: HostLayout) -> (Caddy, Stop, u16) {
-    let mut config = CaddyConfig::new(layout, KIND);
+    let mut config = CaddyConfig::new(layout);
     config.binary = binary;
     config.http_port = free_port();
     config.https_port = free_port();

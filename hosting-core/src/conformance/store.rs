@@ -19,7 +19,9 @@ use crate::model::{
 use crate::page::{PageLimit, PageRequest};
 use crate::rbac::{self, Caller, Operator};
 use crate::store::PanelStore;
-use crate::types::{DomainName, IpNetwork, PhpBytes, PhpVersion, SystemUser, WebServerKind};
+use crate::types::{
+    DomainName, IpNetwork, PhpBytes, PhpVersion, PluginName, SystemUser, WebServerKind,
+};
 
 /// Every function of this suite, in order. Backends call this, or the functions one by one so
 /// each shows as its own test.
@@ -29,6 +31,7 @@ pub async fn run_all(store: &dyn PanelStore) {
     users_crud(store).await;
     websites_crud(store).await;
     settings_round_trip(store).await;
+    plugin_web_servers_round_trip(store).await;
     domains_are_unique_across_tenants(store).await;
     pagination_walks_every_row_once(store).await;
     cross_tenant_access_is_refused(store).await;
@@ -529,6 +532,55 @@ pub async fn websites_crud(store: &dyn PanelStore) {
         .create_website(&me, new)
         .await
         .expect("recreate on a freed domain");
+}
+
+/// A site served by a plugin's web server keeps that kind through a create, an update and
+/// every read, up to the longest plugin name, and can move to a built-in server and back.
+pub async fn plugin_web_servers_round_trip(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let me = caller(&w.admin);
+    let caddy: WebServerKind = parse("caddy");
+    let mut new = w.site(&w.admin, "plugin");
+    new.web_server = caddy;
+    let site = store
+        .create_website(&me, new.clone())
+        .await
+        .expect("create a site served by a plugin");
+    assert_eq!(site.web_server, caddy);
+    assert_eq!(store.get_website(&me, site.id).await.expect("get"), site);
+    assert_eq!(
+        store
+            .get_website_by_domain(&me, &new.domain)
+            .await
+            .expect("by domain")
+            .web_server,
+        caddy
+    );
+
+    let longest: WebServerKind = parse(&"p".repeat(PluginName::MAX_LEN));
+    for kind in [longest, WebServerKind::Nginx, caddy] {
+        let changed = store
+            .update_website(
+                &me,
+                site.id,
+                WebsiteChanges {
+                    web_server: Some(kind),
+                    ..WebsiteChanges::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("serve the site by {kind}: {e}"));
+        assert_eq!(changed.web_server, kind);
+        assert_eq!(
+            store
+                .get_website(&me, site.id)
+                .await
+                .expect("get")
+                .web_server,
+            kind
+        );
+    }
+    store.delete_website(&me, site.id).await.expect("delete");
 }
 
 /// Every per-site setting survives a write and a read unchanged.

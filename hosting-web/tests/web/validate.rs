@@ -1,14 +1,17 @@
 //! The real `nginx -t` and `apache2 -t` on every fixture, alone and all together, and their
-//! verdicts on configuration they must refuse.
+//! verdicts on configuration they must refuse; a site of another server (a plugin's) is refused
+//! before anything is rendered.
 
 use std::path::Path;
 
 use hosting_core::model::Website;
 use hosting_core::types::WebServerKind;
 use hosting_core::{Error, HostLayout};
-use hosting_web::{Apache, ApacheConfig, Nginx, NginxConfig};
+use hosting_web::{Apache, ApacheConfig, Nginx, NginxConfig, OpenLiteSpeed, OpenLiteSpeedConfig};
 
-use crate::support::{SiteBuilder, TempDir, fixtures, node_for, server_binary};
+use crate::support::{
+    SiteBuilder, TempDir, apache, fixtures, nginx, node_for, server_binary, snapshot_layout,
+};
 
 /// `HOSTING_TEST_NGINX`'s binary as a backend on `layout`.
 fn nginx_on(binary: &Path, layout: &HostLayout) -> Nginx {
@@ -134,4 +137,30 @@ fn staging_refuses_a_tree_that_is_not_empty() {
         .expect("first stage");
     let err = nginx.stage(&staged, &[site]).expect_err("second stage");
     assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+}
+
+#[test]
+fn a_plugin_servers_site_is_refused_naming_its_kind() {
+    let caddy: WebServerKind = "caddy".parse().expect("a plugin's kind");
+    let site = SiteBuilder::new(1, "example.com", caddy).build();
+    let layout = snapshot_layout();
+    let ols = OpenLiteSpeed::new(OpenLiteSpeedConfig::new(layout.clone())).expect("ols backend");
+    for (server, rendered) in [
+        ("nginx", nginx(&layout).render_site(&site)),
+        ("apache", apache(&layout).render_site(&site)),
+        ("openlitespeed", ols.render_site(&site)),
+    ] {
+        match rendered {
+            Err(Error::Invalid { field, reason }) => {
+                assert_eq!(field, "web_server", "{server}");
+                assert!(reason.contains("served by caddy"), "{server}: {reason}");
+            }
+            other => panic!("{server}: expected Invalid, got {other:?}"),
+        }
+    }
+    let dir = TempDir::new("plugin-site");
+    let err = nginx(&layout)
+        .stage(&dir.path().join("staged"), &[site])
+        .expect_err("a caddy site is not staged");
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
 }
