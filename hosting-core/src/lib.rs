@@ -9,6 +9,9 @@
 //! `system` feature adds [`system::SystemRunner`], the process seam the backends share. With the `conformance` feature,
 //! [`conformance`] holds the suites every backend runs, ours and third parties' alike.
 
+#[cfg(feature = "auth")]
+pub mod auth;
+pub mod clock;
 pub mod database;
 pub mod error;
 pub mod layout;
@@ -28,6 +31,7 @@ pub mod web;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use database::{DatabaseBackend, DatabaseOptions, DbCapabilities};
 pub use error::{Error, InvalidValue, Result};
 pub use layout::{HostLayout, SitePaths};

@@ -1,0 +1,380 @@
+//! Password hashing with argon2id, stored as PHC strings.
+//!
+//! The hash string carries its own parameters, so raising the [`PasswordPolicy`] later keeps
+//! old hashes verifiable; [`PasswordPolicy::needs_rehash`] says when to re-hash one after a
+//! successful login.
+
+use std::fmt;
+use std::hint::black_box;
+use std::str::FromStr;
+
+use argon2::password_hash::phc;
+use argon2::{
+    ARGON2ID_IDENT, Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::secret::random_bytes;
+use crate::error::{Error, InvalidValue, Result};
+use crate::types::Password;
+
+/// The argon2id cost parameters new hashes are made with.
+///
+/// The default is OWASP's recommendation (19 MiB, 2 passes, 1 lane). Tests lower it; an
+/// operator may raise it. Parameters outside [`PasswordPolicy::MAX`] are refused, so a stored
+/// hash cannot make a login allocate without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Memory per hash, in KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl PasswordPolicy {
+    /// OWASP's argon2id parameters: m = 19 MiB, t = 2, p = 1.
+    pub const OWASP: Self = Self {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+        parallelism: 1,
+    };
+
+    /// The largest parameters accepted, in a policy and in a stored hash (1 GiB, 64 passes,
+    /// 16 lanes).
+    pub const MAX: Self = Self {
+        memory_kib: 1024 * 1024,
+        iterations: 64,
+        parallelism: 16,
+    };
+
+    /// The field name used in errors about the policy itself.
+    pub const FIELD: &'static str = "password_policy";
+
+    /// Hashes `password` with a fresh random salt under this policy.
+    pub fn hash(&self, password: &Password) -> Result<PasswordHash> {
+        let salt = random_bytes::<16>()?;
+        let phc = self
+            .argon2()?
+            .hash_password_with_salt(password.expose().as_bytes(), &salt)
+            .map_err(|e| Error::backend("argon2", e))?;
+        Ok(PasswordHash(phc.to_string()))
+    }
+
+    /// Spends what checking a password against a hash made under this policy spends, and
+    /// learns nothing: called when the account does not exist, so the answer's timing does not
+    /// say whether it does.
+    pub fn verify_against_dummy(&self, password: &Password) {
+        // Fixed salt: the result is thrown away, only the work matters.
+        const DUMMY_SALT: [u8; 16] = *b"hosting-dummy-sa";
+        if let Ok(argon2) = self.argon2() {
+            let out = argon2.hash_password_with_salt(password.expose().as_bytes(), &DUMMY_SALT);
+            black_box(out.is_ok());
+        }
+    }
+
+    /// Whether `hash` was made with parameters other than this policy's, so it should be
+    /// replaced by a fresh hash the next time the password is known.
+    pub fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        hash.params().is_none_or(|p| {
+            (p.m_cost(), p.t_cost(), p.p_cost())
+                != (self.memory_kib, self.iterations, self.parallelism)
+        })
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>> {
+        let bad = |reason: String| Error::Invalid {
+            field: Self::FIELD.into(),
+            reason: reason.into(),
+        };
+        if self.memory_kib > Self::MAX.memory_kib
+            || self.iterations > Self::MAX.iterations
+            || self.parallelism > Self::MAX.parallelism
+        {
+            return Err(bad(format!("must not exceed {:?}", Self::MAX)));
+        }
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self::OWASP
+    }
+}
+
+/// An argon2id password hash in PHC string format (`$argon2id$v=19$m=..,t=..,p=..$salt$hash`).
+///
+/// Parsing (and serde) accepts only argon2id, version 19, with a salt of at least 8 bytes, an
+/// output of at least 16 bytes and parameters within [`PasswordPolicy::MAX`]. `Debug` shows
+/// the parameters only: the salt and output are what an offline guesser needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// The field name used in errors.
+    pub const FIELD: &'static str = "password_hash";
+
+    /// The PHC string, for the store.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn parsed(&self) -> Option<phc::PasswordHash> {
+        phc::PasswordHash::new(&self.0).ok()
+    }
+
+    fn params(&self) -> Option<Params> {
+        self.parsed().and_then(|h| Params::try_from(&h).ok())
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.params() {
+            Some(p) => write!(
+                f,
+                "PasswordHash(argon2id m={},t={},p={} ***)",
+                p.m_cost(),
+                p.t_cost(),
+                p.p_cost()
+            ),
+            None => f.write_str("PasswordHash(***)"),
+        }
+    }
+}
+
+fn parse_password_hash(s: &str) -> Result<String, InvalidValue> {
+    let bad = |rule: &'static str| InvalidValue::new(PasswordHash::FIELD, rule);
+    if s.len() > 512 {
+        return Err(bad("must be at most 512 bytes"));
+    }
+    let phc = phc::PasswordHash::new(s).map_err(|_| bad("must be a PHC string"))?;
+    if phc.algorithm != ARGON2ID_IDENT {
+        return Err(bad("must be an argon2id hash"));
+    }
+    if phc.version != Some(Version::V0x13.into()) {
+        return Err(bad("must be argon2 version 19"));
+    }
+    if phc.salt.as_ref().is_none_or(|salt| salt.len() < 8) {
+        return Err(bad("must carry a salt of at least 8 bytes"));
+    }
+    if phc.hash.as_ref().is_none_or(|out| out.len() < 16) {
+        return Err(bad("must carry an output of at least 16 bytes"));
+    }
+    let params = Params::try_from(&phc).map_err(|_| bad("has invalid argon2 parameters"))?;
+    if params.m_cost() > PasswordPolicy::MAX.memory_kib
+        || params.t_cost() > PasswordPolicy::MAX.iterations
+        || params.p_cost() > PasswordPolicy::MAX.parallelism
+    {
+        return Err(bad("has parameters above the allowed maximum"));
+    }
+    if !params.keyid().is_empty() || !params.data().is_empty() {
+        return Err(bad("must not carry a key id or associated data"));
+    }
+    Ok(s.to_owned())
+}
+
+impl FromStr for PasswordHash {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_password_hash(s).map(Self)
+    }
+}
+
+impl TryFrom<String> for PasswordHash {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl Serialize for PasswordHash {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PasswordHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Hashes `password` under [`PasswordPolicy::OWASP`].
+pub fn hash_password(password: &Password) -> Result<PasswordHash> {
+    PasswordPolicy::default().hash(password)
+}
+
+/// Whether `password` matches `hash`, using the parameters the hash was made with. The
+/// comparison of outputs is constant-time.
+pub fn verify_password(password: &Password, hash: &PasswordHash) -> bool {
+    hash.parsed().is_some_and(|phc| {
+        Argon2::default()
+            .verify_password(password.expose().as_bytes(), &phc)
+            .is_ok()
+    })
+}
+
+/// [`PasswordPolicy::verify_against_dummy`] under the default policy: call it when no account
+/// matches a login, so the failure takes as long as a wrong password would.
+pub fn verify_against_dummy(password: &Password) {
+    PasswordPolicy::default().verify_against_dummy(password);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Cheap enough for unit tests; argon2's minimum is 8 KiB per lane.
+    const FAST: PasswordPolicy = PasswordPolicy {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn pw(s: &str) -> Password {
+        s.parse().expect("valid password")
+    }
+
+    #[test]
+    fn hash_then_verify() {
+        let hash = FAST.hash(&pw("correct horse")).expect("hash");
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert!(verify_password(&pw("correct horse"), &hash));
+        assert!(!verify_password(&pw("correct horsf"), &hash));
+        // A fresh salt each time.
+        assert_ne!(FAST.hash(&pw("correct horse")).expect("hash"), hash);
+    }
+
+    #[test]
+    fn default_policy_is_owasp_and_verifies() {
+        assert_eq!(
+            PasswordPolicy::default(),
+            PasswordPolicy {
+                memory_kib: 19_456,
+                iterations: 2,
+                parallelism: 1
+            }
+        );
+        let hash = hash_password(&pw("a long passphrase")).expect("hash");
+        assert!(hash.as_str().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_password(&pw("a long passphrase"), &hash));
+        assert!(!PasswordPolicy::default().needs_rehash(&hash));
+        assert!(FAST.needs_rehash(&hash));
+    }
+
+    #[test]
+    fn unicode_and_quotes_are_hashed_as_given() {
+        let secret = pw("pässwört \"'; \\ 🔑");
+        let hash = FAST.hash(&secret).expect("hash");
+        assert!(verify_password(&secret, &hash));
+        assert!(!verify_password(&pw("passwort \"'; \\ 🔑"), &hash));
+    }
+
+    #[test]
+    fn parse_accepts_argon2id_only() {
+        let good = FAST.hash(&pw("password1")).expect("hash");
+        let text = good.as_str().to_owned();
+        assert_eq!(text.parse::<PasswordHash>(), Ok(good.clone()));
+
+        let argon2i = text.replacen("$argon2id$", "$argon2i$", 1);
+        let v16 = text.replacen("$v=19$", "$v=16$", 1);
+        let huge = text.replacen("m=64,", "m=4194304,", 1);
+        let no_hash = text.rsplit_once('$').map(|(head, _)| head.to_owned());
+        let bcrypt = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+        for bad in [
+            "",
+            "plaintext",
+            bcrypt,
+            &argon2i,
+            &v16,
+            &huge,
+            &no_hash.unwrap_or_default(),
+            &"$argon2id$".repeat(100),
+        ] {
+            let err = bad.parse::<PasswordHash>().expect_err(bad);
+            assert_eq!(err.field, PasswordHash::FIELD);
+        }
+    }
+
+    #[test]
+    fn serde_is_the_phc_string_and_validates() {
+        let hash = FAST.hash(&pw("password1")).expect("hash");
+        let json = serde_json::to_string(&hash).expect("serialize");
+        assert_eq!(json, format!("\"{}\"", hash.as_str()));
+        let back: PasswordHash = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, hash);
+        assert!(serde_json::from_str::<PasswordHash>("\"$2b$12$abc\"").is_err());
+    }
+
+    #[test]
+    fn debug_hides_salt_and_output() {
+        let hash = FAST.hash(&pw("password1")).expect("hash");
+        let debug = format!("{hash:?}");
+        assert_eq!(debug, "PasswordHash(argon2id m=64,t=1,p=1 ***)");
+        let salt_and_output = hash.as_str().rsplitn(3, '$').take(2);
+        for part in salt_and_output {
+            assert!(!debug.contains(part));
+        }
+    }
+
+    #[test]
+    fn policy_bounds_are_enforced() {
+        let too_big = PasswordPolicy {
+            memory_kib: PasswordPolicy::MAX.memory_kib + 1,
+            ..FAST
+        };
+        let too_small = PasswordPolicy {
+            memory_kib: 1,
+            ..FAST
+        };
+        for policy in [too_big, too_small] {
+            let err = policy.hash(&pw("password1")).expect_err("refused");
+            assert!(
+                matches!(&err, Error::Invalid { field, .. } if field == PasswordPolicy::FIELD),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dummy_costs_about_a_verification() {
+        // Large enough that the hash dominates; the bounds are loose so a busy machine passes.
+        let policy = PasswordPolicy {
+            memory_kib: 4096,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let secret = pw("password1");
+        let hash = policy.hash(&secret).expect("hash");
+        let median = |f: &dyn Fn()| {
+            let mut times: Vec<Duration> = (0..5)
+                .map(|_| {
+                    let start = Instant::now();
+                    f();
+                    start.elapsed()
+                })
+                .collect();
+            times.sort();
+            times[2]
+        };
+        let real = median(&|| {
+            black_box(verify_password(&pw("wrong password"), &hash));
+        });
+        let dummy = median(&|| policy.verify_against_dummy(&secret));
+        let ratio = dummy.as_secs_f64() / real.as_secs_f64();
+        assert!(
+            (0.25..4.0).contains(&ratio),
+            "dummy {dummy:?} vs real {real:?}"
+        );
+    }
+}
