@@ -59,6 +59,28 @@ pub enum Error {
         /// What the tool printed.
         output: String,
     },
+    /// The request carries no valid credentials (wrong password, unknown or expired token).
+    /// Says nothing about which part was wrong.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The password was right but the account's second factor is required: ask for a code.
+    #[error("a second factor is required")]
+    SecondFactorRequired,
+    /// Too many attempts; try again after the given number of seconds.
+    #[error("too many attempts; retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until an attempt may succeed.
+        retry_after_secs: u64,
+    },
+    /// One step of a multi-step operation failed; the earlier steps were undone.
+    #[error("{step} failed (earlier steps undone): {source}")]
+    StepFailed {
+        /// The step, e.g. `database` or `vhost`.
+        step: &'static str,
+        /// Why it failed.
+        #[source]
+        source: Box<Error>,
+    },
     /// The backend failed for a reason that is not one of the kinds above.
     #[error("{backend} failed: {source}")]
     Backend {
@@ -82,6 +104,15 @@ impl Error {
     /// A [`Error::NotFound`].
     pub fn not_found(entity: &'static str) -> Self {
         Self::NotFound { entity }
+    }
+
+    /// The error that decides how a caller should react: the cause of a
+    /// [`Error::StepFailed`], else the error itself.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::StepFailed { source, .. } => source.root(),
+            other => other,
+        }
     }
 
     /// A [`Error::PermissionDenied`].

@@ -55,6 +55,18 @@ id_type!(
     /// Identifies an audit entry.
     AuditId
 );
+id_type!(
+    /// Identifies a login session (one refresh-token chain).
+    SessionId
+);
+id_type!(
+    /// Identifies an API token.
+    ApiTokenId
+);
+id_type!(
+    /// Identifies a background job.
+    JobId
+);
 
 // ---------------------------------------------------------------------------------------------
 // Tenants
