@@ -11,14 +11,19 @@
 
 #[cfg(feature = "auth")]
 pub mod auth;
+#[cfg(feature = "auth")]
+pub mod auth_store;
 pub mod clock;
 pub mod database;
 pub mod error;
+pub mod jobs;
 pub mod layout;
 pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod page;
+#[cfg(feature = "panel")]
+pub mod panel;
 pub mod php;
 pub mod rbac;
 pub mod store;
