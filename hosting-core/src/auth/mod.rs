@@ -22,7 +22,8 @@ pub mod token;
 pub mod totp;
 
 pub use password::{
-    PasswordHash, PasswordPolicy, hash_password, verify_against_dummy, verify_password,
+    PasswordHash, PasswordPolicy, generate_password, hash_password, verify_against_dummy,
+    verify_password,
 };
 pub use permission::{Permission, PermissionSet};
 pub use rate_limit::{RateLimiter, RetryAfter};

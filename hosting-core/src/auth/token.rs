@@ -171,6 +171,9 @@ pub struct AccessClaims {
     pub tenant: TenantId,
     /// The role the user held when the token was minted.
     pub role: Role,
+    /// Whether the token only lets its holder enrol a second factor (its tenant requires one
+    /// and the user has none yet).
+    pub enrol_only: bool,
     /// When it was minted.
     pub issued_at: i64,
     /// The first second it is no longer valid.
@@ -182,8 +185,14 @@ impl AccessClaims {
     /// is a number or a role name, so signing cannot fail.
     fn to_json(&self) -> String {
         format!(
-            r#"{{"session":{},"user":{},"tenant":{},"role":"{}","issued_at":{},"expires_at":{}}}"#,
-            self.session, self.user.0, self.tenant.0, self.role, self.issued_at, self.expires_at
+            r#"{{"session":{},"user":{},"tenant":{},"role":"{}","enrol_only":{},"issued_at":{},"expires_at":{}}}"#,
+            self.session,
+            self.user.0,
+            self.tenant.0,
+            self.role,
+            self.enrol_only,
+            self.issued_at,
+            self.expires_at
         )
     }
 }
@@ -380,6 +389,7 @@ mod tests {
             user: UserId(42),
             tenant: TenantId(3),
             role: Role::Reseller,
+            enrol_only: false,
             issued_at: 1_000,
             expires_at: 1_900,
         }
@@ -643,6 +653,7 @@ mod tests {
             user in any::<i64>(),
             tenant in any::<i64>(),
             role in prop::sample::select(Role::ALL.to_vec()),
+            enrol_only in any::<bool>(),
             issued_at in -1_000_000i64..1_000_000,
             ttl in 1i64..100_000,
         ) {
@@ -651,6 +662,7 @@ mod tests {
                 user: UserId(user),
                 tenant: TenantId(tenant),
                 role,
+                enrol_only,
                 issued_at,
                 expires_at: issued_at + ttl,
             };

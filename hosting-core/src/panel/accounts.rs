@@ -1,0 +1,423 @@
+//! Tenants, users, nodes, the audit log and jobs: the use cases that change records only.
+
+use std::time::Duration;
+
+use super::{Actor, Panel};
+use crate::auth::{Permission, generate_password, hash_password};
+use crate::error::{Error, Result};
+use crate::jobs::{Job, JobKind, JobOutcome, backoff};
+use crate::model::{
+    AuditEntry, NewNode, NewTenant, NewUser, Node, NodeId, Tenant, TenantChanges, TenantId, User,
+    UserChanges, UserId, UserStatus,
+};
+use crate::page::{Page, PageRequest};
+use crate::rbac::Caller;
+use crate::types::Password;
+
+/// A user as created, with the password to hand over when the panel generated one.
+#[derive(Debug, Clone)]
+pub struct CreatedUser {
+    /// The user.
+    pub user: User,
+    /// The generated first password (shown once); `None` when the creator chose it.
+    pub generated_password: Option<Password>,
+}
+
+/// How long a worker holds a claimed job before another may take it over.
+const JOB_LEASE: Duration = Duration::from_secs(10 * 60);
+
+impl Panel {
+    // -----------------------------------------------------------------------------------------
+    // Tenants (the operator's)
+
+    /// Creates a tenant.
+    pub async fn create_tenant(&self, actor: &Actor, new: NewTenant) -> Result<Tenant> {
+        let target = format!("tenant:{}", new.slug);
+        let result = async {
+            actor.require(Permission::TenantsWrite)?;
+            let op = self.operator(actor)?;
+            self.store.create_tenant(&op, new).await
+        }
+        .await;
+        self.audited(actor, "tenant.create", target, result).await
+    }
+
+    /// A tenant: any for the operator, else the actor's own.
+    pub async fn get_tenant(&self, actor: &Actor, id: TenantId) -> Result<Tenant> {
+        actor.require(Permission::TenantsRead)?;
+        match self.operator(actor) {
+            Ok(op) => self.store.get_tenant(&op, id).await,
+            Err(_) if id == actor.caller().tenant => self.store.own_tenant(actor.caller()).await,
+            Err(_) => Err(Error::not_found("tenant")),
+        }
+    }
+
+    /// Every tenant (the operator's view).
+    pub async fn list_tenants(&self, actor: &Actor, page: PageRequest) -> Result<Page<Tenant>> {
+        actor.require(Permission::TenantsRead)?;
+        let op = self.operator(actor)?;
+        self.store.list_tenants(&op, page).await
+    }
+
+    /// Changes a tenant (name, status, quotas); suspending one stops its users' logins.
+    pub async fn update_tenant(
+        &self,
+        actor: &Actor,
+        id: TenantId,
+        changes: TenantChanges,
+    ) -> Result<Tenant> {
+        let result = async {
+            actor.require(Permission::TenantsWrite)?;
+            let op = self.operator(actor)?;
+            if id == self.operator_tenant && changes.status.is_some() {
+                return Err(Error::Conflict(
+                    "the operator's own tenant cannot be suspended".into(),
+                ));
+            }
+            self.store.update_tenant(&op, id, changes).await
+        }
+        .await;
+        self.audited(actor, "tenant.update", format!("tenant:{id}"), result)
+            .await
+    }
+
+    /// Deletes a tenant without users or websites.
+    pub async fn delete_tenant(&self, actor: &Actor, id: TenantId) -> Result<()> {
+        let result = async {
+            actor.require(Permission::TenantsWrite)?;
+            let op = self.operator(actor)?;
+            if id == self.operator_tenant {
+                return Err(Error::Conflict(
+                    "the operator's own tenant cannot be deleted".into(),
+                ));
+            }
+            self.store.delete_tenant(&op, id).await
+        }
+        .await;
+        self.audited(actor, "tenant.delete", format!("tenant:{id}"), result)
+            .await
+    }
+
+    /// Requires (or stops requiring) a second factor of a tenant's users.
+    pub async fn set_tenant_requires_2fa(
+        &self,
+        actor: &Actor,
+        id: TenantId,
+        required: bool,
+    ) -> Result<()> {
+        let result = async {
+            actor.require(Permission::TenantsWrite)?;
+            let op = self.operator(actor)?;
+            self.auth.set_tenant_requires_2fa(&op, id, required).await
+        }
+        .await;
+        self.audited(actor, "tenant.require_2fa", format!("tenant:{id}"), result)
+            .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Users
+
+    /// The hash of `password`, or of a generated one that is returned to be shown once.
+    async fn first_password(
+        password: Option<Password>,
+    ) -> Result<(crate::auth::PasswordHash, Option<Password>)> {
+        let (password, generated) = match password {
+            Some(p) => (p, None),
+            None => {
+                let p = generate_password()?;
+                (p.clone(), Some(p))
+            }
+        };
+        Ok((hash_password_blocking(password).await?, generated))
+    }
+
+    /// Creates a user in the actor's tenant with `password`, or a generated one that is
+    /// returned once.
+    pub async fn create_user(
+        &self,
+        actor: &Actor,
+        new: NewUser,
+        password: Option<Password>,
+    ) -> Result<CreatedUser> {
+        let target = format!("user:{}", new.email);
+        let result = async {
+            actor.require(Permission::UsersWrite)?;
+            let (hash, generated) = Self::first_password(password).await?;
+            let user = self.store.create_user(actor.caller(), new).await?;
+            self.finish_user(actor.caller(), user, &hash, generated)
+                .await
+        }
+        .await;
+        self.audited(actor, "user.create", target, result).await
+    }
+
+    /// Creates a user in any tenant (the operator creating a tenant's first admin).
+    pub async fn create_tenant_user(
+        &self,
+        actor: &Actor,
+        tenant: TenantId,
+        new: NewUser,
+        password: Option<Password>,
+    ) -> Result<CreatedUser> {
+        let target = format!("user:{}", new.email);
+        let result = async {
+            actor.require(Permission::UsersWrite)?;
+            let op = self.operator(actor)?;
+            let (hash, generated) = Self::first_password(password).await?;
+            let user = self.store.create_user_as_operator(&op, tenant, new).await?;
+            // On the operator's authority, the new user's own tenant admin rights undo it.
+            let undoer = Caller {
+                tenant,
+                user: user.id,
+                role: crate::model::Role::Admin,
+            };
+            self.finish_user(&undoer, user, &hash, generated).await
+        }
+        .await;
+        self.audited(actor, "user.create", target, result).await
+    }
+
+    /// Stores a new user's password hash; a user without one is removed again (by `undoer`),
+    /// so no account exists that nobody can log in to.
+    async fn finish_user(
+        &self,
+        undoer: &Caller,
+        user: User,
+        hash: &crate::auth::PasswordHash,
+        generated_password: Option<Password>,
+    ) -> Result<CreatedUser> {
+        match self.auth.set_password(user.id, hash).await {
+            Ok(()) => Ok(CreatedUser {
+                user,
+                generated_password,
+            }),
+            Err(e) => {
+                if let Err(again) = self.store.delete_user(undoer, user.id).await {
+                    tracing::error!(user = user.id.0, error = %again, "removing a user without a password failed");
+                }
+                Err(Error::StepFailed {
+                    step: "password",
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+
+    /// A user the actor may see.
+    pub async fn get_user(&self, actor: &Actor, id: UserId) -> Result<User> {
+        actor.require(Permission::UsersRead)?;
+        self.store.get_user(actor.caller(), id).await
+    }
+
+    /// The users the actor may see.
+    pub async fn list_users(&self, actor: &Actor, page: PageRequest) -> Result<Page<User>> {
+        actor.require(Permission::UsersRead)?;
+        self.store.list_users(actor.caller(), page).await
+    }
+
+    /// Changes a user the actor manages; suspending one ends its sessions.
+    pub async fn update_user(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        changes: UserChanges,
+    ) -> Result<User> {
+        let result = async {
+            actor.require(Permission::UsersWrite)?;
+            let user = self.store.update_user(actor.caller(), id, changes).await?;
+            if user.status == UserStatus::Suspended {
+                self.auth.revoke_user_sessions(id, self.clock.now()).await?;
+            }
+            Ok(user)
+        }
+        .await;
+        self.audited(actor, "user.update", format!("user:{id}"), result)
+            .await
+    }
+
+    /// Deletes a user the actor manages.
+    pub async fn delete_user(&self, actor: &Actor, id: UserId) -> Result<()> {
+        let result = async {
+            actor.require(Permission::UsersWrite)?;
+            if id == actor.caller().user {
+                return Err(Error::Conflict("a user cannot delete itself".into()));
+            }
+            self.store.delete_user(actor.caller(), id).await?;
+            self.auth.revoke_user_sessions(id, self.clock.now()).await
+        }
+        .await;
+        self.audited(actor, "user.delete", format!("user:{id}"), result)
+            .await
+    }
+
+    /// Sets a user's password (the actor's own, or one it manages) and ends the user's
+    /// sessions.
+    pub async fn set_password(&self, actor: &Actor, id: UserId, password: Password) -> Result<()> {
+        let result = async {
+            actor.require(Permission::UsersWrite)?;
+            let caller: &Caller = actor.caller();
+            if id != caller.user {
+                let user = self.store.get_user(caller, id).await?;
+                let facts = crate::rbac::UserFacts {
+                    tenant: user.tenant_id,
+                    id: user.id,
+                    role: user.role,
+                    created_by: user.created_by,
+                };
+                if !crate::rbac::can_manage_user(caller, &facts) {
+                    return Err(Error::denied("you may not change this user's password"));
+                }
+            }
+            let hash = hash_password_blocking(password).await?;
+            self.auth.set_password(id, &hash).await?;
+            self.auth.revoke_user_sessions(id, self.clock.now()).await
+        }
+        .await;
+        self.audited(actor, "user.set_password", format!("user:{id}"), result)
+            .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Nodes
+
+    /// Records a node (its backends are attached by the embedder with
+    /// [`Panel::attach_node`]).
+    pub async fn create_node(&self, actor: &Actor, new: NewNode) -> Result<Node> {
+        let target = format!("node:{}", new.name);
+        let result = async {
+            actor.require(Permission::NodesWrite)?;
+            let op = self.operator(actor)?;
+            self.store.create_node(&op, new).await
+        }
+        .await;
+        self.audited(actor, "node.create", target, result).await
+    }
+
+    /// One node (every user may see nodes: sites are placed on them).
+    pub async fn get_node(&self, actor: &Actor, id: NodeId) -> Result<Node> {
+        actor.require(Permission::NodesRead)?;
+        self.store
+            .get_node(&crate::rbac::Operator::assume(), id)
+            .await
+    }
+
+    /// The nodes.
+    pub async fn list_nodes(&self, actor: &Actor, page: PageRequest) -> Result<Page<Node>> {
+        actor.require(Permission::NodesRead)?;
+        self.store
+            .list_nodes(&crate::rbac::Operator::assume(), page)
+            .await
+    }
+
+    /// Removes a node that serves no websites.
+    pub async fn delete_node(&self, actor: &Actor, id: NodeId) -> Result<()> {
+        let result = async {
+            actor.require(Permission::NodesWrite)?;
+            let op = self.operator(actor)?;
+            self.store.delete_node(&op, id).await?;
+            if let Ok(mut nodes) = self.nodes.write() {
+                nodes.remove(&id);
+            }
+            Ok(())
+        }
+        .await;
+        self.audited(actor, "node.delete", format!("node:{id}"), result)
+            .await
+    }
+
+    /// Queues a job that renders and applies everything a node serves (drift repair, or
+    /// convergence after a failure).
+    pub async fn request_node_apply(&self, actor: &Actor, node: NodeId) -> Result<Job> {
+        let result = async {
+            actor.require(Permission::NodesWrite)?;
+            let op = self.operator(actor)?;
+            self.store.get_node(&op, node).await?;
+            self.enqueue_apply(&op, node).await
+        }
+        .await;
+        self.audited(actor, "node.apply", format!("node:{node}"), result)
+            .await
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Audit log and jobs
+
+    /// The audit log: the whole of it for the operator, the tenant's for a tenant admin.
+    pub async fn list_audit(&self, actor: &Actor, page: PageRequest) -> Result<Page<AuditEntry>> {
+        actor.require(Permission::AuditRead)?;
+        match self.operator(actor) {
+            Ok(op) => self.store.list_all_audit(&op, page).await,
+            Err(_) => self.store.list_audit(actor.caller(), page).await,
+        }
+    }
+
+    /// A job the actor may see.
+    pub async fn get_job(&self, actor: &Actor, id: crate::model::JobId) -> Result<Job> {
+        actor.require(Permission::JobsRead)?;
+        match self.operator(actor) {
+            Ok(op) => self.jobs.get_any_job(&op, id).await,
+            Err(_) => self.jobs.get_job(actor.caller(), id).await,
+        }
+    }
+
+    /// The jobs the actor may see.
+    pub async fn list_jobs(&self, actor: &Actor, page: PageRequest) -> Result<Page<Job>> {
+        actor.require(Permission::JobsRead)?;
+        match self.operator(actor) {
+            Ok(op) => self.jobs.list_all_jobs(&op, page).await,
+            Err(_) => self.jobs.list_jobs(actor.caller(), page).await,
+        }
+    }
+
+    /// Claims and runs the oldest due job as `worker`; `None` when nothing is due. A failed
+    /// attempt is retried with exponential backoff until the job's attempts run out.
+    pub async fn run_next_job(&self, worker: &str) -> Result<Option<Job>> {
+        let Some(claimed) = self.jobs.claim(worker, self.clock.now(), JOB_LEASE).await? else {
+            return Ok(None);
+        };
+        let attempt = match &claimed.job.kind {
+            JobKind::ApplyNode { node } => self.apply_whole_node(*node).await,
+        };
+        let outcome = match attempt {
+            Ok(()) => JobOutcome::Succeeded,
+            Err(e) => {
+                let delay = backoff(
+                    claimed.job.attempts,
+                    Duration::from_secs(5),
+                    Duration::from_secs(600),
+                );
+                let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+                JobOutcome::Retry {
+                    error: e.to_string(),
+                    run_after: self.clock.now() + delay,
+                }
+            }
+        };
+        let job = self
+            .jobs
+            .finish(&claimed, outcome, self.clock.now())
+            .await?;
+        Ok(Some(job))
+    }
+
+    /// Renders and applies everything `node` serves.
+    async fn apply_whole_node(&self, node: NodeId) -> Result<()> {
+        let entry = self.node(node)?;
+        let _held = entry.apply_lock.lock().await;
+        let sites = self
+            .node_sites(&crate::rbac::Operator::assume(), node)
+            .await?;
+        self.converge(&entry.backends, &sites, &sites).await
+    }
+}
+
+/// Hashes on a blocking thread: argon2 takes tens of milliseconds of CPU on purpose, which
+/// must not stall the async workers serving other requests.
+pub(super) async fn hash_password_blocking(
+    password: Password,
+) -> Result<crate::auth::PasswordHash> {
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| Error::backend("panel", format!("the hashing task failed: {e}")))?
+}

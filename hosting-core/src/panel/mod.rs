@@ -1,0 +1,340 @@
+//! The `Panel` service (feature `panel`): the library's front door. It holds the stores, the
+//! node backends and the clock, and offers the use cases: authentication, tenants, users,
+//! websites and their databases, nodes, the audit log and jobs.
+//!
+//! Every use case takes an [`Actor`], checks the actor's role, tenant and token permissions
+//! before anything else, writes one audit entry (who, what, target, outcome, source IP), and
+//! changes several systems as a saga: store row, customer database, PHP pool, vhost. When a
+//! step fails the earlier steps are undone and the error ([`Error::StepFailed`]) names the step.
+
+mod accounts;
+mod auth;
+mod sites;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use crate::auth::{Keyring, Permission, PermissionSet, RateLimiter};
+use crate::auth_store::{AuthStore, LockoutPolicy};
+use crate::clock::Clock;
+use crate::database::DatabaseBackend;
+use crate::error::{Error, Result};
+use crate::jobs::JobStore;
+use crate::model::{ApiTokenId, AuditOutcome, NewAuditEntry, NodeId, Role, SessionId, TenantId};
+use crate::php::PhpRuntime;
+use crate::rbac::{Caller, Operator};
+use crate::store::PanelStore;
+use crate::types::{DbEngine, WebServerKind};
+use crate::web::WebServer;
+
+pub use accounts::CreatedUser;
+pub use auth::{ApiTokenCreated, LoginRequest, Tokens, TotpEnrolment};
+pub use sites::{CreatedWebsite, DatabaseCredentials};
+
+/// A customer database server a node offers.
+#[derive(Debug, Clone)]
+pub struct DatabaseServer {
+    /// The engine.
+    pub engine: DbEngine,
+    /// The backend that creates databases on it.
+    pub backend: Arc<dyn DatabaseBackend>,
+    /// The host name customers' sites connect to.
+    pub host: String,
+    /// The port customers' sites connect to.
+    pub port: u16,
+}
+
+/// What one node runs: its web servers (one per kind), its PHP runtime and its database
+/// servers. Local and remote nodes look the same here.
+#[derive(Debug, Clone)]
+pub struct NodeBackends {
+    /// The web servers, at most one per kind.
+    pub web: Vec<Arc<dyn WebServer>>,
+    /// The PHP runtime.
+    pub php: Arc<dyn PhpRuntime>,
+    /// The customer database servers, at most one per engine.
+    pub databases: Vec<DatabaseServer>,
+}
+
+impl NodeBackends {
+    fn web_server(&self, kind: WebServerKind) -> Option<&Arc<dyn WebServer>> {
+        self.web.iter().find(|w| w.kind() == kind)
+    }
+
+    fn database(&self, engine: DbEngine) -> Option<&DatabaseServer> {
+        self.databases.iter().find(|d| d.engine == engine)
+    }
+}
+
+/// Policies of the panel's authentication.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// How long an access token is valid.
+    pub access_ttl: Duration,
+    /// How long a refresh token is valid.
+    pub refresh_ttl: Duration,
+    /// Login attempts allowed per source IP and per account in `login_window`.
+    pub login_attempts: u32,
+    /// The window `login_attempts` counts in.
+    pub login_window: Duration,
+    /// When failures lock an account.
+    pub lockout: LockoutPolicy,
+    /// The issuer shown in authenticator apps.
+    pub totp_issuer: String,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            access_ttl: Duration::from_secs(5 * 60),
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            login_attempts: 10,
+            login_window: Duration::from_secs(60),
+            lockout: LockoutPolicy::default(),
+            totp_issuer: "hosting-sdk".to_owned(),
+        }
+    }
+}
+
+/// Everything a [`Panel`] is built from.
+#[derive(Debug, Clone)]
+pub struct PanelParts {
+    /// The panel's records.
+    pub store: Arc<dyn PanelStore>,
+    /// Credentials, sessions and tokens.
+    pub auth: Arc<dyn AuthStore>,
+    /// The job queue.
+    pub jobs: Arc<dyn JobStore>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The keys access tokens are signed with.
+    pub keys: Keyring,
+    /// The tenant whose admins are the hosting operator.
+    pub operator_tenant: TenantId,
+    /// Authentication policies.
+    pub auth_settings: AuthSettings,
+}
+
+/// The panel's use cases over its stores and nodes.
+#[derive(Debug)]
+pub struct Panel {
+    store: Arc<dyn PanelStore>,
+    auth: Arc<dyn AuthStore>,
+    jobs: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
+    keys: Keyring,
+    operator_tenant: TenantId,
+    settings: AuthSettings,
+    nodes: RwLock<BTreeMap<NodeId, NodeEntry>>,
+    login_by_ip: RateLimiter,
+    login_by_account: RateLimiter,
+    /// Sessions logged out through this instance, until their access tokens expire.
+    revoked: Mutex<BTreeMap<SessionId, chrono::DateTime<chrono::Utc>>>,
+}
+
+/// A node's backends and the lock that keeps two applies to it from interleaving.
+#[derive(Debug, Clone)]
+struct NodeEntry {
+    backends: Arc<NodeBackends>,
+    apply_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// How an actor proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// A login session's access token: the role's rules alone decide.
+    Session {
+        /// The session.
+        id: SessionId,
+        /// The tenant requires a second factor the user has not enrolled yet: nothing but
+        /// enrolling one is allowed.
+        enrol_only: bool,
+    },
+    /// An API token: the role's rules and the token's permissions decide.
+    ApiToken {
+        /// The token.
+        id: ApiTokenId,
+        /// What it may do.
+        permissions: PermissionSet,
+    },
+    /// The embedding application vouches for the caller (its own authentication).
+    Embedder,
+}
+
+/// Who is acting, from where, and on what authority. Built by [`Panel::authenticate`] (or by
+/// an embedder with [`Actor::trusted`]); never from request fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    caller: Caller,
+    source_ip: Option<IpAddr>,
+    grant: Grant,
+}
+
+impl Actor {
+    /// An actor the embedding application has authenticated itself.
+    pub fn trusted(caller: Caller, source_ip: Option<IpAddr>) -> Self {
+        Self {
+            caller,
+            source_ip,
+            grant: Grant::Embedder,
+        }
+    }
+
+    /// The tenant user acting.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// Where the request came from.
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+
+    /// How the actor authenticated.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    /// Refuses an API token that lacks `permission`, and a session that must enrol a second
+    /// factor before anything else.
+    fn require(&self, permission: Permission) -> Result<()> {
+        match &self.grant {
+            Grant::ApiToken { permissions, .. } if !permissions.contains(permission) => Err(
+                Error::denied(format!("this API token lacks the {permission} permission")),
+            ),
+            Grant::Session {
+                enrol_only: true, ..
+            } => Err(Error::denied(
+                "your tenant requires a second factor: enrol one first",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses API tokens: a person's second factor is managed by that person's own login.
+    fn require_own_login(&self) -> Result<()> {
+        match self.grant {
+            Grant::ApiToken { .. } => Err(Error::denied(
+                "second factors are managed from a login session, not with an API token",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Panel {
+    /// A panel over `parts`, with no nodes yet.
+    pub fn new(parts: PanelParts) -> Self {
+        let settings = parts.auth_settings;
+        Self {
+            login_by_ip: RateLimiter::new(
+                settings.login_attempts,
+                settings.login_window,
+                parts.clock.clone(),
+            ),
+            login_by_account: RateLimiter::new(
+                settings.login_attempts,
+                settings.login_window,
+                parts.clock.clone(),
+            ),
+            store: parts.store,
+            auth: parts.auth,
+            jobs: parts.jobs,
+            clock: parts.clock,
+            keys: parts.keys,
+            operator_tenant: parts.operator_tenant,
+            settings,
+            nodes: RwLock::new(BTreeMap::new()),
+            revoked: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The panel's records, for embedders that need a query the use cases do not offer.
+    pub fn store(&self) -> &Arc<dyn PanelStore> {
+        &self.store
+    }
+
+    /// The job queue.
+    pub fn jobs(&self) -> &Arc<dyn JobStore> {
+        &self.jobs
+    }
+
+    /// Attaches (or replaces) the backends of a node recorded in the store.
+    pub fn attach_node(&self, node: NodeId, backends: NodeBackends) {
+        let entry = NodeEntry {
+            backends: Arc::new(backends),
+            apply_lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        if let Ok(mut nodes) = self.nodes.write() {
+            nodes.insert(node, entry);
+        }
+    }
+
+    fn node(&self, node: NodeId) -> Result<NodeEntry> {
+        self.nodes
+            .read()
+            .map_err(|_| Error::backend("panel", "the node table is poisoned"))?
+            .get(&node)
+            .cloned()
+            .ok_or_else(|| {
+                Error::Conflict(format!(
+                    "node {node} has no backends attached to this panel"
+                ))
+            })
+    }
+
+    /// Operator authority for an admin of the operator tenant.
+    fn operator(&self, actor: &Actor) -> Result<Operator> {
+        if actor.caller.tenant == self.operator_tenant && actor.caller.role == Role::Admin {
+            Ok(Operator::assume())
+        } else {
+            Err(Error::denied("only the hosting operator may do this"))
+        }
+    }
+
+    /// Writes the audit entry for `result` of `action` on `target` by `actor`, then returns
+    /// `result`. A failure to write the entry fails the call: an unaudited change is not
+    /// acceptable, and the change itself was already made, so the error says so.
+    async fn audited<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: impl Into<String>,
+        result: Result<T>,
+    ) -> Result<T> {
+        let outcome = match &result {
+            Ok(_) => AuditOutcome::Success,
+            Err(e) => match e.root() {
+                Error::PermissionDenied(_) | Error::Unauthenticated(_) => AuditOutcome::Denied,
+                _ => AuditOutcome::Failed,
+            },
+        };
+        let mut entry = NewAuditEntry::by(&actor.caller, action, target, outcome);
+        if let Some(ip) = actor.source_ip {
+            entry = entry.from_ip(ip);
+        }
+        if let Err(e) = &result {
+            entry = entry.with_detail(e.to_string());
+        }
+        self.store.append_audit(entry).await?;
+        result
+    }
+
+    /// Writes an audit entry for an action without an authenticated actor (a login attempt).
+    async fn audit_anonymous(
+        &self,
+        action: &str,
+        target: String,
+        outcome: AuditOutcome,
+        source_ip: Option<IpAddr>,
+        detail: &str,
+    ) -> Result<()> {
+        let mut entry = NewAuditEntry::by_operator(action, target, outcome).with_detail(detail);
+        if let Some(ip) = source_ip {
+            entry = entry.from_ip(ip);
+        }
+        self.store.append_audit(entry).await.map(|_| ())
+    }
+}

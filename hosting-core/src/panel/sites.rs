@@ -1,0 +1,535 @@
+//! Websites and their customer databases. Each change is a saga over the store, the database
+//! server and the node (pools and vhosts), run under the node's apply lock.
+
+use serde::Serialize;
+
+use super::{Actor, NodeBackends, NodeEntry, Panel};
+use crate::auth::{Permission, generate_password};
+use crate::database::DatabaseOptions;
+use crate::error::{Error, Result};
+use crate::jobs::{Job, JobKind, JobOwner, NewJob};
+use crate::model::{
+    DatabaseSettings, NewWebsite, NodeId, Website, WebsiteChanges, WebsiteId, WebsiteStatus,
+};
+use crate::node::transition_pools;
+use crate::page::{Page, PageLimit, PageRequest};
+use crate::php::PhpInstallation;
+use crate::rbac::{Caller, Operator};
+use crate::types::{DbEngine, DbName, DbUserName, Password, WebServerKind};
+
+/// How a site reaches its database. The password is shown once, here, and stored nowhere.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseCredentials {
+    /// The engine.
+    pub engine: DbEngine,
+    /// Host to connect to.
+    pub host: String,
+    /// Port to connect to.
+    pub port: u16,
+    /// The database.
+    pub database: DbName,
+    /// The login, which may use this database only.
+    pub user: DbUserName,
+    /// The login's password.
+    #[serde(serialize_with = "expose_password")]
+    pub password: Password,
+}
+
+fn expose_password<S: serde::Serializer>(
+    password: &Password,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(password.expose())
+}
+
+/// A website as created, with its database's credentials when it asked for one.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedWebsite {
+    /// The website, deployed.
+    pub website: Website,
+    /// The database's credentials (shown once).
+    pub database: Option<DatabaseCredentials>,
+}
+
+/// The login of a site's database: the database's own name, cut to the logins' length.
+pub(crate) fn database_user(name: &DbName) -> Result<DbUserName> {
+    let cut: String = name.as_str().chars().take(32).collect();
+    Ok(cut.trim_end_matches('_').parse()?)
+}
+
+/// Whether a site in this state is served by its node (a suspended site is not).
+fn served(site: &Website) -> bool {
+    site.status != WebsiteStatus::Suspended
+}
+
+/// `sites` with `site` in place of its previous version (or added), or without it when it is
+/// not served.
+fn with_site(sites: &[Website], site: &Website) -> Vec<Website> {
+    let mut out: Vec<Website> = sites.iter().filter(|s| s.id != site.id).cloned().collect();
+    if served(site) {
+        out.push(site.clone());
+        out.sort_by_key(|s| s.id);
+    }
+    out
+}
+
+fn without_site(sites: &[Website], id: WebsiteId) -> Vec<Website> {
+    sites.iter().filter(|s| s.id != id).cloned().collect()
+}
+
+/// The changes that put `site` back as it was.
+fn restoring(site: &Website) -> WebsiteChanges {
+    WebsiteChanges {
+        aliases: Some(site.aliases.clone()),
+        web_server: Some(site.web_server),
+        php_version: Some(site.php_version),
+        document_root: Some(site.document_root.clone()),
+        status: Some(site.status),
+        settings: Some(site.settings.clone()),
+    }
+}
+
+fn step(step: &'static str) -> impl FnOnce(Error) -> Error {
+    move |source| Error::StepFailed {
+        step,
+        source: Box::new(source),
+    }
+}
+
+/// A saga's completed steps, undone newest first when a later step fails.
+enum Done {
+    /// The store row exists.
+    Row(WebsiteId),
+    /// The database and its login exist.
+    Database(DatabaseSettings),
+    /// The node was moved to serve the new state; the value is what it served before.
+    Node(Vec<Website>),
+}
+
+impl Panel {
+    /// Everything `node` should serve, read from the store.
+    pub(super) async fn node_sites(&self, op: &Operator, node: NodeId) -> Result<Vec<Website>> {
+        let mut sites = Vec::new();
+        let limit = PageLimit::try_from(PageLimit::MAX)?;
+        let mut page = PageRequest::first(limit);
+        loop {
+            let Page { items, next_after } = self.store.list_node_websites(op, node, page).await?;
+            sites.extend(items.into_iter().filter(served));
+            match next_after {
+                Some(after) => page.after = Some(after),
+                None => return Ok(sites),
+            }
+        }
+    }
+
+    /// Moves a node from serving `previous` to serving `desired`: pools for both, each web
+    /// server to its share of `desired`, then only the desired pools. When a web server
+    /// refuses, the web servers before it and the PHP side go back to `previous`.
+    pub(super) async fn converge(
+        &self,
+        backends: &NodeBackends,
+        previous: &[Website],
+        desired: &[Website],
+    ) -> Result<()> {
+        let share = |sites: &[Website], kind: WebServerKind| -> Vec<Website> {
+            sites
+                .iter()
+                .filter(|s| s.web_server == kind)
+                .cloned()
+                .collect()
+        };
+        if let Some(site) = desired
+            .iter()
+            .find(|s| backends.web_server(s.web_server).is_none())
+        {
+            return Err(Error::Invalid {
+                field: "web_server".into(),
+                reason: format!(
+                    "website {} uses {}, which its node does not run",
+                    site.id, site.web_server
+                )
+                .into(),
+            });
+        }
+        backends
+            .php
+            .apply(&transition_pools(previous, desired))
+            .await?;
+        for (done, web) in backends.web.iter().enumerate() {
+            if let Err(e) = web.apply(&share(desired, web.kind())).await {
+                for undo in backends.web.iter().take(done) {
+                    if let Err(again) = undo.apply(&share(previous, undo.kind())).await {
+                        tracing::error!(error = %again, "putting a web server back failed");
+                    }
+                }
+                if let Err(again) = backends.php.apply(previous).await {
+                    tracing::error!(error = %again, "putting the PHP pools back failed");
+                }
+                return Err(e);
+            }
+        }
+        backends.php.apply(desired).await?;
+        Ok(())
+    }
+
+    /// Undoes `done`, newest first. An undo that fails is logged and, for the node, leaves an
+    /// apply job behind so the node converges later; the caller reports the original error.
+    async fn undo(&self, caller: &Caller, entry: &NodeEntry, node: NodeId, done: Vec<Done>) {
+        let op = Operator::assume();
+        for step in done.into_iter().rev() {
+            let outcome = match &step {
+                Done::Row(id) => self.store.delete_website(caller, *id).await,
+                Done::Database(settings) => drop_database(&entry.backends, settings).await,
+                Done::Node(previous) => match self.node_sites(&op, node).await {
+                    Ok(now) => self.converge(&entry.backends, &now, previous).await,
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = outcome {
+                tracing::error!(node = node.0, error = %e, "undoing a step failed");
+                if matches!(step, Done::Node(_))
+                    && let Err(e) = self.enqueue_apply(&op, node).await
+                {
+                    tracing::error!(node = node.0, error = %e, "enqueueing a node apply failed");
+                }
+            }
+        }
+    }
+
+    pub(super) async fn enqueue_apply(&self, op: &Operator, node: NodeId) -> Result<Job> {
+        self.jobs
+            .enqueue(
+                JobOwner::Operator(op),
+                NewJob {
+                    kind: JobKind::ApplyNode { node },
+                    max_attempts: 8,
+                    run_after: self.clock.now(),
+                },
+            )
+            .await
+    }
+
+    /// Checks what `site` needs of its node before anything changes.
+    async fn check_node_offers(&self, backends: &NodeBackends, site: &SiteNeeds<'_>) -> Result<()> {
+        if backends.web_server(site.web_server).is_none() {
+            return Err(Error::Invalid {
+                field: "web_server".into(),
+                reason: format!("the node does not run {}", site.web_server).into(),
+            });
+        }
+        if let Some(version) = site.php_version {
+            let installed = backends.php.installed().await?;
+            if !installed.iter().any(|i| i.version == version) {
+                let have: Vec<&str> = installed.iter().map(|i| i.version.as_str()).collect();
+                return Err(Error::Invalid {
+                    field: "php_version".into(),
+                    reason: format!(
+                        "PHP {version} is not installed on the node (installed: {})",
+                        have.join(", ")
+                    )
+                    .into(),
+                });
+            }
+        }
+        if let Some(db) = site.database
+            && backends.database(db.engine).is_none()
+        {
+            return Err(Error::Invalid {
+                field: "settings.database.engine".into(),
+                reason: format!("the node offers no {} server", db.engine).into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Creates a website: the store row, its database (if its settings ask for one), its pool
+    /// and its vhost. Any failing step undoes the earlier ones.
+    pub async fn create_website(&self, actor: &Actor, new: NewWebsite) -> Result<CreatedWebsite> {
+        let target = format!("website:{}", new.domain);
+        let result = self.create_website_saga(actor, new).await;
+        self.audited(actor, "website.create", target, result).await
+    }
+
+    async fn create_website_saga(&self, actor: &Actor, new: NewWebsite) -> Result<CreatedWebsite> {
+        actor.require(Permission::WebsitesWrite)?;
+        let caller = actor.caller();
+        let node = new.node_id;
+        let entry = self.node(node)?;
+        self.check_node_offers(
+            &entry.backends,
+            &SiteNeeds {
+                web_server: new.web_server,
+                php_version: new.php_version,
+                database: new.settings.database.as_ref(),
+            },
+        )
+        .await?;
+        let _held = entry.apply_lock.lock().await;
+        let op = Operator::assume();
+        let previous = self.node_sites(&op, node).await?;
+        let site = self.store.create_website(caller, new).await?;
+        let mut done = vec![Done::Row(site.id)];
+        let credentials = match &site.settings.database {
+            Some(settings) => match create_database(&entry.backends, settings).await {
+                Ok(credentials) => {
+                    done.push(Done::Database(settings.clone()));
+                    Some(credentials)
+                }
+                Err(e) => {
+                    self.undo(caller, &entry, node, done).await;
+                    return Err(step("database")(e));
+                }
+            },
+            None => None,
+        };
+        let desired = with_site(&previous, &site);
+        done.push(Done::Node(previous.clone()));
+        if let Err(e) = self.converge(&entry.backends, &previous, &desired).await {
+            self.undo(caller, &entry, node, done).await;
+            return Err(step("deploy")(e));
+        }
+        let active = WebsiteChanges {
+            status: Some(WebsiteStatus::Active),
+            ..WebsiteChanges::default()
+        };
+        match self.store.update_website(caller, site.id, active).await {
+            Ok(website) => Ok(CreatedWebsite {
+                website,
+                database: credentials,
+            }),
+            Err(e) => {
+                self.undo(caller, &entry, node, done).await;
+                Err(step("record")(e))
+            }
+        }
+    }
+
+    /// A website the actor manages.
+    pub async fn get_website(&self, actor: &Actor, id: WebsiteId) -> Result<Website> {
+        actor.require(Permission::WebsitesRead)?;
+        self.store.get_website(actor.caller(), id).await
+    }
+
+    /// The websites the actor manages.
+    pub async fn list_websites(&self, actor: &Actor, page: PageRequest) -> Result<Page<Website>> {
+        actor.require(Permission::WebsitesRead)?;
+        self.store.list_websites(actor.caller(), page).await
+    }
+
+    /// Changes a website and deploys the change; when the node refuses it, the record and the
+    /// node go back to what they were. Switching the PHP version, the web server, suspending
+    /// and resuming are changes like any other. The database a site was created with cannot be
+    /// changed here.
+    pub async fn update_website(
+        &self,
+        actor: &Actor,
+        id: WebsiteId,
+        changes: WebsiteChanges,
+    ) -> Result<Website> {
+        let action = match (&changes.php_version, &changes.web_server, &changes.status) {
+            (Some(_), None, None) => "website.switch_php",
+            (None, Some(_), None) => "website.switch_web_server",
+            (None, None, Some(WebsiteStatus::Suspended)) => "website.suspend",
+            (None, None, Some(_)) => "website.resume",
+            _ => "website.update",
+        };
+        let result = self.update_website_saga(actor, id, changes).await;
+        self.audited(actor, action, format!("website:{id}"), result)
+            .await
+    }
+
+    async fn update_website_saga(
+        &self,
+        actor: &Actor,
+        id: WebsiteId,
+        changes: WebsiteChanges,
+    ) -> Result<Website> {
+        actor.require(Permission::WebsitesWrite)?;
+        let caller = actor.caller();
+        let current = self.store.get_website(caller, id).await?;
+        if let Some(status) = changes.status
+            && !matches!(status, WebsiteStatus::Active | WebsiteStatus::Suspended)
+        {
+            return Err(Error::Invalid {
+                field: "status".into(),
+                reason: "may be set to active or suspended only".into(),
+            });
+        }
+        if let Some(settings) = &changes.settings
+            && settings.database != current.settings.database
+        {
+            return Err(Error::Invalid {
+                field: "settings.database".into(),
+                reason: "is chosen when the website is created and cannot be changed".into(),
+            });
+        }
+        let entry = self.node(current.node_id)?;
+        self.check_node_offers(
+            &entry.backends,
+            &SiteNeeds {
+                web_server: changes.web_server.unwrap_or(current.web_server),
+                php_version: changes.php_version.unwrap_or(current.php_version),
+                database: None,
+            },
+        )
+        .await?;
+        let _held = entry.apply_lock.lock().await;
+        let op = Operator::assume();
+        let previous = self.node_sites(&op, current.node_id).await?;
+        let updated = self.store.update_website(caller, id, changes).await?;
+        let desired = with_site(&previous, &updated);
+        if let Err(e) = self.converge(&entry.backends, &previous, &desired).await {
+            if let Err(again) = self
+                .store
+                .update_website(caller, id, restoring(&current))
+                .await
+            {
+                tracing::error!(website = id.0, error = %again, "restoring a website record failed");
+            }
+            self.undo(caller, &entry, current.node_id, vec![Done::Node(previous)])
+                .await;
+            return Err(step("deploy")(e));
+        }
+        Ok(updated)
+    }
+
+    /// Deletes a website: its vhost and pool, its database and login, then its record. When the
+    /// database cannot be dropped the site is deployed again and keeps its record.
+    pub async fn delete_website(&self, actor: &Actor, id: WebsiteId) -> Result<()> {
+        let result = self.delete_website_saga(actor, id).await;
+        self.audited(actor, "website.delete", format!("website:{id}"), result)
+            .await
+    }
+
+    async fn delete_website_saga(&self, actor: &Actor, id: WebsiteId) -> Result<()> {
+        actor.require(Permission::WebsitesWrite)?;
+        let caller = actor.caller();
+        let current = self.store.get_website(caller, id).await?;
+        let node = current.node_id;
+        let entry = self.node(node)?;
+        let _held = entry.apply_lock.lock().await;
+        let op = Operator::assume();
+        let previous = self.node_sites(&op, node).await?;
+        let desired = without_site(&previous, id);
+        self.converge(&entry.backends, &previous, &desired)
+            .await
+            .map_err(step("deploy"))?;
+        if let Some(settings) = &current.settings.database
+            && let Err(e) = drop_database(&entry.backends, settings).await
+        {
+            self.undo(caller, &entry, node, vec![Done::Node(previous)])
+                .await;
+            return Err(step("database")(e));
+        }
+        self.store
+            .delete_website(caller, id)
+            .await
+            .map_err(step("record"))
+    }
+
+    /// Gives a website's database login a new password and returns it (shown once).
+    pub async fn rotate_database_password(
+        &self,
+        actor: &Actor,
+        id: WebsiteId,
+    ) -> Result<DatabaseCredentials> {
+        let result = async {
+            actor.require(Permission::DatabasesWrite)?;
+            let site = self.store.get_website(actor.caller(), id).await?;
+            let settings = site
+                .settings
+                .database
+                .as_ref()
+                .ok_or_else(|| Error::Conflict(format!("website {id} has no database")))?;
+            let entry = self.node(site.node_id)?;
+            let server = database_server(&entry.backends, settings.engine)?;
+            let user = database_user(&settings.name)?;
+            let password = generate_password()?;
+            server.backend.rotate_password(&user, &password).await?;
+            Ok(DatabaseCredentials {
+                engine: settings.engine,
+                host: server.host.clone(),
+                port: server.port,
+                database: settings.name.clone(),
+                user,
+                password,
+            })
+        }
+        .await;
+        self.audited(
+            actor,
+            "database.rotate_password",
+            format!("website:{id}"),
+            result,
+        )
+        .await
+    }
+
+    /// The PHP versions installed on a node (every user may ask: clients choose among them).
+    pub async fn php_versions(&self, actor: &Actor, node: NodeId) -> Result<Vec<PhpInstallation>> {
+        actor.require(Permission::WebsitesRead)?;
+        self.node(node)?.backends.php.installed().await
+    }
+}
+
+/// What a site needs of its node.
+struct SiteNeeds<'a> {
+    web_server: WebServerKind,
+    php_version: Option<crate::types::PhpVersion>,
+    database: Option<&'a DatabaseSettings>,
+}
+
+fn database_server(backends: &NodeBackends, engine: DbEngine) -> Result<&super::DatabaseServer> {
+    backends.database(engine).ok_or_else(|| Error::Invalid {
+        field: "settings.database.engine".into(),
+        reason: format!("the node offers no {engine} server").into(),
+    })
+}
+
+/// Creates the database, its login and the login's grant; undoes its own steps on failure.
+async fn create_database(
+    backends: &NodeBackends,
+    settings: &DatabaseSettings,
+) -> Result<DatabaseCredentials> {
+    let server = database_server(backends, settings.engine)?;
+    let db = &server.backend;
+    let user = database_user(&settings.name)?;
+    let password = generate_password()?;
+    let options = DatabaseOptions {
+        charset: Some(settings.charset.clone()),
+        collation: Some(settings.collation.clone()),
+    };
+    db.create_database(&settings.name, &options).await?;
+    let undo_database = || async {
+        if let Err(e) = db.drop_database(&settings.name).await {
+            tracing::error!(database = %settings.name, error = %e, "dropping a half-created database failed");
+        }
+    };
+    if let Err(e) = db.create_user(&user, &password).await {
+        undo_database().await;
+        return Err(e);
+    }
+    if let Err(e) = db.grant_all(&user, &settings.name).await {
+        if let Err(again) = db.drop_user(&user).await {
+            tracing::error!(user = %user, error = %again, "dropping a half-created login failed");
+        }
+        undo_database().await;
+        return Err(e);
+    }
+    Ok(DatabaseCredentials {
+        engine: settings.engine,
+        host: server.host.clone(),
+        port: server.port,
+        database: settings.name.clone(),
+        user,
+        password,
+    })
+}
+
+/// Drops a site's database login and database.
+async fn drop_database(backends: &NodeBackends, settings: &DatabaseSettings) -> Result<()> {
+    let server = database_server(backends, settings.engine)?;
+    let user = database_user(&settings.name)?;
+    server.backend.drop_user(&user).await?;
+    server.backend.drop_database(&settings.name).await
+}
