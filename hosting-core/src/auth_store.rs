@@ -178,8 +178,10 @@ pub struct NewApiToken {
 #[async_trait]
 pub trait AuthStore: Debug + Send + Sync {
     /// The login record of the user with this e-mail, if any.
-    async fn login_by_email(&self, email: &crate::types::EmailAddress)
-    -> Result<Option<LoginRecord>>;
+    async fn login_by_email(
+        &self,
+        email: &crate::types::EmailAddress,
+    ) -> Result<Option<LoginRecord>>;
     /// The login record of a user.
     async fn login_by_user(&self, user: UserId) -> Result<LoginRecord>;
     /// Sets a user's password.

@@ -213,10 +213,7 @@ mod tests {
         let kind = JobKind::ApplyNode { node: NodeId(3) };
         let json = serde_json::to_string(&kind).expect("json");
         assert_eq!(json, r#"{"type":"apply_node","node":3}"#);
-        assert_eq!(
-            serde_json::from_str::<JobKind>(&json).expect("parse"),
-            kind
-        );
+        assert_eq!(serde_json::from_str::<JobKind>(&json).expect("parse"), kind);
         assert!(serde_json::from_str::<JobKind>(r#"{"type":"rm_rf"}"#).is_err());
     }
 }

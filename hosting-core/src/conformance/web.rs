@@ -769,7 +769,10 @@ mod tests {
         let ids: BTreeSet<_> = sites.iter().map(|s| s.id).collect();
         assert_eq!(ids.len(), sites.len());
         let names: BTreeSet<_> = sites.iter().flat_map(names_of).collect();
-        assert_eq!(names.len(), sites.iter().map(|s| 1 + s.aliases.len()).sum::<usize>());
+        assert_eq!(
+            names.len(),
+            sites.iter().map(|s| 1 + s.aliases.len()).sum::<usize>()
+        );
         let www = domain_name("www.example.com");
         assert_eq!(
             renamed(&www).as_str().strip_prefix("www."),
