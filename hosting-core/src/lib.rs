@@ -26,6 +26,7 @@ pub mod page;
 pub mod panel;
 pub mod php;
 pub mod rbac;
+pub mod site_files;
 pub mod store;
 pub mod system;
 #[cfg(feature = "system")]

@@ -25,6 +25,7 @@ use crate::jobs::JobStore;
 use crate::model::{ApiTokenId, AuditOutcome, NewAuditEntry, NodeId, Role, SessionId, TenantId};
 use crate::php::PhpRuntime;
 use crate::rbac::{Caller, Operator};
+use crate::site_files::SiteFiles;
 use crate::store::PanelStore;
 use crate::types::{DbEngine, WebServerKind};
 use crate::web::WebServer;
@@ -46,8 +47,8 @@ pub struct DatabaseServer {
     pub port: u16,
 }
 
-/// What one node runs: its web servers (one per kind), its PHP runtime and its database
-/// servers. Local and remote nodes look the same here.
+/// What one node runs: its web servers (one per kind), its PHP runtime, its database servers
+/// and its sites' directories. Local and remote nodes look the same here.
 #[derive(Debug, Clone)]
 pub struct NodeBackends {
     /// The web servers, at most one per kind.
@@ -56,6 +57,8 @@ pub struct NodeBackends {
     pub php: Arc<dyn PhpRuntime>,
     /// The customer database servers, at most one per engine.
     pub databases: Vec<DatabaseServer>,
+    /// The sites' directories.
+    pub files: Arc<dyn SiteFiles>,
 }
 
 impl NodeBackends {

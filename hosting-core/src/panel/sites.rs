@@ -102,6 +102,8 @@ enum Done {
     Row(WebsiteId),
     /// The database and its login exist.
     Database(DatabaseSettings),
+    /// The site's directories exist.
+    Files(Box<Website>),
     /// The node was moved to serve the new state; the value is what it served before.
     Node(Vec<Website>),
 }
@@ -180,6 +182,7 @@ impl Panel {
             let outcome = match &step {
                 Done::Row(id) => self.store.delete_website(caller, *id).await,
                 Done::Database(settings) => drop_database(&entry.backends, settings).await,
+                Done::Files(site) => entry.backends.files.remove(site).await,
                 Done::Node(previous) => match self.node_sites(&op, node).await {
                     Ok(now) => self.converge(&entry.backends, &now, previous).await,
                     Err(e) => Err(e),
@@ -242,8 +245,8 @@ impl Panel {
         Ok(())
     }
 
-    /// Creates a website: the store row, its database (if its settings ask for one), its pool
-    /// and its vhost. Any failing step undoes the earlier ones.
+    /// Creates a website: the store row, its database (if its settings ask for one), its
+    /// directories, its pool and its vhost. Any failing step undoes the earlier ones.
     pub async fn create_website(&self, actor: &Actor, new: NewWebsite) -> Result<CreatedWebsite> {
         let target = format!("website:{}", new.domain);
         let result = self.create_website_saga(actor, new).await;
@@ -282,6 +285,11 @@ impl Panel {
             },
             None => None,
         };
+        if let Err(e) = entry.backends.files.prepare(&site).await {
+            self.undo(caller, &entry, node, done).await;
+            return Err(step("files")(e));
+        }
+        done.push(Done::Files(Box::new(site.clone())));
         let desired = with_site(&previous, &site);
         done.push(Done::Node(previous.clone()));
         if let Err(e) = self.converge(&entry.backends, &previous, &desired).await {
@@ -393,8 +401,9 @@ impl Panel {
         Ok(updated)
     }
 
-    /// Deletes a website: its vhost and pool, its database and login, then its record. When the
-    /// database cannot be dropped the site is deployed again and keeps its record.
+    /// Deletes a website: its vhost and pool, its database and login, its record, then its
+    /// files. When the database cannot be dropped the site is deployed again and keeps its
+    /// record.
     pub async fn delete_website(&self, actor: &Actor, id: WebsiteId) -> Result<()> {
         let result = self.delete_website_saga(actor, id).await;
         self.audited(actor, "website.delete", format!("website:{id}"), result)
@@ -424,7 +433,15 @@ impl Panel {
         self.store
             .delete_website(caller, id)
             .await
-            .map_err(step("record"))
+            .map_err(step("record"))?;
+        // Last, because it cannot be undone: a failure here leaves files behind, never a
+        // site without its files.
+        entry
+            .backends
+            .files
+            .remove(&current)
+            .await
+            .map_err(step("files"))
     }
 
     /// Gives a website's database login a new password and returns it (shown once).
