@@ -285,11 +285,13 @@ impl Panel {
             },
             None => None,
         };
+        // Recorded before it runs: a half-done prepare is removed too, and the home derives
+        // from the new site's id, so it can hold nothing else.
+        done.push(Done::Files(Box::new(site.clone())));
         if let Err(e) = entry.backends.files.prepare(&site).await {
             self.undo(caller, &entry, node, done).await;
             return Err(step("files")(e));
         }
-        done.push(Done::Files(Box::new(site.clone())));
         let desired = with_site(&previous, &site);
         done.push(Done::Node(previous.clone()));
         if let Err(e) = self.converge(&entry.backends, &previous, &desired).await {
