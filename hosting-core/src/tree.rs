@@ -11,6 +11,10 @@
 //! atomic. Rolling back points `live` at the previous generation again, so the previous files
 //! are restored byte for byte: they were never touched. Interrupted applies leave at most an
 //! unused generation directory behind, which the next apply ignores and pruning removes.
+//!
+//! When the server is the distro's service, the distro's configuration includes `live` through
+//! one file the backend owns there; [`replace_file`] writes it only when its content differs
+//! and says how to put it back.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -207,6 +211,70 @@ impl ManagedTree {
     }
 }
 
+/// What a file held before [`replace_file`] changed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use = "a failed apply puts the file back with `restore`"]
+pub enum FileUndo {
+    /// It already held what was asked: nothing was written.
+    Unchanged,
+    /// It did not exist.
+    Absent,
+    /// It held these bytes.
+    Held(Vec<u8>),
+}
+
+impl FileUndo {
+    /// Puts `path` back as [`replace_file`] found it.
+    pub fn restore(&self, path: &Path) -> Result<()> {
+        let done = match self {
+            FileUndo::Unchanged => Ok(()),
+            FileUndo::Absent => match std::fs::remove_file(path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            },
+            FileUndo::Held(bytes) => write_replacing(path, bytes),
+        };
+        done.map_err(|e| io_error("cannot put back", path, e))
+    }
+}
+
+/// Makes `path` hold `contents` (`None`: not exist), unless it already does; a new content is
+/// written to a dot-file beside it and renamed over it, so a reader (a server's `*.conf` glob)
+/// never sees half a file. Returns what it held before.
+pub fn replace_file(path: &Path, contents: Option<&str>) -> Result<FileUndo> {
+    let undo = match std::fs::read(path) {
+        Ok(found) if Some(found.as_slice()) == contents.map(str::as_bytes) => {
+            return Ok(FileUndo::Unchanged);
+        }
+        Ok(found) => FileUndo::Held(found),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if contents.is_none() {
+                return Ok(FileUndo::Unchanged);
+            }
+            FileUndo::Absent
+        }
+        Err(e) => return Err(io_error("cannot read", path, e)),
+    };
+    let written = match contents {
+        Some(contents) => write_replacing(path, contents.as_bytes()),
+        None => std::fs::remove_file(path),
+    };
+    written.map_err(|e| io_error("cannot replace", path, e))?;
+    Ok(undo)
+}
+
+fn write_replacing(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
+    let mut temp_name = std::ffi::OsString::from(".");
+    temp_name.push(name);
+    temp_name.push(".hosting-tmp");
+    let temp = path.with_file_name(temp_name);
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, path)
+}
+
 fn generation_dirs(generations: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let entries = match std::fs::read_dir(generations) {
         Ok(entries) => entries,
@@ -352,6 +420,39 @@ mod tests {
         assert_eq!(
             tree.current().expect("current").as_deref(),
             Some(live.dir.as_path())
+        );
+        std::fs::remove_dir_all(root).expect("cleanup");
+    }
+
+    #[test]
+    fn a_replaced_file_is_written_only_when_it_differs_and_put_back_exactly() {
+        let root = temp_root();
+        std::fs::create_dir_all(&root).expect("mkdir");
+        let path = root.join("hosting.conf");
+        let first = replace_file(&path, Some("one\n")).expect("write");
+        assert_eq!(first, FileUndo::Absent);
+        assert_eq!(
+            replace_file(&path, Some("one\n")).expect("same"),
+            FileUndo::Unchanged
+        );
+        let second = replace_file(&path, Some("two\n")).expect("rewrite");
+        assert_eq!(second, FileUndo::Held(b"one\n".to_vec()));
+        let removed = replace_file(&path, None).expect("remove");
+        assert!(!path.exists());
+        assert_eq!(
+            replace_file(&path, None).expect("gone"),
+            FileUndo::Unchanged
+        );
+        removed.restore(&path).expect("undo remove");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "two\n");
+        second.restore(&path).expect("undo rewrite");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "one\n");
+        first.restore(&path).expect("undo create");
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_dir(&root).expect("list").count(),
+            0,
+            "no temporary file is left"
         );
         std::fs::remove_dir_all(root).expect("cleanup");
     }
