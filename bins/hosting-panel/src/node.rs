@@ -1,0 +1,203 @@
+//! The node the panel runs on: nginx and PHP-FPM supervised under `DATA_DIR/node`, the
+//! customer-database servers from the configuration, the sites' directories.
+//!
+//! Built the way `hostctl node` builds a prefix-mode node, so both drive the same backends the
+//! same way. A piece that is not installed is not attached, and the API says what to install
+//! when a request needs it; nothing stands in for a missing server.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hosting_core::panel::{DatabaseServer, NodeBackends};
+use hosting_core::site_files::LocalSiteFiles;
+use hosting_core::system::SystemRunner;
+use hosting_core::{CommandRunner, DatabaseBackend, HostLayout, WebServer};
+use hosting_db::customer::{CustomerServerConfig, MySqlBackend, PostgresBackend};
+use hosting_php::{DiscoveryConfig, FpmConfig, FpmService, PhpFpm, PrefixInstall, discover};
+use hosting_web::{Management, Nginx, NginxConfig, Ports};
+
+use crate::app::{DatabaseEndpoint, NodeNotes};
+use crate::config::{DatabaseServerConfig, NodeConfig};
+use crate::server::StartError;
+
+/// Every path of the local node under the data directory.
+#[derive(Debug, Clone)]
+pub struct NodePaths {
+    /// `DATA_DIR/node`.
+    pub root: PathBuf,
+    /// Sites, sockets, logs, certificates: `DATA_DIR/node/{sites,run,log,certs}`.
+    pub layout: HostLayout,
+    /// nginx's server root: `DATA_DIR/node/nginx`.
+    pub nginx_root: PathBuf,
+    /// PHP-FPM's managed trees: `DATA_DIR/node/php`.
+    pub php_root: PathBuf,
+}
+
+impl NodePaths {
+    /// The paths under `data_dir`.
+    pub fn under(data_dir: &Path) -> Self {
+        let root = data_dir.join("node");
+        Self {
+            layout: HostLayout::under(&root),
+            nginx_root: root.join("nginx"),
+            php_root: root.join("php"),
+            root,
+        }
+    }
+}
+
+/// The local node's backends and what the API may say about it.
+#[derive(Debug)]
+pub struct LocalNode {
+    /// What the panel drives.
+    pub backends: NodeBackends,
+    /// Database endpoints and install hints.
+    pub notes: NodeNotes,
+}
+
+fn start_error(what: &str, e: impl std::fmt::Display) -> StartError {
+    StartError::new(format!("{what}: {e}"))
+}
+
+/// Builds the local node from `config` under `data_dir`. Finds nginx and PHP-FPM (each binary
+/// asked what it is) and connects to the customer-database servers; a database server that
+/// does not answer is left out with a warning, so the panel still starts.
+pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNode, StartError> {
+    let paths = NodePaths::under(data_dir);
+    for dir in [
+        &paths.root,
+        &paths.layout.sites_root,
+        &paths.layout.php_run_dir,
+        &paths.layout.log_dir,
+        &paths.layout.cert_dir,
+    ] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| start_error(&format!("cannot create {}", dir.display()), e))?;
+    }
+    let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
+    let mut notes = NodeNotes::default();
+
+    let mut web: Vec<Arc<dyn WebServer>> = Vec::new();
+    match config.nginx.as_ref().filter(|p| p.exists()) {
+        Some(binary) => {
+            let mut nginx = NginxConfig::new(paths.layout.clone());
+            nginx.binary = binary.clone();
+            nginx.ports = Ports {
+                http: config.http_port,
+                https: config.https_port,
+            };
+            nginx.listen_ipv6 = false;
+            nginx.runner = runner.clone();
+            nginx.management = Management::Supervised {
+                server_root: paths.nginx_root.clone(),
+            };
+            web.push(Arc::new(
+                Nginx::new(nginx).map_err(|e| start_error("nginx", e))?,
+            ));
+            tracing::info!(binary = %binary.display(), port = config.http_port, "nginx attached");
+        }
+        None => {
+            let why = match &config.nginx {
+                Some(p) => format!("node.nginx names {}, which does not exist", p.display()),
+                None => "no nginx was found at /usr/sbin/nginx".to_owned(),
+            };
+            tracing::warn!("{why}; this node serves no websites until one is configured");
+            notes.missing_web_server = Some(format!(
+                "{why}: install it (Debian: apt-get install nginx) or set node.nginx / \
+                 HOSTING_PANEL_NODE_NGINX to its binary, then restart the panel"
+            ));
+        }
+    }
+
+    let discovery = DiscoveryConfig {
+        system_dir: config.php_system_dir.clone(),
+        prefix_installs: config
+            .php_prefixes
+            .iter()
+            .map(|p| PrefixInstall {
+                fpm_binary: p.fpm_binary.clone(),
+                php_ini: p.php_ini.clone(),
+                scan_dir: p.scan_dir.clone(),
+            })
+            .collect(),
+    };
+    let installations = discover(runner.as_ref(), &discovery)
+        .await
+        .map_err(|e| start_error("PHP-FPM discovery", e))?;
+    let versions: Vec<&str> = installations.iter().map(|i| i.version.as_str()).collect();
+    tracing::info!(versions = ?versions, "PHP-FPM found");
+    notes.missing_php = Some(format!(
+        "installed on this node: {}; install the version you need (Debian: apt-get install \
+         php8.2-fpm) or list a build in node.php_prefixes, then restart the panel",
+        if versions.is_empty() {
+            "none".to_owned()
+        } else {
+            versions.join(", ")
+        }
+    ));
+    let mut fpm = FpmConfig::new(paths.layout.clone());
+    fpm.managed_root = paths.php_root.clone();
+    fpm.service = FpmService::Supervised;
+    let php = Arc::new(
+        PhpFpm::new(runner.clone(), fpm, installations).map_err(|e| start_error("php-fpm", e))?,
+    );
+
+    let mut databases = Vec::new();
+    let mut missing = Vec::new();
+    for (name, server) in [
+        ("mariadb", config.mariadb.as_ref()),
+        ("postgres", config.postgres.as_ref()),
+    ] {
+        let Some(server) = server else {
+            missing.push(format!("node.{name}_url is not set"));
+            continue;
+        };
+        match connect(name, server).await {
+            Ok(backend) => {
+                notes.databases.push(DatabaseEndpoint {
+                    engine: backend.engine(),
+                    host: server.host.clone(),
+                    port: server.port,
+                });
+                databases.push(DatabaseServer {
+                    engine: backend.engine(),
+                    backend,
+                    host: server.host.clone(),
+                    port: server.port,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(server = name, error = %e, "customer-database server not attached");
+                missing.push(format!(
+                    "node.{name}_url is set but the server did not answer when the panel started"
+                ));
+            }
+        }
+    }
+    notes.missing_database = Some(format!(
+        "{}; configure it and restart the panel",
+        missing.join("; ")
+    ));
+
+    Ok(LocalNode {
+        backends: NodeBackends {
+            web,
+            php,
+            databases,
+            files: Arc::new(LocalSiteFiles::new(paths.layout.clone(), runner)),
+        },
+        notes,
+    })
+}
+
+async fn connect(
+    name: &str,
+    server: &DatabaseServerConfig,
+) -> hosting_core::Result<Arc<dyn DatabaseBackend>> {
+    let config = CustomerServerConfig::new(server.admin_url.expose());
+    Ok(if name == "postgres" {
+        Arc::new(PostgresBackend::connect(config).await?)
+    } else {
+        Arc::new(MySqlBackend::connect(config).await?)
+    })
+}

@@ -1,0 +1,523 @@
+//! The panel server: first-start set-up, the job worker, and serving the API with a graceful,
+//! bounded shutdown.
+
+use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::HeaderValue;
+use hosting_core::auth::{Keyring, SigningKey, generate_password, hash_password};
+use hosting_core::auth_store::{AuthStore, LockoutPolicy};
+use hosting_core::jobs::{JobKind, JobOwner, JobStore, NewJob};
+use hosting_core::model::{
+    NewAuditEntry, NewNode, NewTenant, NewUser, Node, NodeRole, Role, TenantId,
+};
+use hosting_core::panel::{AuthSettings, Panel, PanelParts};
+use hosting_core::types::{EmailAddress, NodeName, Password};
+use hosting_core::{
+    Caller, Clock, Operator, PageLimit, PageRequest, PanelStore, SystemClock, model::AuditOutcome,
+};
+use hosting_db::{SqlStore, StoreOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::app::{Api, ApiSettings};
+use crate::config::Config;
+use crate::node::local_node;
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, Clone)]
+pub struct StartError(String);
+
+impl StartError {
+    /// An error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn failed(what: &str) -> impl FnOnce(hosting_core::Error) -> StartError + '_ {
+    move |e| StartError::new(format!("{what}: {e}"))
+}
+
+/// The slug of the operator's own tenant.
+pub const OPERATOR_SLUG: &str = "operator";
+
+/// The access-token signing key in `path`, created (0600, random) when it does not exist.
+pub fn load_or_create_key(path: &Path) -> Result<SigningKey, StartError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mode = std::fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0);
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the signing key is readable by others; chmod 600 it"
+                );
+            }
+            SigningKey::from_base64(text.trim()).map_err(|e| {
+                StartError::new(format!("{}: not a signing key ({e})", path.display()))
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SigningKey::generate().map_err(failed("generating a signing key"))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StartError::new(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StartError::new(format!("cannot create {}: {e}", path.display())))?;
+            file.write_all(key.to_base64().as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|e| StartError::new(format!("cannot write {}: {e}", path.display())))?;
+            tracing::info!(file = %path.display(), "created a new access-token signing key");
+            Ok(key)
+        }
+        Err(e) => Err(StartError::new(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Every page of a listing, for the few start-up lookups that need one row by name.
+async fn find<T, F, Fut>(
+    mut fetch: F,
+    matches: impl Fn(&T) -> bool,
+) -> hosting_core::Result<Option<T>>
+where
+    F: FnMut(PageRequest) -> Fut,
+    Fut: std::future::Future<Output = hosting_core::Result<hosting_core::Page<T>>>,
+{
+    let mut page = PageRequest::first(PageLimit::try_from(PageLimit::MAX)?);
+    loop {
+        let result = fetch(page).await?;
+        if let Some(found) = result.items.into_iter().find(&matches) {
+            return Ok(Some(found));
+        }
+        match result.next_after {
+            Some(after) => page.after = Some(after),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// The operator tenant, created on first start.
+async fn operator_tenant(store: &dyn PanelStore, op: &Operator) -> Result<TenantId, StartError> {
+    let slug = OPERATOR_SLUG;
+    let existing = find(|p| store.list_tenants(op, p), |t| t.slug.as_str() == slug)
+        .await
+        .map_err(failed("looking for the operator tenant"))?;
+    if let Some(tenant) = existing {
+        return Ok(tenant.id);
+    }
+    let tenant = store
+        .create_tenant(
+            op,
+            NewTenant {
+                name: "Operator"
+                    .parse()
+                    .map_err(|e| StartError::new(format!("operator name: {e}")))?,
+                slug: slug
+                    .parse()
+                    .map_err(|e| StartError::new(format!("operator slug: {e}")))?,
+                quotas: Default::default(),
+            },
+        )
+        .await
+        .map_err(failed("creating the operator tenant"))?;
+    tracing::info!(tenant = tenant.id.0, "created the operator tenant");
+    Ok(tenant.id)
+}
+
+/// Creates the operator's first admin when the operator tenant has no user yet. Returns the
+/// password when it was generated (to be shown once).
+async fn first_admin(
+    store: &dyn PanelStore,
+    auth: &dyn AuthStore,
+    op: &Operator,
+    tenant: TenantId,
+    email: &EmailAddress,
+    password: Option<Password>,
+) -> Result<Option<Password>, StartError> {
+    // An admin of the tenant sees all of its users; the id is not used for that scope.
+    let scope = Caller {
+        tenant,
+        user: hosting_core::model::UserId(0),
+        role: Role::Admin,
+    };
+    let any = store
+        .list_users(
+            &scope,
+            PageRequest::first(PageLimit::try_from(1).map_err(|e| StartError::new(e.to_string()))?),
+        )
+        .await
+        .map_err(failed("looking for the operator's admin"))?;
+    if !any.items.is_empty() {
+        return Ok(None);
+    }
+    let (password, generated) = match password {
+        Some(p) => (p, false),
+        None => (
+            generate_password().map_err(failed("generating a password"))?,
+            true,
+        ),
+    };
+    let to_hash = password.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
+        .await
+        .map_err(|e| StartError::new(format!("hashing the admin password: {e}")))?
+        .map_err(failed("hashing the admin password"))?;
+    let user = store
+        .create_user_as_operator(
+            op,
+            tenant,
+            NewUser {
+                role: Role::Admin,
+                email: email.clone(),
+            },
+        )
+        .await
+        .map_err(failed("creating the operator's admin"))?;
+    if let Err(e) = auth.set_password(user.id, &hash).await {
+        let undo = Caller {
+            tenant,
+            user: user.id,
+            role: Role::Admin,
+        };
+        let _ = store.delete_user(&undo, user.id).await;
+        return Err(failed("setting the admin's password")(e));
+    }
+    store
+        .append_audit(
+            NewAuditEntry::by_operator(
+                "panel.first_admin",
+                format!("user:{}", user.id),
+                AuditOutcome::Success,
+            )
+            .with_detail("created at first start"),
+        )
+        .await
+        .map_err(failed("auditing the first admin"))?;
+    tracing::info!(user = user.id.0, email = %email, "created the operator's admin");
+    Ok(generated.then_some(password))
+}
+
+/// The local node's record, created on first start.
+async fn local_node_record(
+    store: &dyn PanelStore,
+    op: &Operator,
+    name: &NodeName,
+    databases: bool,
+) -> Result<Node, StartError> {
+    let existing = find(|p| store.list_nodes(op, p), |n| &n.name == name)
+        .await
+        .map_err(failed("looking for the local node"))?;
+    if let Some(node) = existing {
+        return Ok(node);
+    }
+    let mut roles = std::collections::BTreeSet::from([NodeRole::Api, NodeRole::Web]);
+    if databases {
+        roles.insert(NodeRole::Database);
+    }
+    let node = store
+        .create_node(
+            op,
+            NewNode {
+                name: name.clone(),
+                address: "127.0.0.1"
+                    .parse()
+                    .map_err(|e| StartError::new(format!("node address: {e}")))?,
+                roles,
+            },
+        )
+        .await
+        .map_err(failed("recording the local node"))?;
+    tracing::info!(node = node.id.0, name = %name, "recorded the local node");
+    Ok(node)
+}
+
+/// Makes the SQLite files of the store readable by the panel only: they hold password
+/// hashes and second-factor secrets.
+fn protect_sqlite(url: &str) {
+    let Some(path) = url.strip_prefix("sqlite:") else {
+        return;
+    };
+    let path = path.trim_start_matches("//");
+    let file = path.split('?').next().unwrap_or_default();
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("{file}{suffix}");
+        if Path::new(&name).exists()
+            && let Err(e) = std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(file = %name, error = %e, "cannot make the store private");
+        }
+    }
+}
+
+/// The HTTP settings from the configuration.
+pub fn api_settings(config: &Config) -> Result<ApiSettings, StartError> {
+    let origins = config
+        .cors_allowed_origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o.as_str())
+                .map_err(|_| StartError::new(format!("cors_allowed_origins: {}", o.as_str())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ApiSettings {
+        max_body_bytes: config.max_body_bytes,
+        max_header_bytes: config.max_header_bytes,
+        max_json_depth: config.max_json_depth,
+        trusted_proxies: config.trusted_proxies.clone(),
+        cors_allowed_origins: origins,
+        request_timeout: Duration::from_secs(config.request_timeout_secs),
+    })
+}
+
+/// The authentication policies from the configuration.
+pub fn auth_settings(config: &Config) -> AuthSettings {
+    AuthSettings {
+        access_ttl: Duration::from_secs(config.access_ttl_secs),
+        refresh_ttl: Duration::from_secs(config.refresh_ttl_secs),
+        login_attempts: config.login_attempts_per_minute,
+        login_window: Duration::from_secs(60),
+        lockout: LockoutPolicy::default(),
+        totp_issuer: "hosting-panel".to_owned(),
+    }
+}
+
+/// Everything set up and ready to serve.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The API over the panel.
+    pub api: Api,
+    /// The panel.
+    pub panel: Arc<Panel>,
+    /// The local node's record.
+    pub node: Node,
+    /// The first admin's password, when it was generated at this start (show it once).
+    pub generated_admin_password: Option<Password>,
+}
+
+/// First-start set-up and every start's wiring: the data directory, the signing key, the
+/// store (migrated), the operator tenant and its first admin, the local node's record and
+/// backends, the panel and its API.
+pub async fn prepare(
+    config: &Config,
+    admin_password: Option<Password>,
+) -> Result<Prepared, StartError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        StartError::new(format!("cannot create {}: {e}", config.data_dir.display()))
+    })?;
+    // Traversable but not listable: nginx's workers reach the sites and sockets under it.
+    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| StartError::new(format!("cannot chmod {}: {e}", config.data_dir.display())))?;
+    let key = load_or_create_key(&config.signing_key_file)?;
+    tracing::info!(
+        engine = config.database_url.scheme(),
+        "opening the panel store"
+    );
+    let store = Arc::new(
+        SqlStore::open(config.database_url.expose(), &StoreOptions::default())
+            .await
+            .map_err(failed("opening the panel store"))?,
+    );
+    protect_sqlite(config.database_url.expose());
+    let panel_store: Arc<dyn PanelStore> = store.clone();
+    let auth: Arc<dyn AuthStore> = store.clone();
+    let jobs: Arc<dyn JobStore> = store.clone();
+    let op = Operator::assume();
+    let tenant = operator_tenant(panel_store.as_ref(), &op).await?;
+    let generated = first_admin(
+        panel_store.as_ref(),
+        auth.as_ref(),
+        &op,
+        tenant,
+        &config.admin_email,
+        admin_password,
+    )
+    .await?;
+    let has_databases = config.node.mariadb.is_some() || config.node.postgres.is_some();
+    let node =
+        local_node_record(panel_store.as_ref(), &op, &config.node.name, has_databases).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let panel = Arc::new(Panel::new(PanelParts {
+        store: panel_store.clone(),
+        auth,
+        jobs: jobs.clone(),
+        clock: clock.clone(),
+        keys: Keyring::new(key),
+        operator_tenant: tenant,
+        auth_settings: auth_settings(config),
+    }));
+    let local = local_node(&config.node, &config.data_dir).await?;
+    panel.attach_node(node.id, local.backends);
+    let api = Api::new(panel.clone(), api_settings(config)?);
+    api.describe_node(node.id, local.notes);
+    // After a restart the supervised servers are down: converge the node from the records.
+    let one =
+        PageRequest::first(PageLimit::try_from(1).map_err(|e| StartError::new(e.to_string()))?);
+    let has_sites = !panel_store
+        .list_node_websites(&op, node.id, one)
+        .await
+        .map_err(failed("listing the local node's websites"))?
+        .items
+        .is_empty();
+    if has_sites {
+        jobs.enqueue(
+            JobOwner::Operator(&op),
+            NewJob {
+                kind: JobKind::ApplyNode { node: node.id },
+                max_attempts: 8,
+                run_after: clock.now(),
+            },
+        )
+        .await
+        .map_err(failed("queueing the local node's apply"))?;
+    }
+    Ok(Prepared {
+        api,
+        panel,
+        node,
+        generated_admin_password: generated,
+    })
+}
+
+/// Runs jobs until `stop` turns true, checking between jobs (never in the middle of one),
+/// polling with a growing pause while there is nothing to do.
+pub async fn run_worker(panel: Arc<Panel>, worker: String, mut stop: watch::Receiver<bool>) {
+    const IDLE_MIN: Duration = Duration::from_millis(250);
+    const IDLE_MAX: Duration = Duration::from_secs(5);
+    let mut idle = IDLE_MIN;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let pause = match panel.run_next_job(&worker).await {
+            Ok(Some(job)) => {
+                tracing::info!(job = job.id.0, status = %job.status, attempts = job.attempts, "job attempt finished");
+                idle = IDLE_MIN;
+                continue;
+            }
+            Ok(None) => idle,
+            Err(e) => {
+                tracing::error!(error = %e, "the job worker failed to claim or record a job");
+                idle
+            }
+        };
+        idle = (idle * 2).min(IDLE_MAX);
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    tracing::info!("job worker stopped");
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    serve: JoinHandle<std::io::Result<()>>,
+    worker: JoinHandle<()>,
+    grace: Duration,
+    /// The first admin's password when this start generated it (show it once).
+    pub generated_admin_password: Option<Password>,
+    /// The panel, for embedders and tests.
+    pub panel: Arc<Panel>,
+    /// The local node's record.
+    pub node: Node,
+}
+
+impl Server {
+    /// Where the API listens (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in flight finish (at most the grace period), stops the
+    /// worker between jobs.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        match tokio::time::timeout(self.grace, &mut self.serve).await {
+            Ok(Ok(Ok(()))) => tracing::info!("requests finished"),
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "the server failed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "the server task failed"),
+            Err(_) => {
+                tracing::warn!(grace = ?self.grace, "requests still in flight after the grace period; closing them");
+                self.serve.abort();
+            }
+        }
+        match tokio::time::timeout(self.grace, &mut self.worker).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(
+                    "a job is still running after the grace period; it will be retried when its lease expires"
+                );
+                self.worker.abort();
+            }
+        }
+    }
+}
+
+/// Sets everything up, binds `config.listen`, and serves the API and the job worker in the
+/// background.
+pub async fn start(
+    config: &Config,
+    admin_password: Option<Password>,
+) -> Result<Server, StartError> {
+    let prepared = prepare(config, admin_password).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| StartError::new(format!("cannot listen on {}: {e}", config.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::new(format!("cannot read the listening address: {e}")))?;
+    let (stop, stopped) = watch::channel(false);
+    let app = prepared
+        .api
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let mut serve_stop = stopped.clone();
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = serve_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    let worker_name = format!("panel-{}-{}", config.node.name, std::process::id());
+    let worker = tokio::spawn(run_worker(prepared.panel.clone(), worker_name, stopped));
+    tracing::info!(%addr, "panel listening");
+    Ok(Server {
+        addr,
+        stop,
+        serve,
+        worker,
+        grace: Duration::from_secs(config.shutdown_grace_secs),
+        generated_admin_password: prepared.generated_admin_password,
+        panel: prepared.panel,
+        node: prepared.node,
+    })
+}
