@@ -67,7 +67,7 @@ use hosting_core::{
 };
 use hosting_php::{DiscoveryConfig, FpmConfig, FpmService, PhpFpm, PrefixInstall};
 use hosting_tests::{TempDir, free_port};
-use hosting_web::{LogMode, Nginx, NginxConfig, Ports};
+use hosting_web::{LogMode, Management, Nginx, NginxConfig, Ports};
 
 #[derive(Clone)]
 struct Scale {
@@ -509,7 +509,9 @@ impl Node {
         };
         config.listen_ipv6 = false;
         config.runner = runner.clone();
-        config.server_root = server_root.clone();
+        config.management = Management::Supervised {
+            server_root: server_root.clone(),
+        };
         let nginx = Nginx::new(config).expect("nginx");
         let mut php_config = FpmConfig::new(layout.clone());
         php_config.managed_root = dir.path().join("php");

@@ -6,9 +6,9 @@
 #   ./scripts/test.sh -p hosting-db    # extra args go to `cargo test`
 #
 # Exports HOSTING_TEST_POSTGRES_URL and HOSTING_TEST_MARIADB_URL, the
-# web-server and PHP-FPM binaries and HOSTING_TEST_SYSTEM_USERS for the tests
-# (see scripts/with-servers.sh); the servers are stopped and their files
-# removed on exit.
+# web-server and PHP-FPM binaries, HOSTING_TEST_SYSTEM_USERS and, as root,
+# HOSTING_TEST_SYSTEM_SERVICES for the tests (see scripts/with-servers.sh); the
+# servers are stopped and their files removed on exit.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -122,6 +122,7 @@ step "install server packages" hosting_install_packages
 # (or fail under CI=true), the rest still run.
 step "web-server and PHP binaries" hosting_export_binaries || true
 step "test Unix users" hosting_create_test_users || true
+step "system services (as root)" hosting_export_system_services || true
 step "PHP 8.4 from trixie (cached)" hosting_setup_php84 || true
 hosting_make_temp_dir
 step "start PostgreSQL" hosting_start_postgres "${HOSTING_SERVERS_DIR}"

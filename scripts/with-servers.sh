@@ -5,9 +5,11 @@
 #
 # Exports HOSTING_TEST_POSTGRES_URL and HOSTING_TEST_MARIADB_URL, the
 # web-server and PHP-FPM binaries (HOSTING_TEST_NGINX, HOSTING_TEST_APACHE,
-# HOSTING_TEST_PHP_FPM_82, HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}, HOSTING_TEST_CADDY) and
-# HOSTING_TEST_SYSTEM_USERS, runs the command (argv as given, no shell), stops
-# the servers and exits with the command's status.
+# HOSTING_TEST_PHP_FPM_82, HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}, HOSTING_TEST_CADDY),
+# HOSTING_TEST_SYSTEM_USERS and, as root, HOSTING_TEST_SYSTEM_SERVICES (the tests
+# that drive the machine's own nginx, apache2 and php8.2-fpm services on port 80),
+# runs the command (argv as given, no shell), stops the servers and exits with the
+# command's status.
 set -euo pipefail
 
 if (($# == 0)); then
@@ -27,6 +29,7 @@ hosting_install_packages
 # (or fail under CI=true), the rest still run.
 hosting_export_binaries || true
 hosting_create_test_users || true
+hosting_export_system_services || true
 hosting_setup_php84 || true
 hosting_make_temp_dir
 hosting_start_postgres "${HOSTING_SERVERS_DIR}"

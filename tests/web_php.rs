@@ -31,7 +31,7 @@ use hosting_core::types::{PhpVersion, SystemUser, WebServerKind};
 use hosting_core::{Command, CommandOutput, CommandRunner, Error, HostLayout, Result, WebServer};
 use hosting_php::{DiscoveryConfig, FpmConfig, FpmService, PhpFpm, PrefixInstall};
 use hosting_tests::{TempDir, env_or_skip, free_port};
-use hosting_web::{Apache, ApacheConfig, Nginx, NginxConfig, Ports};
+use hosting_web::{Apache, ApacheConfig, Management, Nginx, NginxConfig, Ports};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The real binaries and users this machine provides, or `None` (skipped / failing in CI).
@@ -169,7 +169,9 @@ impl Stack {
                 config.ports = ports;
                 config.listen_ipv6 = false;
                 config.runner = options.runner.clone();
-                config.server_root = root.join("nginx");
+                config.management = Management::Supervised {
+                    server_root: root.join("nginx"),
+                };
                 config.template_overrides = options.web_templates.clone();
                 Box::new(Nginx::new(config).expect("nginx"))
             }
@@ -178,7 +180,9 @@ impl Stack {
                 config.binary = machine.apache.clone();
                 config.ports = ports;
                 config.runner = options.runner.clone();
-                config.server_root = root.join("apache");
+                config.management = Management::Supervised {
+                    server_root: root.join("apache"),
+                };
                 config.template_overrides = options.web_templates.clone();
                 Box::new(Apache::new(config).expect("apache"))
             }

@@ -1,6 +1,13 @@
 //! The transactional apply path for PHP-FPM: one managed tree per PHP version
 //! (`MANAGED_ROOT/<version>/live/{php-fpm.conf,pool.d/}`), staged, validated with that
 //! version's own `php-fpm -t`, swapped, and reloaded; all versions or none.
+//!
+//! Supervised, the SDK's master runs `live/php-fpm.conf`. Run by the init system, the
+//! distro's master includes `live/pool.d/*.conf` through the SDK's file in its pool directory
+//! (written while the version has pools, removed with its last one); the staged
+//! `php-fpm.conf` is then only the configuration the staged pools are tested with, and after
+//! the swap the distro's whole configuration is tested too (`php-fpm -t -y DISTRO_CONF`)
+//! before the reload; if it refuses, the version is swapped back and its master untouched.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -9,12 +16,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hosting_core::model::{Website, WebsiteId};
 use hosting_core::php::{PhpInstallation, PhpRuntime};
-use hosting_core::tree::{ManagedTree, Staged};
+use hosting_core::tree::{FileUndo, ManagedTree, Staged, replace_file};
 use hosting_core::types::{ConfinedPath, PhpVersion};
 use hosting_core::{ApplyReport, Command, Drift, Error, HostLayout, RenderedFile, Result};
 
+use crate::config::InitScript;
 use crate::discovery::fpm_command;
-use crate::render::{MAIN_CONFIG, master_log};
+use crate::render::{MAIN_CONFIG, POOL_DIR, master_log, pool_include};
 use crate::{FpmService, PhpFpm};
 
 /// How long a reloaded master may take to open its pools' sockets before the apply fails: a
@@ -84,9 +92,17 @@ const KEEP_GENERATIONS: usize = 2;
 enum Done {
     /// A new generation went live.
     Staged(Staged),
-    /// The version's last pool went: its master was stopped and `live` removed; the previous
-    /// generation is kept for a rollback.
+    /// The version's last pool went: its master was stopped (supervised) and `live` removed;
+    /// the previous generation is kept for a rollback.
     Retired(Option<PathBuf>),
+}
+
+/// One version's step of an apply: what went live, and what the SDK's include file in the
+/// distro's pool directory held before (init-script masters only).
+struct Applied {
+    plan: VersionPlan,
+    done: Done,
+    include: Option<FileUndo>,
 }
 
 /// One version's part of an apply: its tree, what it should hold, and what changed. No pools
@@ -184,7 +200,22 @@ impl PhpFpm {
                 }
                 _ => false,
             };
-            if changed.is_empty() && removed.is_empty() && !first_apply && !main_drifted {
+            // The SDK's file in the distro's pool directory that is not what it should be (gone,
+            // edited, or left behind by a retired version) is written again.
+            let include_drifted = match &self.config.service {
+                FpmService::InitScript(init) => {
+                    let wanted = self.pool_include(version, !pools.is_empty())?;
+                    std::fs::read(init.include_file(version)).ok().as_deref()
+                        != wanted.as_ref().map(|w| w.as_bytes())
+                }
+                FpmService::Supervised => false,
+            };
+            if changed.is_empty()
+                && removed.is_empty()
+                && !first_apply
+                && !main_drifted
+                && !include_drifted
+            {
                 continue;
             }
             plans.push(VersionPlan {
@@ -229,9 +260,14 @@ impl PhpFpm {
         }
     }
 
-    /// The running master's pid, when its pid file names a live process.
+    /// The running supervised master's pid, when its pid file names a live process.
     async fn running_master(&self, version: PhpVersion) -> Result<Option<String>> {
-        let Ok(pid) = std::fs::read_to_string(self.pid_file(version)) else {
+        self.running_pid(&self.pid_file(version)).await
+    }
+
+    /// The pid in `pid_file`, when it names a live process.
+    async fn running_pid(&self, pid_file: &Path) -> Result<Option<String>> {
+        let Ok(pid) = std::fs::read_to_string(pid_file) else {
             return Ok(None);
         };
         let pid = pid.trim().to_owned();
@@ -245,18 +281,21 @@ impl PhpFpm {
         Ok(alive.success().then_some(pid))
     }
 
-    /// Makes the running FPM of `version` serve its live tree of `pools` pools (none: stop it).
+    /// What the SDK's file in `version`'s distro pool directory must hold: the include of the
+    /// live pools while the version has any, nothing (no file) otherwise.
+    fn pool_include(&self, version: PhpVersion, has_pools: bool) -> Result<Option<String>> {
+        if !has_pools {
+            return Ok(None);
+        }
+        pool_include(version, &self.tree(version).live().join(POOL_DIR)).map(Some)
+    }
+
+    /// Makes the running FPM of `version` serve its live tree of `pools` pools (none: stop the
+    /// supervised master; an init-script master keeps the distro's own pools).
     async fn reload(&self, version: PhpVersion, pools: usize) -> Result<()> {
         let has_pools = pools > 0;
-        match self.config.service {
-            FpmService::InitScript => {
-                let script = format!("php{}-fpm", version.as_str());
-                self.run_checked(
-                    Command::new("service").arg(&script).arg("reload"),
-                    &format!("service {script} reload"),
-                )
-                .await
-            }
+        match &self.config.service {
+            FpmService::InitScript(init) => self.reload_service(init, version, has_pools).await,
             FpmService::Supervised => match (self.running_master(version).await?, has_pools) {
                 (Some(pid), true) => {
                     let log = master_log(&self.config.layout, version);
@@ -280,6 +319,46 @@ impl PhpFpm {
                 (None, false) => Ok(()),
             },
         }
+    }
+
+    /// `service phpX.Y-fpm reload` when its master runs; `start` when it does not and
+    /// `start` is asked (the version has pools). The distro's init script sends `USR2`; the
+    /// socket wait after the apply says when the pools listen.
+    async fn reload_service(
+        &self,
+        init: &InitScript,
+        version: PhpVersion,
+        start: bool,
+    ) -> Result<()> {
+        let running = self.running_pid(&init.pid_file(version)).await?.is_some();
+        let action = match (running, start) {
+            (true, _) => "reload",
+            (false, true) => "start",
+            (false, false) => return Ok(()),
+        };
+        let service = init.service(version);
+        self.run_checked(
+            Command::new("service").arg(&service).arg(action),
+            &format!("service {service} {action}"),
+        )
+        .await
+    }
+
+    /// The distro's whole FPM configuration of `version`, with the SDK's include file and the
+    /// swapped `live` tree, as its master would load it.
+    async fn test_distro(&self, init: &InitScript, version: PhpVersion) -> Result<()> {
+        let install = self.find(version)?;
+        let command = fpm_command(
+            &install.fpm_binary,
+            install.php_ini.as_deref(),
+            install.scan_dir.as_deref(),
+            [
+                "-t".into(),
+                "-y".into(),
+                init.main_config(version).into_os_string(),
+            ],
+        );
+        self.check(install, &command).await
     }
 
     async fn start(&self, install: &PhpInstallation) -> Result<()> {
@@ -371,26 +450,118 @@ impl PhpFpm {
         }
     }
 
-    /// Puts every version back as it was before this apply, newest step first.
-    async fn restore(&self, applied: &[(VersionPlan, Done)]) {
-        for (plan, done) in applied.iter().rev() {
-            let (put_back, running) = match done {
-                Done::Staged(staged) => (plan.tree.roll_back(staged), staged.previous.is_some()),
-                Done::Retired(Some(previous)) => (plan.tree.reactivate(previous), true),
-                Done::Retired(None) => (Ok(()), false),
+    /// Puts `step`'s files back as they were before this apply (its tree, and the include
+    /// file), without reloading. Whether a master should run them again.
+    fn put_back(&self, step: &Applied) -> bool {
+        let (put_back, running) = match &step.done {
+            Done::Staged(staged) => (step.plan.tree.roll_back(staged), staged.previous.is_some()),
+            Done::Retired(Some(previous)) => (step.plan.tree.reactivate(previous), true),
+            Done::Retired(None) => (Ok(()), false),
+        };
+        let version = step.plan.version.as_str();
+        if let Err(e) = put_back {
+            tracing::error!(version, error = %e, "php rollback failed");
+            return false;
+        }
+        if let (FpmService::InitScript(init), Some(undo)) = (&self.config.service, &step.include)
+            && let Err(e) = undo.restore(&init.include_file(step.plan.version))
+        {
+            tracing::error!(version, error = %e, "cannot put the pool include file back");
+        }
+        running
+    }
+
+    /// Puts every version back as it was before this apply, newest step first, and makes its
+    /// master serve it again.
+    async fn restore(&self, applied: &[Applied]) {
+        for step in applied.iter().rev() {
+            let running = self.put_back(step);
+            let version = step.plan.version;
+            let reloaded = match &self.config.service {
+                // The distro's master runs whatever its configuration now holds; one it does not
+                // run is not started by a rollback.
+                FpmService::InitScript(init) => self.reload_service(init, version, false).await,
+                FpmService::Supervised => {
+                    // The restored generation's pool count only sizes the wait for its master.
+                    let pools = match running {
+                        true => step
+                            .plan
+                            .tree
+                            .read_live()
+                            .map_or(1, |files| files.len().max(1)),
+                        false => 0,
+                    };
+                    self.reload(version, pools).await
+                }
             };
-            if let Err(e) = put_back {
-                tracing::error!(version = plan.version.as_str(), error = %e, "php rollback failed");
-                continue;
+            if let Err(e) = reloaded {
+                tracing::error!(version = version.as_str(), error = %e, "php reload after rollback failed");
             }
-            // The restored generation's pool count only sizes the wait for its master.
-            let pools = match running {
-                true => plan.tree.read_live().map_or(1, |files| files.len().max(1)),
-                false => 0,
+        }
+    }
+
+    /// Makes one version's staged generation (or, without one, its retirement) live: the tree,
+    /// for an init-script master the include file and the distro's test of its whole
+    /// configuration, then the reload. When the distro's test refuses, this version is put
+    /// back here, before any reload; any other failure leaves the step in `applied` for
+    /// [`Self::restore`].
+    async fn go_live(
+        &self,
+        plan: VersionPlan,
+        staged: Option<Staged>,
+        applied: &mut Vec<Applied>,
+    ) -> Result<()> {
+        let version = plan.version;
+        let pools = plan.pools.len();
+        let include = match &self.config.service {
+            FpmService::InitScript(init) => Some((init, self.pool_include(version, pools > 0)?)),
+            FpmService::Supervised => None,
+        };
+        match staged {
+            Some(staged) => {
+                let activated = plan.tree.activate(&staged);
+                applied.push(Applied {
+                    plan,
+                    done: Done::Staged(staged),
+                    include: None,
+                });
+                activated?;
+            }
+            None => {
+                // A supervised master is stopped before its files go, as it still runs them.
+                if self.config.service == FpmService::Supervised {
+                    self.reload(version, 0).await?;
+                }
+                let previous = plan.tree.deactivate()?;
+                applied.push(Applied {
+                    plan,
+                    done: Done::Retired(previous),
+                    include: None,
+                });
+            }
+        }
+        if let Some((init, wanted)) = include {
+            let tested = match replace_file(&init.include_file(version), wanted.as_deref()) {
+                Ok(undo) => {
+                    if let Some(step) = applied.last_mut() {
+                        step.include = Some(undo);
+                    }
+                    self.test_distro(init, version).await
+                }
+                Err(e) => Err(e),
             };
-            if let Err(e) = self.reload(plan.version, pools).await {
-                tracing::error!(version = plan.version.as_str(), error = %e, "php reload after rollback failed");
+            if let Err(e) = tested {
+                // The master has not been asked to reload: put this version back untouched.
+                if let Some(step) = applied.pop() {
+                    self.put_back(&step);
+                }
+                return Err(e);
             }
+        }
+        match (&self.config.service, pools) {
+            // Stopped above, before its files went.
+            (FpmService::Supervised, 0) => Ok(()),
+            _ => self.reload(version, pools).await,
         }
     }
 }
@@ -429,27 +600,9 @@ impl PhpRuntime for PhpFpm {
                 }
             }
         }
-        let mut applied: Vec<(VersionPlan, Done)> = Vec::new();
+        let mut applied: Vec<Applied> = Vec::new();
         for (plan, s) in staged {
-            let version = plan.version;
-            let plan_pools = plan.pools.len();
-            let step = match s {
-                Some(s) => {
-                    let activated = plan.tree.activate(&s);
-                    applied.push((plan, Done::Staged(s)));
-                    match activated {
-                        Ok(()) => self.reload(version, plan_pools).await,
-                        Err(e) => Err(e),
-                    }
-                }
-                None => match self.reload(version, 0).await {
-                    Ok(()) => plan.tree.deactivate().map(|previous| {
-                        applied.push((plan, Done::Retired(previous)));
-                    }),
-                    Err(e) => Err(e),
-                },
-            };
-            if let Err(e) = step {
+            if let Err(e) = self.go_live(plan, s, &mut applied).await {
                 self.restore(&applied).await;
                 return Err(e);
             }
@@ -462,7 +615,7 @@ impl PhpRuntime for PhpFpm {
             reloaded: !applied.is_empty(),
             ..ApplyReport::default()
         };
-        for (plan, _) in &applied {
+        for Applied { plan, .. } in &applied {
             plan.tree.prune(KEEP_GENERATIONS)?;
             report.changed.extend(&plan.changed);
             report.removed.extend(plan.removed.iter().cloned());

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use hosting_core::types::PhpVersion;
 use hosting_core::{HostLayout, InvalidValue};
 use serde::{Serialize, Serializer};
 
@@ -226,15 +227,69 @@ pub const DEFAULT_DISABLED_FUNCTIONS: [&str; 7] = [
 pub const STATUS_PATH: &str = "/fpm-status";
 
 /// How the FPM masters of each version are run and reloaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FpmService {
     /// The SDK runs each version's master itself: it starts it with the live master config
     /// when none is running, reloads it with `SIGUSR2` and stops it with `SIGQUIT` when its
     /// last pool goes (prefix installs, tests, developer machines).
     Supervised,
-    /// The init system runs the masters (`service phpX.Y-fpm reload`); their own configs
-    /// include `MANAGED_ROOT/X.Y/live/pool.d/*.conf`.
-    InitScript,
+    /// The distro's init system runs each version's master with the distro's configuration,
+    /// which stays the operator's: the SDK adds one file to the version's pool directory,
+    /// holding only `include=MANAGED_ROOT/X.Y/live/pool.d/*.conf`, while the version has
+    /// pools, and reloads through the init script (`service phpX.Y-fpm reload`, or `start`).
+    InitScript(InitScript),
+}
+
+/// The file the SDK owns in each version's distro pool directory: last in the directory's
+/// order, after the distro's own `www.conf`.
+pub const POOL_INCLUDE_FILE: &str = "zz-hosting-sdk.conf";
+
+/// Where a distro keeps each version's FPM service; [`Default`] gives Debian's layout, which
+/// Ubuntu and the sury.org packages share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InitScript {
+    /// `/etc/php`: version X.Y's FPM configuration is `ROOT/X.Y/fpm/php-fpm.conf`, its pool
+    /// directory `ROOT/X.Y/fpm/pool.d`.
+    pub config_root: PathBuf,
+    /// `/run/php`: version X.Y's master writes its pid to `RUN/phpX.Y-fpm.pid`.
+    pub run_dir: PathBuf,
+}
+
+impl Default for InitScript {
+    fn default() -> Self {
+        Self {
+            config_root: PathBuf::from("/etc/php"),
+            run_dir: PathBuf::from("/run/php"),
+        }
+    }
+}
+
+impl InitScript {
+    /// `phpX.Y-fpm`, the init script's name.
+    pub fn service(&self, version: PhpVersion) -> String {
+        format!("php{}-fpm", version.as_str())
+    }
+
+    /// The distro's master configuration of `version`, which the SDK never writes.
+    pub fn main_config(&self, version: PhpVersion) -> PathBuf {
+        self.fpm_dir(version).join("php-fpm.conf")
+    }
+
+    /// The SDK's include file in `version`'s pool directory ([`POOL_INCLUDE_FILE`]).
+    pub fn include_file(&self, version: PhpVersion) -> PathBuf {
+        self.fpm_dir(version).join("pool.d").join(POOL_INCLUDE_FILE)
+    }
+
+    /// The pid file of `version`'s master.
+    pub fn pid_file(&self, version: PhpVersion) -> PathBuf {
+        self.run_dir
+            .join(format!("php{}-fpm.pid", version.as_str()))
+    }
+
+    fn fpm_dir(&self, version: PhpVersion) -> PathBuf {
+        self.config_root.join(version.as_str()).join("fpm")
+    }
 }
 
 /// Settings of the PHP-FPM runtime on one node.
@@ -265,8 +320,8 @@ pub struct FpmConfig {
 impl FpmConfig {
     /// The defaults for `layout`: `www-data`, ondemand, [`DEFAULT_DISABLED_FUNCTIONS`],
     /// `rlimit_files = 16384` (65,536 fails to start under the 20,000 hard cap of our test
-    /// nodes), embedded templates, trees under `/etc/hosting/php`, masters run by the init
-    /// system.
+    /// nodes), embedded templates, trees under `/etc/hosting/php`, masters run by Debian's
+    /// init scripts.
     pub fn new(layout: HostLayout) -> Self {
         Self {
             layout,
@@ -279,7 +334,7 @@ impl FpmConfig {
             rlimit_files: NonZeroU32::MIN.saturating_add(16_383),
             template_dir: None,
             managed_root: PathBuf::from("/etc/hosting/php"),
-            service: FpmService::InitScript,
+            service: FpmService::InitScript(InitScript::default()),
         }
     }
 }
@@ -324,5 +379,21 @@ mod tests {
         assert!("exec".parse::<FunctionName>().is_ok());
         assert!("exec,system".parse::<FunctionName>().is_err());
         assert!("Exec".parse::<FunctionName>().is_err());
+    }
+
+    #[test]
+    fn init_scripts_follow_debians_layout() {
+        let init = InitScript::default();
+        let v = PhpVersion::V8_2;
+        assert_eq!(init.service(v), "php8.2-fpm");
+        assert_eq!(
+            init.main_config(v),
+            PathBuf::from("/etc/php/8.2/fpm/php-fpm.conf")
+        );
+        assert_eq!(
+            init.include_file(v),
+            PathBuf::from("/etc/php/8.2/fpm/pool.d/zz-hosting-sdk.conf")
+        );
+        assert_eq!(init.pid_file(v), PathBuf::from("/run/php/php8.2-fpm.pid"));
     }
 }

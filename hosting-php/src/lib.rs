@@ -27,8 +27,8 @@ use hosting_core::types::PhpVersion;
 use hosting_core::{CommandRunner, Error, RenderedFile, Result};
 
 pub use config::{
-    DEFAULT_DISABLED_FUNCTIONS, FpmConfig, FpmService, FunctionName, ProcessManager, STATUS_PATH,
-    UnixName,
+    DEFAULT_DISABLED_FUNCTIONS, FpmConfig, FpmService, FunctionName, InitScript, POOL_INCLUDE_FILE,
+    ProcessManager, STATUS_PATH, UnixName,
 };
 pub use discovery::{DiscoveryConfig, PrefixInstall, discover};
 pub use render::{MAIN_CONFIG, MAIN_TEMPLATE, POOL_DIR, POOL_TEMPLATE};
@@ -162,7 +162,17 @@ impl PhpFpm {
                 staged_root.join(MAIN_CONFIG).into_os_string(),
             ],
         );
-        let out = self.runner.run(&command).await?;
+        self.check(install, &command).await
+    }
+
+    /// Runs a configuration test of `install`; a rejection is `Error::Validation` naming the
+    /// binary and carrying what it printed.
+    async fn check(
+        &self,
+        install: &PhpInstallation,
+        command: &hosting_core::Command,
+    ) -> Result<()> {
+        let out = self.runner.run(command).await?;
         if out.success() {
             return Ok(());
         }

@@ -344,6 +344,18 @@ pub(crate) fn master_log(layout: &hosting_core::HostLayout, version: PhpVersion)
         .join(format!("php{}-fpm.log", version.as_str()))
 }
 
+/// The content of the SDK's file in a distro's pool directory: one `include` of the pools in
+/// `pool_dir` (the version's live `pool.d`), and a comment saying whose it is.
+pub(crate) fn pool_include(version: PhpVersion, pool_dir: &Path) -> Result<String> {
+    let dir = ini_path("managed_root", pool_dir)?;
+    Ok(format!(
+        "; Written by hosting-php: the PHP {} pools the hosting SDK manages. It removes this\n\
+         ; file when the version's last pool goes; delete it (and reload) to take them off.\n\
+         include={dir}/*.conf\n",
+        version.as_str()
+    ))
+}
+
 /// The master config of `version` whose tree (this file and `pool.d/`) lives at `root`.
 pub(crate) fn main_config(
     templates: &Templates,
@@ -404,5 +416,18 @@ mod tests {
             ini_path("log_dir", Path::new("/srv/a-b_c.d/+x@y")).ok(),
             Some("/srv/a-b_c.d/+x@y".to_owned())
         );
+    }
+
+    #[test]
+    fn the_pool_include_holds_one_include_of_a_plain_path() {
+        let text = pool_include(
+            PhpVersion::V8_2,
+            Path::new("/etc/hosting/php/8.2/live/pool.d"),
+        )
+        .expect("render");
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(';')).collect();
+        assert_eq!(lines, ["include=/etc/hosting/php/8.2/live/pool.d/*.conf"]);
+        assert!(pool_include(PhpVersion::V8_2, Path::new("/etc/hosting php/8.2")).is_err());
+        assert!(pool_include(PhpVersion::V8_2, Path::new("/etc/a;b")).is_err());
     }
 }

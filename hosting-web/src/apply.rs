@@ -1,17 +1,28 @@
-//! The transactional apply path shared by NGINX and Apache.
+//! The transactional apply path shared by NGINX and Apache, in both ways of running them
+//! ([`Management`](crate::Management)).
 //!
-//! The server runs under a server root the SDK owns:
+//! Supervised, the server runs under a server root the SDK owns:
 //! ```text
 //! ROOT/managed/live -> generations/<n>   main config + sites/*.conf of one generation
 //! ROOT/run, ROOT/logs, ROOT/tmp          pid file, server logs, temporary files
 //! ```
 //! It is started with `ROOT/managed/live/<main config>`, whose include names its own
-//! generation's `sites/`. An apply renders every site, stages a new generation, runs the
-//! server's own test on it, swaps `live`, reloads gracefully (or starts the server), and asks
-//! the sites over HTTP. Any failure before the swap leaves the live tree and the running
-//! server untouched; a failure after it points `live` back at the previous generation and
-//! reloads again. The health check asks only the sites whose files changed, each on a path
-//! its own server block answers without PHP.
+//! generation's `sites/`. As a distro service, the distro's main configuration includes the
+//! SDK's include file, which includes `MANAGED_ROOT/live/hosting.conf`:
+//! ```text
+//! MANAGED_ROOT/live -> generations/<n>   hosting.conf + test.conf + sites/*.conf
+//! MANAGED_ROOT/tmp                       what `nginx -t` writes while testing test.conf
+//! ```
+//!
+//! An apply renders every site, stages a new generation, runs the server's own test on it
+//! (supervised: its main config; service: `test.conf`, a main config that is only tested, with
+//! the distro's modules around the staged `hosting.conf`), swaps `live`, and as a service
+//! then tests the whole distro configuration (`nginx -t`, `apache2ctl -t`) before it reloads.
+//! It reloads gracefully (or starts the server), and asks the sites over HTTP. Any failure
+//! before the reload leaves the running server untouched and the live tree as it was; a
+//! failure after it points `live` back at the previous generation and reloads again. The
+//! health check asks only the sites whose files changed, each on a path its own server block
+//! answers without PHP.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,13 +30,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hosting_core::model::{Website, WebsiteId};
-use hosting_core::tree::{ManagedTree, Staged};
+use hosting_core::tree::{FileUndo, ManagedTree, Staged, replace_file};
 use hosting_core::types::ConfinedPath;
 use hosting_core::web::RenderedFile;
 use hosting_core::{ApplyReport, Command, CommandRunner, Drift, Error, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::context::first_serving_name;
+use crate::service::{ServiceParts, holds};
+use crate::stage::run_check;
 
 /// How long the server may take to answer a site after a reload.
 const HEALTH_WAIT: Duration = Duration::from_secs(10);
@@ -47,6 +60,13 @@ const SITE_PROBE_PATH: &str = "/.hosting-site";
 /// crowd out the customers' own requests.
 const PROBES_IN_FLIGHT: usize = 16;
 
+/// A service generation's http-level part, which the SDK's include file includes from `live`.
+pub(crate) const SERVICE_SNIPPET: &str = "hosting.conf";
+/// A service generation's main configuration that is only ever tested.
+pub(crate) const SERVICE_TEST: &str = "test.conf";
+/// The service program every service is reloaded and started through.
+const SERVICE: &str = "service";
+
 /// The generation a sites directory belongs to: the name of the directory holding it.
 pub(crate) fn generation_of(sites_dir: &Path) -> Result<String> {
     sites_dir
@@ -60,48 +80,73 @@ pub(crate) fn generation_of(sites_dir: &Path) -> Result<String> {
         })
 }
 
+/// Who runs a server, as the apply path sees it.
+#[derive(Debug, Clone)]
+pub(crate) enum Run<'a> {
+    /// The SDK, under this server root.
+    Supervised(&'a Path),
+    /// The distro's service.
+    Service(ServiceParts<'a>),
+}
+
 /// What the shared apply path needs from one web server.
 #[async_trait]
-pub(crate) trait Supervised: Send + Sync {
-    /// `nginx` or `apache`, for errors and logs.
+pub(crate) trait Managed: Send + Sync {
+    /// `nginx` or `apache2`, for errors and logs.
     const NAME: &'static str;
-    /// The main configuration's file name inside a generation.
+    /// The supervised main configuration's file name inside a generation.
     const MAIN_CONFIG: &'static str;
-    /// Directories the server writes under its root.
+    /// Directories the supervised server writes under its root.
     const RUNTIME_DIRS: &'static [&'static str];
+    /// Directories the configuration test of a service writes under the managed root.
+    const SERVICE_DIRS: &'static [&'static str];
 
-    /// The server root.
-    fn server_root(&self) -> &Path;
+    /// Who runs the server.
+    fn run(&self) -> Run<'_>;
     /// The process seam.
     fn runner(&self) -> &dyn CommandRunner;
     /// The port sites answer plain HTTP on.
     fn http_port(&self) -> u16;
     /// The site files of `site` (paths under a generation).
     fn render_site_files(&self, site: &Website) -> Result<Vec<RenderedFile>>;
-    /// The main configuration for a generation at `generation`.
-    fn render_main(&self, generation: &Path) -> Result<RenderedFile>;
-    /// The configuration test of the main config at `main`.
-    async fn test_config(&self, main: &Path) -> Result<()>;
-    /// Starts the server on the live main config.
-    fn start_command(&self, live_main: &Path) -> Command;
-    /// Asks the running server (pid `pid`) to reload its configuration gracefully.
+    /// The files of a generation at `generation` besides the sites: the main configuration
+    /// (supervised), or [`SERVICE_SNIPPET`] and [`SERVICE_TEST`] for `sites` (service).
+    fn render_frame(&self, generation: &Path, sites: &[Website]) -> Result<Vec<RenderedFile>>;
+    /// The server's own test of the staged generation at `generation`.
+    async fn test_staged(&self, generation: &Path) -> Result<()>;
+    /// Starts the server supervised under `root` on the live main config.
+    fn start_command(&self, root: &Path, live_main: &Path) -> Command;
+    /// Asks the supervised server (pid `pid`) to reload its configuration gracefully.
     fn reload_command(&self, live_main: &Path, pid: &str) -> Command;
-    /// Where the running server keeps its pid.
-    fn pid_file(&self) -> PathBuf {
-        self.server_root()
-            .join("run")
-            .join(format!("{}.pid", Self::NAME))
+}
+
+/// Where `server`'s managed tree is.
+fn tree_root<S: Managed + ?Sized>(server: &S) -> PathBuf {
+    match server.run() {
+        Run::Supervised(root) => root.join("managed"),
+        Run::Service(service) => service.managed_root.to_owned(),
     }
 }
 
-fn tree<S: Supervised + ?Sized>(
-    server: &S,
-    runner: std::sync::Arc<dyn CommandRunner>,
-) -> ManagedTree {
-    ManagedTree::new(server.server_root().join("managed"), runner)
+fn tree<S: Managed + ?Sized>(server: &S, runner: std::sync::Arc<dyn CommandRunner>) -> ManagedTree {
+    ManagedTree::new(tree_root(server), runner)
 }
 
-fn site_files<S: Supervised + ?Sized>(
+/// Where the running server keeps its pid.
+fn pid_file<S: Managed + ?Sized>(server: &S) -> PathBuf {
+    match server.run() {
+        Run::Supervised(root) => root.join("run").join(format!("{}.pid", S::NAME)),
+        Run::Service(service) => service.pid_file.to_owned(),
+    }
+}
+
+/// What the SDK's include file must hold.
+fn include_contents<S: Managed + ?Sized>(service: &ServiceParts<'_>) -> Result<String> {
+    let target = service.managed_root.join("live").join(SERVICE_SNIPPET);
+    crate::service::include_contents(S::NAME, service.managed_root, service.include_line, &target)
+}
+
+fn site_files<S: Managed + ?Sized>(
     server: &S,
     sites: &[Website],
 ) -> Result<BTreeMap<ConfinedPath, (WebsiteId, String)>> {
@@ -122,9 +167,9 @@ fn site_files<S: Supervised + ?Sized>(
     Ok(files)
 }
 
-/// `WebServer` for a [`Supervised`] backend with inherent `render_site`, `validate` and `kind`
+/// `WebServer` for a [`Managed`] backend with inherent `render_site`, `validate` and `kind`
 /// and a `config.runner`: every such server takes the shared apply path.
-macro_rules! supervised_web_server {
+macro_rules! managed_web_server {
     ($ty:ident) => {
         #[async_trait::async_trait]
         impl hosting_core::WebServer for $ty {
@@ -159,29 +204,47 @@ macro_rules! supervised_web_server {
         }
     };
 }
-pub(crate) use supervised_web_server;
+pub(crate) use managed_web_server;
 
 /// The shared apply path; see the module docs.
-pub(crate) async fn apply<S: Supervised>(
+pub(crate) async fn apply<S: Managed>(
     server: &S,
     runner: std::sync::Arc<dyn CommandRunner>,
     sites: &[Website],
 ) -> Result<ApplyReport> {
-    let root = server.server_root();
-    for dir in S::RUNTIME_DIRS {
-        let dir = root.join(dir);
+    let (dirs_root, dirs) = match server.run() {
+        Run::Supervised(root) => (root.to_owned(), S::RUNTIME_DIRS),
+        Run::Service(service) => (service.managed_root.to_owned(), S::SERVICE_DIRS),
+    };
+    for dir in dirs {
+        let dir = dirs_root.join(dir);
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::backend(S::NAME, format!("cannot create {}: {e}", dir.display()))
         })?;
     }
+    let service = match server.run() {
+        Run::Service(service) => Some(service),
+        Run::Supervised(_) => None,
+    };
+    let include = match &service {
+        Some(service) => Some((service.include_file, include_contents::<S>(service)?)),
+        None => None,
+    };
     let tree = tree(server, runner);
     let desired = site_files(server, sites)?;
     let mut live = tree.read_live()?;
-    let main_path: ConfinedPath = S::MAIN_CONFIG.parse()?;
-    let live_main = live.remove(&main_path);
-    let current_main = match tree.current()? {
-        Some(dir) => Some(server.render_main(&dir)?.contents),
-        None => None,
+    // The files around the sites: unchanged when the live ones are what the current
+    // generation renders to for these sites.
+    let frame_current = match tree.current()? {
+        Some(dir) => {
+            let mut same = true;
+            for file in server.render_frame(&dir, sites)? {
+                // Removed from `live` whatever the answer: they are not sites.
+                same &= live.remove(&file.path).as_ref() == Some(&file.contents);
+            }
+            same
+        }
+        None => false,
     };
     let changed: Vec<WebsiteId> = {
         let mut ids: Vec<WebsiteId> = desired
@@ -200,10 +263,13 @@ pub(crate) async fn apply<S: Supervised>(
         .collect();
     let running = running_pid(server).await?;
     let old_workers = running.as_deref().map(children_of).unwrap_or_default();
+    let include_current = include
+        .as_ref()
+        .is_none_or(|(path, contents)| holds(path, contents));
     if changed.is_empty()
         && removed.is_empty()
-        && live_main.is_some()
-        && live_main == current_main
+        && frame_current
+        && include_current
         && running.is_some()
     {
         return Ok(ApplyReport::default());
@@ -218,23 +284,41 @@ pub(crate) async fn apply<S: Supervised>(
                     contents: contents.clone(),
                 })
                 .collect();
-            files.push(server.render_main(generation)?);
+            files.extend(server.render_frame(generation, sites)?);
             Ok(files)
         })
         .await?;
-    if let Err(e) = server.test_config(&staged.dir.join(S::MAIN_CONFIG)).await {
+    if let Err(e) = server.test_staged(&staged.dir).await {
         tree.discard(&staged)?;
         return Err(e);
     }
     tree.activate(&staged)?;
+    let include_undo = match &include {
+        Some((path, contents)) => match replace_file(path, Some(contents)) {
+            Ok(undo) => Some(undo),
+            Err(e) => {
+                swap_back(server, &tree, &staged, None);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    if let Some(service) = &service {
+        let command = &service.system_test;
+        let tool = command.program.display().to_string() + " -t";
+        if let Err(e) = run_check(server.runner(), tool, command).await {
+            swap_back(server, &tree, &staged, include_undo.as_ref());
+            return Err(e);
+        }
+    }
     let live_main = tree.live().join(S::MAIN_CONFIG);
     if let Err(e) = reload(server, &live_main, running.as_deref()).await {
-        restore(server, &tree, &staged, &live_main).await;
+        restore(server, &tree, &staged, &live_main, include_undo.as_ref()).await;
         return Err(e);
     }
     let generation = generation_of(&staged.dir.join("sites"))?;
     if let Err(e) = check_health(server, &generation, sites, &changed).await {
-        restore(server, &tree, &staged, &live_main).await;
+        restore(server, &tree, &staged, &live_main, include_undo.as_ref()).await;
         return Err(e);
     }
     // Until the old workers are gone they may still serve with the old configuration, so the
@@ -249,7 +333,7 @@ pub(crate) async fn apply<S: Supervised>(
 }
 
 /// Differences between the live tree and what `sites` render to.
-pub(crate) fn drift<S: Supervised>(
+pub(crate) fn drift<S: Managed>(
     server: &S,
     runner: std::sync::Arc<dyn CommandRunner>,
     sites: &[Website],
@@ -260,8 +344,9 @@ pub(crate) fn drift<S: Supervised>(
         .map(|(path, (_, contents))| (path, contents))
         .collect();
     if let Some(dir) = tree.current()? {
-        let main = server.render_main(&dir)?;
-        desired.insert(main.path, main.contents);
+        for file in server.render_frame(&dir, sites)? {
+            desired.insert(file.path, file.contents);
+        }
     }
     let mut live = tree.read_live()?;
     let mut out = Vec::new();
@@ -276,8 +361,8 @@ pub(crate) fn drift<S: Supervised>(
     Ok(out)
 }
 
-async fn running_pid<S: Supervised + ?Sized>(server: &S) -> Result<Option<String>> {
-    let Ok(pid) = std::fs::read_to_string(server.pid_file()) else {
+async fn running_pid<S: Managed + ?Sized>(server: &S) -> Result<Option<String>> {
+    let Ok(pid) = std::fs::read_to_string(pid_file(server)) else {
         return Ok(None);
     };
     let pid = pid.trim().to_owned();
@@ -291,41 +376,76 @@ async fn running_pid<S: Supervised + ?Sized>(server: &S) -> Result<Option<String
     Ok(alive.success().then_some(pid))
 }
 
-async fn reload<S: Supervised + ?Sized>(
+/// Reloads the running server (pid `running`) gracefully, or starts it.
+async fn reload<S: Managed + ?Sized>(
     server: &S,
     live_main: &Path,
     running: Option<&str>,
 ) -> Result<()> {
-    let command = match running {
-        Some(pid) => server.reload_command(live_main, pid),
-        None => server.start_command(live_main),
+    let command = match (server.run(), running) {
+        (Run::Supervised(_), Some(pid)) => server.reload_command(live_main, pid),
+        (Run::Supervised(root), None) => server.start_command(root, live_main),
+        (Run::Service(service), Some(_)) => Command::new(SERVICE).arg(service.name).arg("reload"),
+        (Run::Service(service), None) => Command::new(SERVICE).arg(service.name).arg("start"),
     };
     let out = server.runner().run(&command).await?;
     if out.success() {
         Ok(())
     } else {
+        let shown = std::iter::once(command.program.as_os_str())
+            .chain(command.args.iter().map(|a| a.as_os_str()))
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
         Err(Error::Validation {
-            tool: command.program.display().to_string(),
+            tool: shown,
             output: format!("{}{}", out.stdout.trim(), out.stderr.trim()),
         })
     }
 }
 
-async fn restore<S: Supervised + ?Sized>(
+/// Points `live` back at the previous generation and puts the include file back, before the
+/// server was asked to reload: it still runs what it ran.
+fn swap_back<S: Managed + ?Sized>(
+    server: &S,
+    tree: &ManagedTree,
+    staged: &Staged,
+    include_undo: Option<&FileUndo>,
+) {
+    if let Err(e) = tree.roll_back(staged) {
+        tracing::error!(server = S::NAME, error = %e, "rollback failed");
+    }
+    if let (Run::Service(service), Some(undo)) = (server.run(), include_undo)
+        && let Err(e) = undo.restore(service.include_file)
+    {
+        tracing::error!(
+            server = S::NAME,
+            file = %service.include_file.display(),
+            error = %e,
+            "cannot put the include file back"
+        );
+    }
+}
+
+/// [`swap_back`], then makes the server load the previous files again: a supervised server is
+/// reloaded (or started) when there was a previous generation, a service when it runs.
+async fn restore<S: Managed + ?Sized>(
     server: &S,
     tree: &ManagedTree,
     staged: &Staged,
     live_main: &Path,
+    include_undo: Option<&FileUndo>,
 ) {
-    if let Err(e) = tree.roll_back(staged) {
-        tracing::error!(server = S::NAME, error = %e, "rollback failed");
-        return;
-    }
-    if staged.previous.is_none() {
+    swap_back(server, tree, staged, include_undo);
+    if tree.current().ok().flatten() != staged.previous {
         return;
     }
     let running = running_pid(server).await.ok().flatten();
-    if let Err(e) = reload(server, live_main, running.as_deref()).await {
+    let reload_now = match server.run() {
+        Run::Supervised(_) => staged.previous.is_some(),
+        Run::Service(_) => running.is_some(),
+    };
+    if reload_now && let Err(e) = reload(server, live_main, running.as_deref()).await {
         tracing::error!(server = S::NAME, error = %e, "reload after rollback failed");
     }
 }
@@ -335,7 +455,7 @@ async fn restore<S: Supervised + ?Sized>(
 /// the generation probe proves the server loaded them again; asking only the changed ones
 /// keeps a one-site change from touching a thousand sites. The probe path is answered by
 /// the site's server block itself, so no PHP worker is started for it.
-async fn check_health<S: Supervised + ?Sized>(
+async fn check_health<S: Managed + ?Sized>(
     server: &S,
     generation: &str,
     sites: &[Website],

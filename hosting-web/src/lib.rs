@@ -21,20 +21,24 @@
 //!
 //! [`Nginx`] and [`Apache`] implement [`WebServer`](hosting_core::WebServer): `apply` renders
 //! every site of the node, stages a new generation beside the live one, runs the server's own
-//! test on it, swaps it in atomically, reloads gracefully (starting the server under its server
-//! root when it is not running) and asks every site over HTTP; any failure leaves or puts back
-//! the previous files byte for byte. OpenLiteSpeed renders only: no binary exists here to
-//! validate or run it.
+//! test on it, swaps it in atomically, reloads gracefully (or starts the server) and asks every
+//! changed site over HTTP; any failure leaves or puts back the previous files byte for byte.
+//! [`Management`] says who runs the server: the SDK under its own root with a main
+//! configuration it renders, or the distro's service, whose configuration stays the
+//! operator's and gains one include file (tested as a whole after the swap, before the
+//! reload). OpenLiteSpeed renders only: no binary exists here to validate or run it.
 
 mod apache;
 mod apply;
 mod context;
 mod nginx;
 mod openlitespeed;
+mod service;
 mod stage;
 mod templates;
 
-pub use apache::{Apache, ApacheConfig};
+pub use apache::{Apache, ApacheConfig, ApacheService};
 pub use context::{LogMode, Ports};
-pub use nginx::{Nginx, NginxConfig};
+pub use nginx::{Nginx, NginxConfig, NginxService};
 pub use openlitespeed::{OpenLiteSpeed, OpenLiteSpeedConfig};
+pub use service::Management;

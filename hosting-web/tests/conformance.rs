@@ -17,7 +17,7 @@ use hosting_core::model::Website;
 use hosting_core::types::{SystemUser, WebServerKind};
 use hosting_core::{HostLayout, RenderedFile, WebServer};
 use hosting_web::{
-    Apache, ApacheConfig, Nginx, NginxConfig, OpenLiteSpeed, OpenLiteSpeedConfig, Ports,
+    Apache, ApacheConfig, Management, Nginx, NginxConfig, OpenLiteSpeed, OpenLiteSpeedConfig, Ports,
 };
 
 /// Site owners. No web server checks that they exist; PHP-FPM would.
@@ -190,12 +190,15 @@ async fn nginx_meets_the_web_server_contract() {
         https: free_port(),
     };
     config.listen_ipv6 = false;
-    config.server_root = dir.path().join("nginx");
+    let server_root = dir.path().join("nginx");
+    config.management = Management::Supervised {
+        server_root: server_root.clone(),
+    };
     let _stop = Stop {
-        pid_file: config.server_root.join("run/nginx.pid"),
+        pid_file: server_root.join("run/nginx.pid"),
         signal: "-QUIT",
     };
-    let live = config.server_root.join("managed/live");
+    let live = server_root.join("managed/live");
     let nginx = Nginx::new(config).expect("nginx");
     run_suite(&nginx, &live, &sites, &rejected).await;
 }
@@ -217,12 +220,15 @@ async fn apache_meets_the_web_server_contract() {
         http: free_port(),
         https: free_port(),
     };
-    config.server_root = dir.path().join("apache");
+    let server_root = dir.path().join("apache");
+    config.management = Management::Supervised {
+        server_root: server_root.clone(),
+    };
     let _stop = Stop {
-        pid_file: config.server_root.join("run/apache2.pid"),
+        pid_file: server_root.join("run/apache2.pid"),
         signal: "-TERM",
     };
-    let live = config.server_root.join("managed/live");
+    let live = server_root.join("managed/live");
     let apache = Apache::new(config).expect("apache");
     run_suite(&apache, &live, &sites, &rejected).await;
 }

@@ -14,6 +14,7 @@
 #   hosting_export_binaries             # exports HOSTING_TEST_{NGINX,APACHE,PHP_FPM_82,CADDY}
 #   hosting_create_test_users           # exports HOSTING_TEST_SYSTEM_USERS (root only)
 #   hosting_setup_php84                 # exports HOSTING_TEST_PHP_FPM_84_{BIN,INI,SCAN_DIR}
+#   hosting_export_system_services      # exports HOSTING_TEST_SYSTEM_SERVICES (root only)
 #   ...
 #   hosting_stop_servers                # idempotent, safe from a trap
 #
@@ -646,12 +647,38 @@ hosting_setup_php84() {
     _hosting_log "PHP 8.4 ready: ${HOSTING_TEST_PHP_FPM_84_BIN}"
 }
 
+# Export HOSTING_TEST_SYSTEM_SERVICES=1 when the tests may drive this machine's own
+# nginx, apache2 and php8.2-fpm services (bins/hostctl/tests/system_mode.rs): as root, with
+# `service` and the three init scripts present. Those tests start and stop the services,
+# serve on port 80 and add (then remove) one include file in each distro configuration; they
+# refuse to run while one of the services is already running. No other test uses port 80.
+hosting_export_system_services() {
+    local script
+    unset HOSTING_TEST_SYSTEM_SERVICES
+    if ! _hosting_is_root; then
+        _hosting_log "not root: HOSTING_TEST_SYSTEM_SERVICES stays unset"
+        return 1
+    fi
+    if ! command -v service >/dev/null 2>&1; then
+        _hosting_log "no service command: HOSTING_TEST_SYSTEM_SERVICES stays unset"
+        return 1
+    fi
+    for script in nginx apache2 php8.2-fpm; do
+        if [[ ! -x "/etc/init.d/${script}" ]]; then
+            _hosting_log "no /etc/init.d/${script}: HOSTING_TEST_SYSTEM_SERVICES stays unset"
+            return 1
+        fi
+    done
+    export HOSTING_TEST_SYSTEM_SERVICES=1
+}
+
 # Print the exported binary and user variables (none of them is a secret).
 hosting_print_binaries() {
     local var
     for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82 HOSTING_TEST_CADDY \
         HOSTING_TEST_PHP_FPM_84_BIN HOSTING_TEST_PHP_FPM_84_INI \
-        HOSTING_TEST_PHP_FPM_84_SCAN_DIR HOSTING_TEST_SYSTEM_USERS; do
+        HOSTING_TEST_PHP_FPM_84_SCAN_DIR HOSTING_TEST_SYSTEM_USERS \
+        HOSTING_TEST_SYSTEM_SERVICES; do
         if [[ -n "${!var:-}" ]]; then
             _hosting_log "${var}=${!var}"
         else

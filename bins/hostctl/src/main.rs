@@ -74,12 +74,18 @@ Modes:
           pid files in ROOT/node/run, logs in ROOT/node/log, the web server in ROOT/nginx or
           ROOT/apache, PHP-FPM trees in ROOT/php/<version>; hostctl starts, reloads and
           stops the web server and one PHP-FPM master per version itself.
-  system  Debian's paths: sites in /srv/www, sockets in /run/php, logs in /var/log/hosting,
-          certificates in /etc/hosting/certs, pools in /etc/hosting/php/<version>/live/pool.d
-          (include that from Debian's php-fpm config); Debian's php<X.Y>-fpm services are
-          reloaded through their init scripts. The web server is still run supervised by
-          hostctl under --root (use --root /var/lib/hosting), with the system binary and its
-          own minimal configuration: Debian's nginx/apache2 service must not run beside it.
+  system  Debian's services and paths, as root: sites in /srv/www, sockets in /run/php,
+          logs in /var/log/hosting, certificates in /etc/hosting/certs, pools in
+          /etc/hosting/php/<version>/live/pool.d, the web server's generations in
+          ROOT/nginx or ROOT/apache (use --root /var/lib/hosting). Debian's nginx or apache2
+          and php<X.Y>-fpm services serve them with their own configuration, which hostctl
+          never edits; it adds one include file to each: /etc/nginx/conf.d/hosting-sdk.conf
+          or /etc/apache2/sites-enabled/zzz-hosting-sdk.conf (the distro's default site stays
+          the default), and /etc/php/<X.Y>/fpm/pool.d/zz-hosting-sdk.conf while the version
+          has pools. Every apply tests the staged files with the distro's modules, swaps them
+          in, tests the whole distro configuration (nginx -t, apache2ctl -t, php-fpm -t) and
+          swaps back if it is refused, then runs `service <name> reload` (`start` when the
+          service is down).
 
 hostctl records what it applied in ROOT/state/applied.json (the `previous` of the next
 apply, so a PHP version switch keeps the old pool until the web server moved).";
@@ -148,9 +154,10 @@ enum NodeCommand {
         #[arg(long, value_name = "ID")]
         site: i64,
     },
-    /// Stop the servers hostctl started under the root (the web server and, in prefix mode,
-    /// every PHP-FPM master), and wait until they are gone. Files and records are kept; the
-    /// next `apply` starts them again.
+    /// Stop the servers hostctl started under the root (prefix mode: the web server and every
+    /// PHP-FPM master), and wait until they are gone. Files and records are kept; the next
+    /// `apply` starts them again. In system mode the servers are the distro's services, which
+    /// this leaves alone (`service <name> stop`).
     Stop {
         /// The node's root.
         #[arg(long, value_name = "DIR")]
@@ -523,14 +530,15 @@ async fn apply(target: &Target, remove: Option<i64>, as_json: bool) -> anyhow::R
     let mut loaded = load(target, root, state).await?;
     if let Some(r) = &loaded.recorded
         && r.node.web_server != loaded.state.node.web_server
-        && node::web_server_running(&loaded.root, r.node.web_server)
+        && let Ok(old) = state::NodeServer::try_from(r.node.web_server)
+        && node::web_server_running(&loaded.root, r.node.mode, old)
     {
         return Err(invalid(format!(
             "node.web_server: the sites under {} are served by {}, which is running; stop it \
-             first with `hostctl node stop --root {}` (the sites are down until the apply)",
+             first with `{}` (the sites are down until the apply)",
             loaded.root.display(),
             r.node.web_server,
-            loaded.root.display()
+            node::stop_command(&loaded.root, r.node.mode, old)
         )));
     }
     let owners = loaded.node.owners(&loaded.state.sites).await?;

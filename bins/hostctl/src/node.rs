@@ -12,10 +12,14 @@ use hosting_core::node::{NodeReport, apply_node};
 use hosting_core::php::{PhpInstallation, PhpRuntime};
 use hosting_core::system::SystemRunner;
 use hosting_core::tree::ManagedTree;
-use hosting_core::types::{PhpVersion, SystemUser, WebServerKind};
+use hosting_core::types::{PhpVersion, SystemUser};
 use hosting_core::{Command, CommandRunner, Drift, Error, HostLayout, WebServer};
-use hosting_php::{DiscoveryConfig, FpmConfig, FpmService, PhpFpm, PrefixInstall, discover};
-use hosting_web::{Apache, ApacheConfig, Nginx, NginxConfig};
+use hosting_php::{
+    DiscoveryConfig, FpmConfig, FpmService, InitScript, PhpFpm, PrefixInstall, discover,
+};
+use hosting_web::{
+    Apache, ApacheConfig, ApacheService, Management, Nginx, NginxConfig, NginxService,
+};
 use serde::Serialize;
 
 use crate::error::invalid;
@@ -31,9 +35,13 @@ const STOP_WAIT: Duration = Duration::from_secs(15);
 pub struct NodePaths {
     /// `--root`.
     pub root: PathBuf,
+    /// Prefix or system.
+    pub mode: Mode,
     /// Sites, sockets, logs and certificates.
     pub layout: HostLayout,
-    /// The web server's root: its managed tree, pid file, logs and temporary files.
+    /// The web server's directory under the root. Prefix mode: its server root (managed tree,
+    /// pid file, logs, temporary files). System mode: the managed tree the distro's service
+    /// includes.
     pub web_root: PathBuf,
     /// PHP-FPM's managed trees, one per version.
     pub php_root: PathBuf,
@@ -41,7 +49,7 @@ pub struct NodePaths {
     pub fpm_service: FpmService,
 }
 
-/// The directory under `--root` a web server runs in.
+/// The directory under `--root` a web server's files live in.
 fn web_dir(server: NodeServer) -> &'static str {
     match server {
         NodeServer::Nginx => "nginx",
@@ -49,13 +57,15 @@ fn web_dir(server: NodeServer) -> &'static str {
     }
 }
 
-/// The pid file of a supervised web server under `root`.
-fn web_pid_file(root: &Path, server: NodeServer) -> PathBuf {
-    let name = match server {
-        NodeServer::Nginx => "nginx.pid",
-        NodeServer::Apache => "apache2.pid",
-    };
-    root.join(web_dir(server)).join("run").join(name)
+/// The pid file of the web server's master: under `root` when hostctl runs it (prefix mode),
+/// the distro service's otherwise.
+fn web_pid_file(root: &Path, mode: Mode, server: NodeServer) -> PathBuf {
+    match (mode, server) {
+        (Mode::Prefix, NodeServer::Nginx) => root.join("nginx/run/nginx.pid"),
+        (Mode::Prefix, NodeServer::Apache) => root.join("apache/run/apache2.pid"),
+        (Mode::System, NodeServer::Nginx) => NginxService::default().pid_file,
+        (Mode::System, NodeServer::Apache) => ApacheService::default().pid_file,
+    }
 }
 
 impl NodePaths {
@@ -65,6 +75,7 @@ impl NodePaths {
         match mode {
             Mode::Prefix => Self {
                 root: root.to_owned(),
+                mode,
                 layout: HostLayout::under(root.join("node")),
                 web_root,
                 php_root: root.join("php"),
@@ -72,6 +83,7 @@ impl NodePaths {
             },
             Mode::System => Self {
                 root: root.to_owned(),
+                mode,
                 layout: HostLayout {
                     sites_root: PathBuf::from("/srv/www"),
                     php_run_dir: PathBuf::from("/run/php"),
@@ -80,8 +92,27 @@ impl NodePaths {
                 },
                 web_root,
                 php_root: PathBuf::from("/etc/hosting/php"),
-                fpm_service: FpmService::InitScript,
+                fpm_service: FpmService::InitScript(InitScript::default()),
             },
+        }
+    }
+
+    /// The web server's managed tree (its `live` symlink and generations).
+    pub fn web_tree(&self) -> PathBuf {
+        match self.mode {
+            Mode::Prefix => self.web_root.join("managed"),
+            Mode::System => self.web_root.clone(),
+        }
+    }
+
+    /// The pid file of the PHP-FPM master of `version`.
+    fn php_pid_file(&self, version: PhpVersion) -> PathBuf {
+        match &self.fpm_service {
+            FpmService::InitScript(init) => init.pid_file(version),
+            FpmService::Supervised => self
+                .layout
+                .php_run_dir
+                .join(format!("php{}-fpm.pid", version.as_str())),
         }
     }
 }
@@ -247,7 +278,16 @@ impl Node {
                 config.binary = node.apache_binary.clone();
                 config.ports = node.ports;
                 config.runner = runner.clone();
-                config.server_root = paths.web_root.clone();
+                config.management = match node.mode {
+                    Mode::Prefix => Management::Supervised {
+                        server_root: paths.web_root.clone(),
+                    },
+                    Mode::System => {
+                        let mut service = ApacheService::default();
+                        service.managed_root = paths.web_root.clone();
+                        Management::Service(service)
+                    }
+                };
                 Box::new(Apache::new(config).map_err(|e| setup_error("apache", e))?)
             }
             NodeServer::Nginx => {
@@ -256,14 +296,23 @@ impl Node {
                 config.ports = node.ports;
                 config.listen_ipv6 = node.listen_ipv6;
                 config.runner = runner.clone();
-                config.server_root = paths.web_root.clone();
+                config.management = match node.mode {
+                    Mode::Prefix => Management::Supervised {
+                        server_root: paths.web_root.clone(),
+                    },
+                    Mode::System => {
+                        let mut service = NginxService::default();
+                        service.managed_root = paths.web_root.clone();
+                        Management::Service(service)
+                    }
+                };
                 Box::new(Nginx::new(config).map_err(|e| setup_error("nginx", e))?)
             }
         };
         let installations = php_installations(runner.as_ref(), &node.php).await?;
         let mut config = FpmConfig::new(paths.layout.clone());
         config.managed_root = paths.php_root.clone();
-        config.service = paths.fpm_service;
+        config.service = paths.fpm_service.clone();
         let php = PhpFpm::new(runner.clone(), config, installations)
             .map_err(|e| setup_error("php-fpm", e))?;
         Ok(Node {
@@ -398,26 +447,16 @@ impl Node {
         )
     }
 
-    fn php_pid_file(&self, version: PhpVersion) -> PathBuf {
-        self.paths
-            .layout
-            .php_run_dir
-            .join(format!("php{}-fpm.pid", version.as_str()))
-    }
-
-    /// Supervised masters whose configuration is live but which do not run (after `stop`, or a
-    /// crash): their tree is taken out of service, so the apply stages it again and starts the
-    /// master (an unchanged tree is otherwise left alone, master or not). Returns what was
-    /// parked, to put back if the apply fails.
+    /// Masters whose configuration is live but which do not run (after `stop`, a crash, or
+    /// the distro's service stopped): their tree is taken out of service, so the apply stages it
+    /// again and starts the master (an unchanged tree is otherwise left alone, master or not).
+    /// Returns what was parked, to put back if the apply fails.
     fn park_stopped_php(&self) -> anyhow::Result<Vec<(ManagedTree, PathBuf)>> {
         let mut parked = Vec::new();
-        if self.paths.fpm_service != FpmService::Supervised {
-            return Ok(parked);
-        }
         for install in self.php.installed() {
             let tree = self.php_tree(install.version);
             if tree.current()?.is_some()
-                && running(&self.php_pid_file(install.version)).is_none()
+                && running(&self.paths.php_pid_file(install.version)).is_none()
                 && let Some(generation) = tree.deactivate()?
             {
                 parked.push((tree, generation));
@@ -431,11 +470,10 @@ impl Node {
     }
 
     /// Live files that differ from what `desired` renders, and servers that should run but do
-    /// not (the web server whenever its tree is live; in prefix mode each PHP master whose
-    /// tree is live).
+    /// not (the web server whenever its tree is live, and each PHP master whose tree is live).
     pub async fn drift(&self, desired: &[Website]) -> anyhow::Result<DriftReport> {
         let mut report = DriftReport::default();
-        let web_live = self.paths.web_root.join("managed").join("live");
+        let web_live = self.paths.web_tree().join("live");
         for drift in self.web.drift(desired).await? {
             let (kind, path) = drift_parts(drift);
             report.files.push(DriftEntry {
@@ -460,25 +498,21 @@ impl Node {
                 live_path,
             });
         }
-        let web_tree = ManagedTree::new(self.paths.web_root.join("managed"), self.runner.clone());
-        let web_pid = web_pid_file(&self.paths.root, self.server);
+        let web_tree = ManagedTree::new(self.paths.web_tree(), self.runner.clone());
+        let web_pid = web_pid_file(&self.paths.root, self.paths.mode, self.server);
         if web_tree.current()?.is_some() && running(&web_pid).is_none() {
             report.not_running.push(NotRunning {
                 server: self.web_server_name(),
                 pid_file: web_pid,
             });
         }
-        if self.paths.fpm_service == FpmService::Supervised {
-            for install in self.php.installed() {
-                let pid_file = self.php_pid_file(install.version);
-                if self.php_tree(install.version).current()?.is_some()
-                    && running(&pid_file).is_none()
-                {
-                    report.not_running.push(NotRunning {
-                        server: format!("php-fpm {}", install.version.as_str()),
-                        pid_file,
-                    });
-                }
+        for install in self.php.installed() {
+            let pid_file = self.paths.php_pid_file(install.version);
+            if self.php_tree(install.version).current()?.is_some() && running(&pid_file).is_none() {
+                report.not_running.push(NotRunning {
+                    server: format!("php-fpm {}", install.version.as_str()),
+                    pid_file,
+                });
             }
         }
         Ok(report)
@@ -525,8 +559,9 @@ impl Node {
                     live_path: entry.live_path.clone(),
                     diff: None,
                     note: Some(
-                        "the server's main configuration; apply regenerates it for the new \
-                         generation"
+                        "written around the sites (the server's main configuration, or the \
+                         part the distro's configuration includes); apply regenerates it for \
+                         the new generation"
                             .to_owned(),
                     ),
                 });
@@ -746,8 +781,8 @@ async fn wait_gone(pids: &[u32], wait: Duration) -> bool {
 
 /// Stops every server hostctl started under `root` (the web servers first, then each PHP-FPM
 /// master), gracefully, and waits until they and their workers are gone; a server still there
-/// after 15 s is killed. Servers it did not start (another command line, or Debian's
-/// init-script PHP-FPM in system mode) are left alone.
+/// after 15 s is killed. Servers it did not start (another command line, or Debian's services
+/// in system mode) are left alone.
 pub async fn stop(
     root: &Path,
     runner: &dyn CommandRunner,
@@ -755,12 +790,12 @@ pub async fn stop(
     let mut candidates: Vec<(String, PathBuf, &'static str)> = vec![
         (
             "nginx".to_owned(),
-            web_pid_file(root, NodeServer::Nginx),
+            web_pid_file(root, Mode::Prefix, NodeServer::Nginx),
             "-QUIT",
         ),
         (
             "apache".to_owned(),
-            web_pid_file(root, NodeServer::Apache),
+            web_pid_file(root, Mode::Prefix, NodeServer::Apache),
             "-TERM",
         ),
     ];
@@ -828,8 +863,21 @@ pub async fn stop(
     Ok((stopped, skipped))
 }
 
-/// Whether the web server `kind` that hostctl runs under `root` is up (never, for a kind
-/// hostctl does not run).
-pub fn web_server_running(root: &Path, kind: WebServerKind) -> bool {
-    NodeServer::try_from(kind).is_ok_and(|server| running(&web_pid_file(root, server)).is_some())
+/// Whether the web server of a node at `root` in `mode` is up: the one hostctl runs under
+/// `root`, or the distro's service.
+pub fn web_server_running(root: &Path, mode: Mode, server: NodeServer) -> bool {
+    running(&web_pid_file(root, mode, server)).is_some()
+}
+
+/// The command that stops the web server of a node at `root` in `mode`.
+pub fn stop_command(root: &Path, mode: Mode, server: NodeServer) -> String {
+    match (mode, server) {
+        (Mode::Prefix, _) => format!("hostctl node stop --root {}", root.display()),
+        (Mode::System, NodeServer::Nginx) => {
+            format!("service {} stop", NginxService::default().service)
+        }
+        (Mode::System, NodeServer::Apache) => {
+            format!("service {} stop", ApacheService::default().service)
+        }
+    }
 }

@@ -40,9 +40,11 @@ pub enum Mode {
     /// Everything under `--root`: hostctl starts and supervises nginx/Apache and every PHP-FPM
     /// master itself (tests, developer machines, unprivileged nodes).
     Prefix,
-    /// Debian's paths (`/srv/www`, `/run/php`, `/var/log/hosting`, `/etc/hosting/certs`),
-    /// Debian's PHP-FPM services reloaded through their init scripts; the web server is still
-    /// run supervised by hostctl under `--root` (use `/var/lib/hosting`).
+    /// Debian's paths (`/srv/www`, `/run/php`, `/var/log/hosting`, `/etc/hosting/certs`) and
+    /// Debian's own nginx or apache2 and `phpX.Y-fpm` services, reloaded (or started) through
+    /// their init scripts; the distro's configuration stays the operator's, with one include
+    /// file per server added. The web server's generations live under `--root` (use
+    /// `/var/lib/hosting`), the PHP pools under `/etc/hosting/php`.
     System,
 }
 
