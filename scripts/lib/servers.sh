@@ -24,15 +24,17 @@
 # Packages that provide every binary in HOSTING_REQUIRED_COMMANDS.
 HOSTING_APT_PACKAGES=(
     postgresql mariadb-server mariadb-client
-    nginx apache2 php8.2-fpm php8.2-cli caddy openssl debootstrap patchelf
+    nginx apache2 php8.2-fpm php8.2-cli php8.2-mysql caddy openssl debootstrap patchelf
 )
 
 # Binaries the harness needs.  "pg:NAME" means NAME in the newest
-# /usr/lib/postgresql/*/bin directory; everything else is looked up on PATH.
+# /usr/lib/postgresql/*/bin directory; "php:MODULE" is a module php-fpm8.2 -m
+# must list (the end-to-end sites talk to MariaDB through PDO); everything else
+# is looked up on PATH.
 HOSTING_REQUIRED_COMMANDS=(
     pg:initdb pg:pg_ctl pg:postgres psql
     mariadbd mariadb-install-db mariadb-admin mariadb
-    nginx apache2 php-fpm8.2 caddy openssl debootstrap patchelf
+    nginx apache2 php-fpm8.2 php:pdo_mysql caddy openssl debootstrap patchelf
 )
 
 # Throwaway Unix accounts that generated PHP-FPM pools run as: php-fpm -t
@@ -89,6 +91,12 @@ _hosting_missing_commands() {
         pg:*)
             if [[ -z "${pgbin}" || ! -x "${pgbin}/${spec#pg:}" ]]; then
                 printf '%s\n' "${spec#pg:}"
+            fi
+            ;;
+        php:*)
+            if ! command -v php-fpm8.2 >/dev/null 2>&1 \
+                || ! php-fpm8.2 -m 2>/dev/null | grep -qix "${spec#php:}"; then
+                printf '%s\n' "${spec}"
             fi
             ;;
         *)
