@@ -1,6 +1,7 @@
-//! The store conformance suite on every engine. Test names start with the engine, so a run shows
-//! which engines executed: `sqlite_*` always, `postgres_*` and `mariadb_*` against the servers
-//! `scripts/test.sh` starts (skipped without them, failing under CI=true).
+//! The store, auth-store and job-store conformance suites on every engine. Test names start
+//! with the engine, so a run shows which engines executed: `sqlite_*` always, `postgres_*` and
+//! `mariadb_*` against the servers `scripts/test.sh` starts (skipped without them, failing under
+//! CI=true).
 #![allow(clippy::expect_used)] // test setup that cannot open a store should fail the test
 
 use hosting_core::PanelStore;
@@ -26,43 +27,66 @@ async fn open(engine: &str) -> Option<(SqlStore, Option<hosting_tests::TempDir>)
 }
 
 macro_rules! suite {
-    ($engine:ident: $($case:ident),+ $(,)?) => {
-        mod $engine {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let Some((store, _dir)) = super::open(stringify!($engine)).await else {
-                        return;
-                    };
-                    hosting_core::conformance::store::$case(&store).await;
-                    store.close().await;
-                }
-            )+
-        }
+    ($engine:ident, $suite:ident: $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some((store, _dir)) = super::open(stringify!($engine)).await else {
+                    return;
+                };
+                hosting_core::conformance::$suite::$case(&store).await;
+                store.close().await;
+            }
+        )+
     };
 }
 
 macro_rules! every_engine {
     ($($engine:ident),+) => {
         $(
-            suite!($engine:
-                tenants_crud,
-                nodes_crud,
-                users_crud,
-                websites_crud,
-                settings_round_trip,
-                plugin_web_servers_round_trip,
-                domains_are_unique_across_tenants,
-                pagination_walks_every_row_once,
-                cross_tenant_access_is_refused,
-                roles_scope_what_is_visible,
-                concurrent_creates_of_one_domain_have_one_winner,
-                referenced_rows_cannot_be_deleted,
-                tenant_limits_are_enforced,
-                alert_rules_crud,
-                audit_log_is_scoped,
-                hostile_values_never_reach_the_store,
-            );
+            mod $engine {
+                suite!($engine, store:
+                    tenants_crud,
+                    nodes_crud,
+                    users_crud,
+                    websites_crud,
+                    settings_round_trip,
+                    plugin_web_servers_round_trip,
+                    domains_are_unique_across_tenants,
+                    pagination_walks_every_row_once,
+                    cross_tenant_access_is_refused,
+                    roles_scope_what_is_visible,
+                    concurrent_creates_of_one_domain_have_one_winner,
+                    referenced_rows_cannot_be_deleted,
+                    tenant_limits_are_enforced,
+                    alert_rules_crud,
+                    audit_log_is_scoped,
+                    hostile_values_never_reach_the_store,
+                );
+                suite!($engine, auth_store:
+                    login_records_follow_the_user,
+                    lockout_after_threshold_and_unlock_by_success,
+                    second_factor_round_trip,
+                    totp_step_is_used_once_under_concurrency,
+                    recovery_code_is_used_once_under_concurrency,
+                    refresh_tokens_rotate,
+                    replayed_refresh_token_revokes_the_session,
+                    concurrent_refresh_has_one_winner,
+                    revoking_a_users_sessions_spares_others,
+                    api_tokens_respect_the_role_ceiling,
+                    api_tokens_are_scoped_to_owner_and_tenant,
+                    deleting_a_user_removes_its_credentials,
+                );
+                suite!($engine, jobs:
+                    jobs_enqueue_and_read_back,
+                    job_visibility_follows_the_owner,
+                    claim_takes_the_oldest_due_job,
+                    concurrent_claims_never_share_a_job,
+                    one_running_job_per_node,
+                    expired_leases_pass_to_another_worker,
+                    retries_back_off_until_attempts_run_out,
+                );
+            }
         )+
     };
 }

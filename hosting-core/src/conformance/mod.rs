@@ -5,7 +5,9 @@
 //! implementation. A function panics (like an assertion) when the backend breaks the contract.
 #![allow(clippy::expect_used)] // a suite reports a broken contract by panicking, like assert!
 
+pub mod auth_store;
 pub mod database;
+pub mod jobs;
 pub mod php;
 pub mod store;
 pub mod web;

@@ -1,10 +1,13 @@
-//! [`SqlStore`]: the [`PanelStore`] on SQLite, PostgreSQL and MySQL/MariaDB.
+//! [`SqlStore`]: the [`PanelStore`], [`AuthStore`](hosting_core::auth_store::AuthStore) and
+//! [`JobStore`](hosting_core::jobs::JobStore) on SQLite, PostgreSQL and MySQL/MariaDB.
 //!
 //! One implementation serves the three dialects through sqlx's `Any` driver: queries are written
 //! once with `?` placeholders (rewritten to `$n` for PostgreSQL), values are plain integers and
 //! text, and the few real dialect differences (how an insert reports its id, how a write
 //! transaction starts) are explicit `match`es on [`Dialect`]. Migrations are per dialect.
 
+mod auth;
+mod jobs;
 mod rows;
 
 use std::borrow::Cow;
@@ -796,14 +799,22 @@ impl PanelStore for SqlStore {
                 "the tenant still has users; delete them first".into(),
             ));
         }
-        self.execute(
-            &mut *tx,
-            "DELETE FROM alert_rules WHERE tenant_id = ?",
-            Args::default().int(id.0),
-            "alert rule",
-            String::new,
-        )
-        .await?;
+        for (sql, entity) in [
+            ("DELETE FROM alert_rules WHERE tenant_id = ?", "alert rule"),
+            (
+                "DELETE FROM tenant_security WHERE tenant_id = ?",
+                "tenant security",
+            ),
+        ] {
+            self.execute(
+                &mut *tx,
+                sql,
+                Args::default().int(id.0),
+                entity,
+                String::new,
+            )
+            .await?;
+        }
         let removed = self
             .execute(
                 &mut *tx,
@@ -991,14 +1002,43 @@ impl PanelStore for SqlStore {
                 "the user created other users; delete or reassign them first".into(),
             ));
         }
-        self.execute(
-            &mut *tx,
-            "DELETE FROM users WHERE id = ? AND tenant_id = ?",
-            Args::default().int(id.0).int(caller.tenant.0),
-            "user",
-            String::new,
-        )
-        .await?;
+        // Credentials, sessions and API tokens go with the user; explicitly, as for websites,
+        // rather than relying on each engine's cascade behaviour. Jobs stay, as history.
+        for (sql, entity) in [
+            (
+                "DELETE FROM refresh_tokens WHERE session_id IN \
+                 (SELECT id FROM sessions WHERE tenant_id = ? AND user_id = ?)",
+                "session",
+            ),
+            (
+                "DELETE FROM sessions WHERE tenant_id = ? AND user_id = ?",
+                "session",
+            ),
+            (
+                "DELETE FROM api_tokens WHERE tenant_id = ? AND user_id = ?",
+                "api token",
+            ),
+            (
+                "DELETE FROM recovery_codes WHERE user_id IN \
+                 (SELECT id FROM users WHERE tenant_id = ? AND id = ?)",
+                "recovery code",
+            ),
+            (
+                "DELETE FROM user_credentials WHERE user_id IN \
+                 (SELECT id FROM users WHERE tenant_id = ? AND id = ?)",
+                "user credentials",
+            ),
+            ("DELETE FROM users WHERE tenant_id = ? AND id = ?", "user"),
+        ] {
+            self.execute(
+                &mut *tx,
+                sql,
+                Args::default().int(caller.tenant.0).int(id.0),
+                entity,
+                String::new,
+            )
+            .await?;
+        }
         Self::commit(tx).await
     }
 

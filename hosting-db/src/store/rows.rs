@@ -8,10 +8,13 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use hosting_core::Error;
+use hosting_core::auth::TotpSecret;
+use hosting_core::auth_store::{ApiToken, LoginRecord, Session, TotpState};
+use hosting_core::jobs::Job;
 use hosting_core::model::{
-    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, AuditId, DatabaseSettings, Node, NodeId,
-    PhpSettings, Quotas, Role, Ssl, Tenant, TenantId, TenantStatus, Threshold, User, UserId,
-    Website, WebsiteId, WebsiteSettings,
+    AlertRule, AlertRuleId, AlertRuleSpec, ApiTokenId, AuditEntry, AuditId, DatabaseSettings,
+    JobId, Node, NodeId, PhpSettings, Quotas, Role, SessionId, Ssl, Tenant, TenantId, TenantStatus,
+    Threshold, User, UserId, Website, WebsiteId, WebsiteSettings,
 };
 use hosting_core::types::{PhpBytes, PhpVersion};
 use serde::Serialize;
@@ -74,6 +77,15 @@ fn json<T: DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T, Error> {
 fn time(row: &AnyRow, column: &str) -> Result<DateTime<Utc>, Error> {
     let ms = int(row, column)?;
     DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(column, "timestamp out of range"))
+}
+
+fn opt_time(row: &AnyRow, column: &str) -> Result<Option<DateTime<Utc>>, Error> {
+    opt_int(row, column)?
+        .map(|ms| {
+            DateTime::from_timestamp_millis(ms)
+                .ok_or_else(|| corrupt(column, "timestamp out of range"))
+        })
+        .transpose()
 }
 
 fn opt_u32(row: &AnyRow, column: &str) -> Result<Option<u32>, Error> {
@@ -276,5 +288,90 @@ pub(crate) fn audit_entry(row: &AnyRow) -> Result<AuditEntry, Error> {
         source_ip: opt_parsed(row, "source_ip")?,
         detail: text(row, "detail")?,
         at: time(row, "at")?,
+    })
+}
+
+/// The columns [`login_record`] reads, from `users u JOIN tenants t LEFT JOIN tenant_security s
+/// LEFT JOIN user_credentials c` (the last two have no row until first used).
+pub(crate) const LOGIN_COLUMNS: &str = "u.id, u.tenant_id, u.role, u.email, u.status, \
+     u.created_by, u.created_at, t.status AS tenant_status, s.requires_2fa, c.password_hash, \
+     c.failed_logins, c.locked_until, c.totp_secret, c.totp_confirmed, c.totp_last_step";
+
+pub(crate) fn login_record(row: &AnyRow) -> Result<LoginRecord, Error> {
+    // The secret's parse error names the rule, never the value.
+    let totp = opt_text(row, "totp_secret")?
+        .map(|secret| -> Result<TotpState, Error> {
+            Ok(TotpState {
+                secret: TotpSecret::from_base32(&secret).map_err(|e| corrupt("totp_secret", e))?,
+                confirmed: opt_int(row, "totp_confirmed")?.unwrap_or(0) != 0,
+                last_step: opt_int(row, "totp_last_step")?
+                    .map(|v| u64::try_from(v).map_err(|e| corrupt("totp_last_step", e)))
+                    .transpose()?,
+            })
+        })
+        .transpose()?;
+    Ok(LoginRecord {
+        user: user(row)?,
+        tenant_status: parsed(row, "tenant_status")?,
+        tenant_requires_2fa: opt_int(row, "requires_2fa")?.unwrap_or(0) != 0,
+        password: opt_parsed(row, "password_hash")?,
+        totp,
+        failed_logins: opt_u32(row, "failed_logins")?.unwrap_or(0),
+        locked_until: opt_time(row, "locked_until")?,
+    })
+}
+
+/// The columns [`session`] reads.
+pub(crate) const SESSION_COLUMNS: &str =
+    "id, tenant_id, user_id, source_ip, created_at, expires_at, revoked_at";
+
+pub(crate) fn session(row: &AnyRow) -> Result<Session, Error> {
+    Ok(Session {
+        id: SessionId(int(row, "id")?),
+        user_id: UserId(int(row, "user_id")?),
+        tenant_id: TenantId(int(row, "tenant_id")?),
+        source_ip: opt_parsed(row, "source_ip")?,
+        created_at: time(row, "created_at")?,
+        expires_at: time(row, "expires_at")?,
+        revoked_at: opt_time(row, "revoked_at")?,
+    })
+}
+
+/// The columns [`api_token`] reads (never the hash: a listing has no use for it).
+pub(crate) const API_TOKEN_COLUMNS: &str =
+    "id, tenant_id, user_id, name, role, permissions, created_at, expires_at, revoked_at";
+
+pub(crate) fn api_token(row: &AnyRow) -> Result<ApiToken, Error> {
+    Ok(ApiToken {
+        id: ApiTokenId(int(row, "id")?),
+        tenant_id: TenantId(int(row, "tenant_id")?),
+        user_id: UserId(int(row, "user_id")?),
+        name: parsed(row, "name")?,
+        role: parsed(row, "role")?,
+        permissions: json(row, "permissions")?,
+        created_at: time(row, "created_at")?,
+        expires_at: opt_time(row, "expires_at")?,
+        revoked_at: opt_time(row, "revoked_at")?,
+    })
+}
+
+/// The columns [`job`] reads.
+pub(crate) const JOB_COLUMNS: &str = "id, tenant_id, created_by, kind, status, attempts, \
+     max_attempts, run_after, progress, last_error, created_at, updated_at";
+
+pub(crate) fn job(row: &AnyRow) -> Result<Job, Error> {
+    Ok(Job {
+        id: JobId(int(row, "id")?),
+        tenant_id: opt_int(row, "tenant_id")?.map(TenantId),
+        created_by: opt_int(row, "created_by")?.map(UserId),
+        kind: json(row, "kind")?,
+        status: parsed(row, "status")?,
+        attempts: u32_col(row, "attempts")?,
+        max_attempts: u32_col(row, "max_attempts")?,
+        run_after: time(row, "run_after")?,
+        progress: text(row, "progress")?,
+        last_error: opt_text(row, "last_error")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
     })
 }
