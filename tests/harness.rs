@@ -96,6 +96,41 @@ pub fn free_port() -> u16 {
         .expect("bind an ephemeral port")
 }
 
+/// `GET path` for `host` on 127.0.0.1:`port` over HTTP/1.0 (the connection closes after the
+/// answer, so no client library is needed): status, response head and body.
+pub async fn http_get_with_head(
+    port: u16,
+    host: &str,
+    path: &str,
+) -> std::io::Result<(u16, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("timed out"))??;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))?;
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
+    Ok((status, head.to_owned(), body.to_owned()))
+}
+
+/// `GET path` for `host` on 127.0.0.1:`port`: status and body.
+pub async fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_with_head(port, host, path)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
 /// A fresh SQLite file in a new temporary directory (kept alive by the returned guard).
 pub fn fresh_sqlite() -> (TempDir, String) {
     let dir = TempDir::new();
