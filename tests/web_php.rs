@@ -30,9 +30,8 @@ use hosting_core::system::SystemRunner;
 use hosting_core::types::{PhpVersion, SystemUser, WebServerKind};
 use hosting_core::{Command, CommandOutput, CommandRunner, Error, HostLayout, Result, WebServer};
 use hosting_php::{DiscoveryConfig, FpmConfig, FpmService, PhpFpm, PrefixInstall};
-use hosting_tests::{TempDir, env_or_skip, free_port};
+use hosting_tests::{TempDir, env_or_skip, free_port, http_get, http_get_with_head};
 use hosting_web::{Apache, ApacheConfig, Management, Nginx, NginxConfig, Ports};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The real binaries and users this machine provides, or `None` (skipped / failing in CI).
 struct Machine {
@@ -328,38 +327,6 @@ fn collect(dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
 }
 
 /// `GET path` for `host` on 127.0.0.1:`port` over HTTP/1.0: status and body.
-async fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    http_get_with_head(port, host, path)
-        .await
-        .map(|(status, _, body)| (status, body))
-}
-
-/// `GET path` for `host` on 127.0.0.1:`port` over HTTP/1.0: status, head and body.
-async fn http_get_with_head(
-    port: u16,
-    host: &str,
-    path: &str,
-) -> std::io::Result<(u16, String, String)> {
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        stream.read_to_end(&mut raw),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("timed out"))??;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))?;
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text.as_str(), ""));
-    Ok((status, head.to_owned(), body.to_owned()))
-}
-
 async fn serves_php_as_each_sites_user_and_isolates_sites(kind: WebServerKind) {
     let Some(stack) = Stack::new(kind).await else {
         return;
