@@ -94,6 +94,9 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
             web.push(Arc::new(
                 Nginx::new(nginx).map_err(|e| start_error("nginx", e))?,
             ));
+            notes.missing_web_server = Some(
+                "the panel server runs nginx on its local node and no other web server".to_owned(),
+            );
             tracing::info!(binary = %binary.display(), port = config.http_port, "nginx attached");
         }
         None => {
@@ -126,15 +129,11 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
         .map_err(|e| start_error("PHP-FPM discovery", e))?;
     let versions: Vec<&str> = installations.iter().map(|i| i.version.as_str()).collect();
     tracing::info!(versions = ?versions, "PHP-FPM found");
-    notes.missing_php = Some(format!(
-        "installed on this node: {}; install the version you need (Debian: apt-get install \
-         php8.2-fpm) or list a build in node.php_prefixes, then restart the panel",
-        if versions.is_empty() {
-            "none".to_owned()
-        } else {
-            versions.join(", ")
-        }
-    ));
+    notes.missing_php = Some(
+        "install the PHP-FPM version the site needs (Debian 12: apt-get install php8.2-fpm; \
+         other versions as a build listed in node.php_prefixes), then restart the panel"
+            .to_owned(),
+    );
     let mut fpm = FpmConfig::new(paths.layout.clone());
     fpm.managed_root = paths.php_root.clone();
     fpm.service = FpmService::Supervised;
