@@ -95,9 +95,15 @@ impl Answer {
 pub fn test_config(dir: &TempDir, database_url: Option<&str>, extra: &str) -> Config {
     let data = dir.path().join("data");
     let url = database_url.map_or(String::new(), |u| format!("database_url = {u:?}\n"));
+    // Every login from 127.0.0.1 counts against one address; only the throttle tests lower it.
+    let throttle = if extra.contains("login_attempts_per_minute") {
+        ""
+    } else {
+        "login_attempts_per_minute = 1000\n"
+    };
     let toml = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nadmin_email = {ADMIN_EMAIL:?}\n\
-         shutdown_grace_secs = 5\n{url}{extra}\n\
+         shutdown_grace_secs = 5\n{url}{throttle}{extra}\n\
          [node]\nnginx = \"\"\nphp_system_dir = \"\"\n",
         data.display().to_string()
     );
