@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Actor, Panel};
-use crate::auth::{Permission, generate_password, hash_password};
+use crate::auth::{PasswordPolicy, Permission, generate_password};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOutcome, backoff};
 use crate::model::{
@@ -120,6 +120,7 @@ impl Panel {
 
     /// The hash of `password`, or of a generated one that is returned to be shown once.
     async fn first_password(
+        &self,
         password: Option<Password>,
     ) -> Result<(crate::auth::PasswordHash, Option<Password>)> {
         let (password, generated) = match password {
@@ -129,7 +130,10 @@ impl Panel {
                 (p.clone(), Some(p))
             }
         };
-        Ok((hash_password_blocking(password).await?, generated))
+        Ok((
+            hash_password_blocking(self.settings.password_policy, password).await?,
+            generated,
+        ))
     }
 
     /// Creates a user in the actor's tenant with `password`, or a generated one that is
@@ -143,7 +147,7 @@ impl Panel {
         let target = format!("user:{}", new.email);
         let result = async {
             actor.require(Permission::UsersWrite)?;
-            let (hash, generated) = Self::first_password(password).await?;
+            let (hash, generated) = self.first_password(password).await?;
             let user = self.store.create_user(actor.caller(), new).await?;
             self.finish_user(actor.caller(), user, &hash, generated)
                 .await
@@ -164,7 +168,7 @@ impl Panel {
         let result = async {
             actor.require(Permission::UsersWrite)?;
             let op = self.operator(actor)?;
-            let (hash, generated) = Self::first_password(password).await?;
+            let (hash, generated) = self.first_password(password).await?;
             let user = self.store.create_user_as_operator(&op, tenant, new).await?;
             // On the operator's authority, the new user's own tenant admin rights undo it.
             let undoer = Caller {
@@ -269,7 +273,7 @@ impl Panel {
                     return Err(Error::denied("you may not change this user's password"));
                 }
             }
-            let hash = hash_password_blocking(password).await?;
+            let hash = hash_password_blocking(self.settings.password_policy, password).await?;
             self.auth.set_password(id, &hash).await?;
             self.auth.revoke_user_sessions(id, self.clock.now()).await
         }
@@ -415,9 +419,10 @@ impl Panel {
 /// Hashes on a blocking thread: argon2 takes tens of milliseconds of CPU on purpose, which
 /// must not stall the async workers serving other requests.
 pub(super) async fn hash_password_blocking(
+    policy: PasswordPolicy,
     password: Password,
 ) -> Result<crate::auth::PasswordHash> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
+    tokio::task::spawn_blocking(move || policy.hash(&password))
         .await
         .map_err(|e| Error::backend("panel", format!("the hashing task failed: {e}")))?
 }

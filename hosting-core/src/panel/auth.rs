@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Actor, Grant, Panel};
 use crate::auth::{
     AccessClaims, OpaqueToken, Permission, PermissionSet, RecoveryCodes, TokenKind, TotpSecret,
-    recovery, verify_against_dummy, verify_password,
+    recovery, verify_password,
 };
 use crate::auth_store::{ApiToken, LoginRecord, NewApiToken, NewSession, Refreshed, TotpState};
 use crate::error::{Error, Result};
@@ -138,7 +138,8 @@ impl Panel {
         let now = self.clock.now();
         let Some(record) = self.auth.login_by_email(&request.email).await? else {
             let password = request.password.clone();
-            tokio::task::spawn_blocking(move || verify_against_dummy(&password))
+            let policy = self.settings.password_policy;
+            tokio::task::spawn_blocking(move || policy.verify_against_dummy(&password))
                 .await
                 .map_err(|e| Error::backend("panel", format!("the hashing task failed: {e}")))?;
             self.audit_anonymous(

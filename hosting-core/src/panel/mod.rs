@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use crate::auth::{Keyring, Permission, PermissionSet, RateLimiter};
+use crate::auth::{Keyring, PasswordPolicy, Permission, PermissionSet, RateLimiter};
 use crate::auth_store::{AuthStore, LockoutPolicy};
 use crate::clock::Clock;
 use crate::database::DatabaseBackend;
@@ -86,6 +86,8 @@ pub struct AuthSettings {
     pub lockout: LockoutPolicy,
     /// The issuer shown in authenticator apps.
     pub totp_issuer: String,
+    /// The argon2id cost of new password hashes (existing hashes carry their own).
+    pub password_policy: PasswordPolicy,
 }
 
 impl Default for AuthSettings {
@@ -97,6 +99,7 @@ impl Default for AuthSettings {
             login_window: Duration::from_secs(60),
             lockout: LockoutPolicy::default(),
             totp_issuer: "hosting-sdk".to_owned(),
+            password_policy: PasswordPolicy::OWASP,
         }
     }
 }
