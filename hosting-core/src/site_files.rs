@@ -57,7 +57,10 @@ mod local {
     }
 
     fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-        Error::backend("site-files", format!("cannot {what} {}: {e}", path.display()))
+        Error::backend(
+            "site-files",
+            format!("cannot {what} {}: {e}", path.display()),
+        )
     }
 
     impl LocalSiteFiles {
