@@ -95,7 +95,7 @@ _hosting_missing_commands() {
             ;;
         php:*)
             if ! command -v php-fpm8.2 >/dev/null 2>&1 \
-                || ! php-fpm8.2 -m 2>/dev/null | grep -qix "${spec#php:}"; then
+                || ! php-fpm8.2 -m 2>/dev/null | grep -ix "${spec#php:}" >/dev/null; then
                 printf '%s\n' "${spec}"
             fi
             ;;
