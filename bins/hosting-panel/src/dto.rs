@@ -51,7 +51,7 @@ impl<T: ToSchema> PageOf<T> {
 
 /// The names of documentation-only enums: the wire value is hosting-core's own string.
 macro_rules! doc_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
         #[allow(dead_code)]
@@ -1218,6 +1218,104 @@ mod tests {
 
     fn keys(value: serde_json::Value) -> BTreeSet<String> {
         value.as_object().expect("object").keys().cloned().collect()
+    }
+
+    fn enum_values<T: ToSchema>() -> Vec<String> {
+        match T::schema() {
+            RefOr::T(Schema::Object(o)) => o
+                .enum_values
+                .unwrap_or_default()
+                .iter()
+                .map(|v| v.as_str().expect("string").to_owned())
+                .collect(),
+            _ => panic!("not an enum schema"),
+        }
+    }
+
+    fn wire<T: Serialize>(values: impl IntoIterator<Item = T>) -> Vec<String> {
+        values
+            .into_iter()
+            .map(|v| {
+                serde_json::to_value(v)
+                    .expect("json")
+                    .as_str()
+                    .expect("string")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// The documented names are the ones hosting-core writes and accepts.
+    #[test]
+    fn enum_schemas_match_the_wire() {
+        use hosting_core::auth::Permission;
+        assert_eq!(enum_values::<RoleName>(), wire(Role::ALL));
+        assert_eq!(enum_values::<PhpVersionName>(), wire(PhpVersion::ALL));
+        assert_eq!(enum_values::<PermissionName>(), wire(Permission::ALL));
+        assert_eq!(
+            enum_values::<DbEngineName>(),
+            wire([DbEngine::Postgres, DbEngine::MySql, DbEngine::MariaDb])
+        );
+        assert_eq!(
+            enum_values::<SslProviderName>(),
+            wire([
+                model::SslProvider::LetsEncrypt,
+                model::SslProvider::Custom,
+                model::SslProvider::SelfSigned
+            ])
+        );
+        assert_eq!(
+            enum_values::<WwwRedirectName>(),
+            wire([
+                model::WwwRedirect::None,
+                model::WwwRedirect::ToWww,
+                model::WwwRedirect::ToApex
+            ])
+        );
+        assert_eq!(
+            enum_values::<NodeRoleName>(),
+            wire([
+                NodeRole::Api,
+                NodeRole::Web,
+                NodeRole::Database,
+                NodeRole::Mail,
+                NodeRole::Backup
+            ])
+        );
+        assert_eq!(
+            enum_values::<WebsiteStatusName>(),
+            wire([
+                WebsiteStatus::Provisioning,
+                WebsiteStatus::Active,
+                WebsiteStatus::Suspended,
+                WebsiteStatus::Failed
+            ])
+        );
+        assert_eq!(
+            enum_values::<JobStatusName>(),
+            wire([
+                JobStatus::Queued,
+                JobStatus::Running,
+                JobStatus::Succeeded,
+                JobStatus::Failed
+            ])
+        );
+        assert_eq!(
+            enum_values::<AuditOutcomeName>(),
+            wire([
+                AuditOutcome::Success,
+                AuditOutcome::Denied,
+                AuditOutcome::Failed
+            ])
+        );
+        assert_eq!(
+            enum_values::<TenantStatusName>(),
+            wire([TenantStatus::Active, TenantStatus::Suspended])
+        );
+        assert_eq!(
+            enum_values::<UserStatusName>(),
+            wire([UserStatus::Active, UserStatus::Suspended])
+        );
     }
 
     /// The documentation mirrors name exactly the keys hosting-core writes.

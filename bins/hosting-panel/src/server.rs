@@ -294,7 +294,9 @@ pub fn api_settings(config: &Config) -> Result<ApiSettings, StartError> {
     })
 }
 
-/// The authentication policies from the configuration.
+/// The authentication policies from the configuration; policies it has no key for keep the
+/// Panel's defaults.
+#[allow(clippy::needless_update)] // `AuthSettings` grows; new policies keep their defaults
 pub fn auth_settings(config: &Config) -> AuthSettings {
     AuthSettings {
         access_ttl: Duration::from_secs(config.access_ttl_secs),
@@ -303,6 +305,7 @@ pub fn auth_settings(config: &Config) -> AuthSettings {
         login_window: Duration::from_secs(60),
         lockout: LockoutPolicy::default(),
         totp_issuer: "hosting-panel".to_owned(),
+        ..AuthSettings::default()
     }
 }
 
