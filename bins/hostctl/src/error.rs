@@ -12,6 +12,16 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 /// `drift` found live files or servers that differ from the state file.
 pub const EXIT_DRIFT: u8 = 3;
+/// Panel commands: not authenticated or not allowed (401/403). Shares 3 with [`EXIT_DRIFT`]:
+/// `node drift` never talks to a panel and panel commands never report drift, so no command
+/// can mean both.
+pub const EXIT_UNAUTHENTICATED: u8 = 3;
+/// Panel commands: no such record (404).
+pub const EXIT_NOT_FOUND: u8 = 4;
+/// Panel commands: already exists or contradicts the current state (409).
+pub const EXIT_CONFLICT: u8 = 5;
+/// Panel commands: too many attempts (429); the message says when to retry.
+pub const EXIT_RATE_LIMITED: u8 = 6;
 
 /// The operator's input (arguments, state file, what it asks of this machine) is wrong.
 /// Raised only before anything is changed, so exit code 2 also means "nothing changed".

@@ -1,5 +1,8 @@
 //! `hostctl`: the hosting SDK's command line.
 //!
+//! The panel commands (`login`, `sites`, `users`, `tokens`, `tenants`, `nodes`, `audit`,
+//! `jobs`, ...) are a client of a panel's REST API; see the `panel` module.
+//!
 //! `hostctl node` drives the sites of the machine it runs on from a desired-state file (TOML):
 //! `plan` says what would change, `apply` makes it so through the SDK's one apply path
 //! (render, stage, validate with the real binaries, swap, reload, health check, roll back on
@@ -8,9 +11,11 @@
 
 mod error;
 mod node;
+mod panel;
 mod plan;
 mod record;
 mod state;
+mod table;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,14 +34,26 @@ use crate::node::{DriftReport, FileDiff, Node};
 use crate::plan::{Change, Plan};
 use crate::record::{Recorded, StateDir};
 use crate::state::DesiredState;
+use crate::table::table;
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  done (for `node drift`: no drift)
-  1  failed while running; the servers keep their previous configuration
-  2  invalid command line or state file, or the state asks for what this machine lacks
-     (a PHP version, a Unix account); nothing was changed
-  3  `node drift` found live files or servers that differ from the state file";
+  1  failed while running: the panel failed (5xx) or could not be reached, a job failed; for
+     `node`: the servers keep their previous configuration
+  2  invalid input: the command line, a state file or the config file, or the panel refused
+     a value (400, 413, 415, 422); nothing was changed. For `node` also: the state asks for
+     what this machine lacks (a PHP version, a Unix account)
+  3  panel commands: not logged in, session over, or not allowed (401, 403);
+     `node drift`: live files or servers differ from the state file
+  4  not found (404)
+  5  conflict (409): it already exists, or contradicts the current state
+  6  rate limited (429): the message says when to retry
+
+Connection (panel commands): --url, else $HOSTCTL_URL, else the config file; --token, else
+$HOSTCTL_TOKEN, else the config file's login. The config file is $HOSTCTL_CONFIG, else
+$XDG_CONFIG_HOME/hostctl/config.toml, else ~/.config/hostctl/config.toml (mode 0600).
+--json prints the panel's answer as sent (errors: its {\"error\": {code, message, field}}).";
 
 const NODE_ABOUT: &str = "\
 Drive the sites of this machine from a desired-state file.
@@ -97,6 +114,8 @@ struct Cli {
     /// Print one JSON document for scripts instead of tables and lines for people.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    connection: panel::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -106,6 +125,8 @@ enum Command {
     /// Drive the sites of this machine from a desired-state file.
     #[command(subcommand, long_about = NODE_ABOUT, after_help = EXIT_CODES)]
     Node(NodeCommand),
+    #[command(flatten)]
+    Panel(Box<panel::PanelCommand>),
 }
 
 /// The state file and the node's root.
@@ -181,6 +202,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            if let Some(failure) = e.downcast_ref::<panel::Failure>() {
+                if cli.json {
+                    println!("{}", failure.document);
+                }
+                eprintln!("error: {}", failure.message);
+                return ExitCode::from(failure.exit);
+            }
             if cli.json {
                 let kind = if is_invalid(&e) { "invalid" } else { "failure" };
                 println!(
@@ -195,7 +223,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<u8> {
-    let Command::Node(command) = &cli.command;
+    let command = match &cli.command {
+        Command::Node(command) => command,
+        Command::Panel(command) => {
+            return Ok(panel::run(command, &cli.connection, cli.json).await?);
+        }
+    };
     match command {
         NodeCommand::Plan(target) => plan(target, cli.json).await,
         NodeCommand::Apply { target, dry_run } => {
@@ -274,30 +307,6 @@ fn php_label(
     } else {
         format!("{} -> {}", show(from), show(to))
     }
-}
-
-/// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-    }
-    let mut out = String::new();
-    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
-    for row in std::iter::once(&header).chain(rows) {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            let width = widths.get(i).copied().unwrap_or(0);
-            let _ = write!(line, "{cell:<width$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 fn plan_text(loaded: &Loaded, plan: &Plan) -> String {
@@ -704,14 +713,5 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn tables_align_columns() {
-        let out = table(
-            &["A", "BB"],
-            &[vec!["long".into(), "x".into()], vec!["s".into(), "".into()]],
-        );
-        assert_eq!(out, "A     BB\nlong  x\ns\n");
     }
 }
