@@ -52,6 +52,7 @@ macro_rules! every_engine {
                     websites_crud,
                     settings_round_trip,
                     plugin_web_servers_round_trip,
+                    deployments_set_the_status,
                     domains_are_unique_across_tenants,
                     pagination_walks_every_row_once,
                     cross_tenant_access_is_refused,

@@ -116,6 +116,14 @@ pub trait PanelStore: Debug + Send + Sync {
     ) -> Result<Website>;
     /// Deletes a website the caller manages.
     async fn delete_website(&self, caller: &Caller, id: WebsiteId) -> Result<()>;
+    /// Sets a website's status on the panel's own authority: the transitions a deployment
+    /// drives (provisioning to active), which are nobody's user action.
+    async fn set_website_status(
+        &self,
+        op: &Operator,
+        id: WebsiteId,
+        status: crate::model::WebsiteStatus,
+    ) -> Result<Website>;
 
     /// Creates an alert rule in the caller's tenant (admins only).
     async fn create_alert_rule(&self, caller: &Caller, spec: AlertRuleSpec) -> Result<AlertRule>;

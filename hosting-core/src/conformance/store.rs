@@ -13,7 +13,7 @@ use crate::model::{
     AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, ExtraDirectives, MetricKind,
     NewAuditEntry, NewNode, NewTenant, NewUser, NewWebsite, Node, NodeRole, NotifyChannel,
     PhpSettings, Quotas, Role, ServerDirective, Ssl, SslProvider, Tenant, TenantChanges,
-    TenantStatus, Threshold, User, UserChanges, UserStatus, Website, WebsiteChanges,
+    TenantStatus, Threshold, User, UserChanges, UserStatus, Website, WebsiteChanges, WebsiteId,
     WebsiteSettings, WebsiteStatus, WwwRedirect,
 };
 use crate::page::{PageLimit, PageRequest};
@@ -32,6 +32,7 @@ pub async fn run_all(store: &dyn PanelStore) {
     websites_crud(store).await;
     settings_round_trip(store).await;
     plugin_web_servers_round_trip(store).await;
+    deployments_set_the_status(store).await;
     domains_are_unique_across_tenants(store).await;
     pagination_walks_every_row_once(store).await;
     cross_tenant_access_is_refused(store).await;
@@ -580,6 +581,51 @@ pub async fn plugin_web_servers_round_trip(store: &dyn PanelStore) {
             kind
         );
     }
+    store.delete_website(&me, site.id).await.expect("delete");
+}
+
+/// The panel's own authority moves a client's new site from provisioning to active, which the
+/// client itself may not do; nothing else of the site changes; an unknown id is not found.
+pub async fn deployments_set_the_status(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let me = caller(&w.client_of_a);
+    let site = store
+        .create_website(&me, w.site(&w.client_of_a, "status"))
+        .await
+        .expect("a client creates its own site");
+    assert_eq!(site.status, WebsiteStatus::Provisioning);
+    assert_denied(
+        store
+            .update_website(
+                &me,
+                site.id,
+                WebsiteChanges {
+                    status: Some(WebsiteStatus::Active),
+                    ..WebsiteChanges::default()
+                },
+            )
+            .await,
+        "a client setting its site's status",
+    );
+    let op = Operator::assume();
+    let active = store
+        .set_website_status(&op, site.id, WebsiteStatus::Active)
+        .await
+        .expect("the panel marks it deployed");
+    assert_eq!(active.status, WebsiteStatus::Active);
+    let read = store.get_website(&me, site.id).await.expect("get");
+    assert_eq!(read.status, WebsiteStatus::Active);
+    assert_eq!(
+        (read.domain, read.settings, read.php_version),
+        (site.domain, site.settings, site.php_version),
+        "only the status changed"
+    );
+    assert_not_found(
+        store
+            .set_website_status(&op, WebsiteId(i64::MAX), WebsiteStatus::Active)
+            .await,
+        "an unknown site",
+    );
     store.delete_website(&me, site.id).await.expect("delete");
 }
 

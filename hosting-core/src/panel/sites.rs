@@ -298,11 +298,11 @@ impl Panel {
             self.undo(caller, &entry, node, done).await;
             return Err(step("deploy")(e));
         }
-        let active = WebsiteChanges {
-            status: Some(WebsiteStatus::Active),
-            ..WebsiteChanges::default()
-        };
-        match self.store.update_website(caller, site.id, active).await {
+        match self
+            .store
+            .set_website_status(&op, site.id, WebsiteStatus::Active)
+            .await
+        {
             Ok(website) => Ok(CreatedWebsite {
                 website,
                 database: credentials,

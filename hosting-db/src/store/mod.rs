@@ -1165,6 +1165,42 @@ impl PanelStore for SqlStore {
         .await
     }
 
+    async fn set_website_status(
+        &self,
+        _op: &Operator,
+        id: WebsiteId,
+        status: WebsiteStatus,
+    ) -> Result<Website> {
+        let mut tx = self.begin().await?;
+        let changed = self
+            .execute(
+                &mut *tx,
+                "UPDATE websites SET status = ?, updated_at = ? WHERE id = ?",
+                Args::default()
+                    .text(status.to_string())
+                    .int(now_ms())
+                    .int(id.0),
+                "website",
+                || format!("website {id}"),
+            )
+            .await?;
+        if changed == 0 {
+            return Err(Error::not_found("website"));
+        }
+        let sql = format!(
+            "SELECT {} FROM websites w JOIN website_configs c ON c.website_id = w.id \
+             WHERE w.id = ?",
+            rows::WEBSITE_COLUMNS
+        );
+        let row = self
+            .fetch_optional(&mut *tx, &sql, Args::default().int(id.0))
+            .await?
+            .ok_or_else(|| Error::not_found("website"))?;
+        let site = rows::website(&row)?;
+        Self::commit(tx).await?;
+        Ok(site)
+    }
+
     async fn update_website(
         &self,
         caller: &Caller,
