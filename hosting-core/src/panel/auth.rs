@@ -14,7 +14,8 @@ use crate::auth::{
 use crate::auth_store::{ApiToken, LoginRecord, NewApiToken, NewSession, Refreshed, TotpState};
 use crate::error::{Error, Result};
 use crate::model::{
-    ApiTokenId, AuditOutcome, NewAuditEntry, Role, SessionId, TenantStatus, User, UserStatus,
+    ApiTokenId, AuditOutcome, NewAuditEntry, Role, SessionId, TenantStatus, User, UserId,
+    UserStatus,
 };
 use crate::page::{Page, PageRequest};
 use crate::rbac::Caller;
@@ -468,6 +469,25 @@ impl Panel {
         .await
     }
 
+    /// Checks `code` against `totp` and uses its time step up, so it works once.
+    async fn use_totp_code(&self, user: UserId, totp: &TotpState, code: &str) -> Result<()> {
+        let step = totp
+            .secret
+            .verify(code, self.clock.now(), TOTP_WINDOW, totp.last_step)
+            .ok_or_else(|| Error::Invalid {
+                field: "code".into(),
+                reason: "is not the authenticator's current code".into(),
+            })?;
+        if self.auth.use_totp_step(user, step).await? {
+            Ok(())
+        } else {
+            Err(Error::Invalid {
+                field: "code".into(),
+                reason: "was already used".into(),
+            })
+        }
+    }
+
     /// Confirms the actor's pending second factor with a current code.
     pub async fn confirm_totp(&self, actor: &Actor, code: &str) -> Result<()> {
         let result = async {
@@ -479,19 +499,7 @@ impl Panel {
                     "no second factor is waiting for confirmation".into(),
                 ));
             };
-            let step = totp
-                .secret
-                .verify(code, self.clock.now(), TOTP_WINDOW, totp.last_step)
-                .ok_or_else(|| Error::Invalid {
-                    field: "code".into(),
-                    reason: "is not the authenticator's current code".into(),
-                })?;
-            if !self.auth.use_totp_step(user, step).await? {
-                return Err(Error::Invalid {
-                    field: "code".into(),
-                    reason: "was already used".into(),
-                });
-            }
+            self.use_totp_code(user, &totp, code).await?;
             self.auth.confirm_totp(user).await
         }
         .await;
@@ -519,19 +527,7 @@ impl Panel {
                     "the tenant requires a second factor; it cannot be removed".into(),
                 ));
             }
-            let step = totp
-                .secret
-                .verify(code, self.clock.now(), TOTP_WINDOW, totp.last_step)
-                .ok_or_else(|| Error::Invalid {
-                    field: "code".into(),
-                    reason: "is not the authenticator's current code".into(),
-                })?;
-            if !self.auth.use_totp_step(user, step).await? {
-                return Err(Error::Invalid {
-                    field: "code".into(),
-                    reason: "was already used".into(),
-                });
-            }
+            self.use_totp_code(user, &totp, code).await?;
             self.auth.set_totp(user, None, Vec::new()).await
         }
         .await;
