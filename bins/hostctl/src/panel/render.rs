@@ -9,10 +9,11 @@ use crate::table::table;
 /// A column: its header and where its value is (a JSON pointer into a row).
 pub type Column = (&'static str, &'static str);
 
-/// A value as one cell: text as is, `null` as `-`, lists joined with `,`, times to the second.
+/// A value as one cell: text as is, `null` and empty text as `-`, lists joined with `,`, times to the second.
 pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
+        Value::String(s) if s.is_empty() => "-".to_owned(),
         Value::String(s) => match s.parse::<DateTime<Utc>>() {
             Ok(t) if s.len() >= 20 && s.contains('T') => t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
             _ => s.clone(),
