@@ -522,6 +522,35 @@ async fn login_tenants_users_tokens_and_exit_codes() {
     let jobs = h.run(&["--json", "jobs", "list"]).await.expect(0).json();
     assert!(jobs["items"].as_array().is_some_and(|j| !j.is_empty()));
     h.run(&["jobs", "wait", "999999"]).await.expect(4);
+    let remote = h
+        .run(&[
+            "--json",
+            "nodes",
+            "create",
+            "--name",
+            "web-2",
+            "--address",
+            "10.0.0.12:8443",
+            "--role",
+            "web,database",
+        ])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(remote["roles"], serde_json::json!(["web", "database"]));
+    h.run(&[
+        "nodes",
+        "create",
+        "--name",
+        "web-2",
+        "--address",
+        "10.0.0.13",
+        "--role",
+        "web",
+    ])
+    .await
+    .expect(5);
+    h.run(&["nodes", "delete", &id(&remote)]).await.expect(0);
 
     // Deleting: the user goes (then 404), and a tenant without users.
     deleted(h.run(&["users", "delete", &ops]).await);

@@ -291,7 +291,8 @@ impl Client {
             return Ok(Answer { body: parsed, text });
         }
         let mut failure = Failure::api(status.as_u16(), parsed, &text, retry);
-        if status == StatusCode::UNAUTHORIZED {
+        // A refused login is about its password or code, not about being logged in.
+        if status == StatusCode::UNAUTHORIZED && path != "/auth/login" {
             let hint = match &self.auth {
                 Auth::None => " (not logged in: run `hostctl login`, or pass --token)",
                 Auth::Given(_) => " (the token given by --token or $HOSTCTL_TOKEN)",

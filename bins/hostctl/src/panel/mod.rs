@@ -339,6 +339,25 @@ pub enum NodesCommand {
         /// The node's id.
         id: i64,
     },
+    /// Record a node (the operator); the panel attaches its backends (today: the local node
+    /// only).
+    Create {
+        /// Its unique name.
+        #[arg(long)]
+        name: String,
+        /// Where its agent listens (`host` or `host:port`).
+        #[arg(long)]
+        address: String,
+        /// What it does (repeat, or comma-separate).
+        #[arg(long = "role", value_name = "ROLE", required = true, value_delimiter = ',',
+              value_parser = ["api", "web", "database", "mail", "backup"])]
+        roles: Vec<String>,
+    },
+    /// Remove a node that serves no websites (the operator).
+    Delete {
+        /// The node's id.
+        id: i64,
+    },
     /// The PHP versions installed on a node.
     PhpVersions {
         /// The node's id.
@@ -979,6 +998,22 @@ async fn nodes(c: &mut Client, cmd: &NodesCommand, json: bool) -> Result<u8, Fai
             emit(json, &node, |n| {
                 render::list(&json!({"items": [n]}), render::NODE, "nodes")
             });
+        }
+        NodesCommand::Create {
+            name,
+            address,
+            roles,
+        } => {
+            let body = json!({ "name": name, "address": address, "roles": roles });
+            let node = c.post("/nodes", Some(&body)).await?;
+            emit(json, &node, |n| {
+                render::list(&json!({"items": [n]}), render::NODE, "nodes")
+            });
+        }
+        NodesCommand::Delete { id } => {
+            c.call(Method::DELETE, &format!("/nodes/{id}"), &[], None)
+                .await?;
+            say(json, &format!("removed node {id}"));
         }
         NodesCommand::PhpVersions { id } => {
             let page = c.get(&format!("/nodes/{id}/php-versions")).await?;
