@@ -865,7 +865,10 @@ async fn users(c: &mut Client, cmd: &UsersCommand, json: bool) -> Result<u8, Fai
             .await?;
             say(
                 json,
-                &format!("password of user {id} set; its sessions have ended"),
+                &format!(
+                    "password of user {id} set; its sessions have ended (your own: run \
+                     `hostctl login` again)"
+                ),
             );
         }
     }
