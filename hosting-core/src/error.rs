@@ -63,6 +63,10 @@ pub enum Error {
     /// Says nothing about which part was wrong.
     #[error("not authenticated: {0}")]
     Unauthenticated(String),
+    /// The access token was valid but has expired: refresh it (a distinct kind, so a client
+    /// knows a refresh helps, unlike for a bad or revoked token).
+    #[error("the access token expired")]
+    TokenExpired,
     /// The password was right but the account's second factor is required: ask for a code.
     #[error("a second factor is required")]
     SecondFactorRequired,

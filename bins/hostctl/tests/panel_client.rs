@@ -154,16 +154,9 @@ impl Hostctl {
     }
 }
 
-/// A `users delete` that worked. Known panel defect (reported): `Panel::delete_user` deletes
-/// the user, then asks the auth store to end its sessions, which looks the (now deleted) user
-/// up and fails, so the answer is a 404 `user not found` although the user is gone. Until that
-/// is fixed a 404 (exit 4) is accepted here; the callers check that the user is gone.
+/// A `users delete` that worked.
 #[track_caller]
 fn deleted(run: Run) {
-    if run.code == 4 && run.stderr.contains("user not found") {
-        eprintln!("known panel defect: DELETE /users/ID answered 404 after deleting the user");
-        return;
-    }
     run.expect(0);
 }
 

@@ -188,6 +188,7 @@ impl From<Error> for ApiError {
             }
             Error::Invalid { field, .. } => Self::unprocessable("invalid", field.to_string(), full),
             Error::Unauthenticated(_) => Self::unauthenticated(full),
+            Error::TokenExpired => Self::new(StatusCode::UNAUTHORIZED, "token_expired", full),
             Error::SecondFactorRequired => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "second_factor_required",
@@ -250,7 +251,15 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.code == "token_expired" {
+            // RFC 6750: the client should refresh and retry.
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "Bearer error=\"invalid_token\", error_description=\"the access token expired\"",
+                ),
+            );
+        } else if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(secs) = self.retry_after {
@@ -290,6 +299,7 @@ mod tests {
                 "invalid",
             ),
             (Error::Unauthenticated("x".into()), 401, "unauthenticated"),
+            (Error::TokenExpired, 401, "token_expired"),
             (Error::SecondFactorRequired, 401, "second_factor_required"),
             (
                 Error::RateLimited {

@@ -115,6 +115,28 @@ impl Panel {
             .await
     }
 
+    /// The operator acting as an admin of `tenant`, for support work inside it (its users,
+    /// sites and settings) with that tenant's rules applying. Everything done this way is
+    /// audited in the tenant under the operator's own user, and starting it is audited too.
+    pub async fn act_in_tenant(&self, actor: &Actor, tenant: TenantId) -> Result<Actor> {
+        let result = async {
+            let op = self.operator(actor)?;
+            self.store.get_tenant(&op, tenant).await?;
+            Ok(Actor {
+                caller: Caller {
+                    tenant,
+                    user: actor.caller.user,
+                    role: crate::model::Role::Admin,
+                },
+                source_ip: actor.source_ip,
+                grant: actor.grant.clone(),
+            })
+        }
+        .await;
+        self.audited(actor, "tenant.act_in", format!("tenant:{tenant}"), result)
+            .await
+    }
+
     // -----------------------------------------------------------------------------------------
     // Users
 
@@ -247,8 +269,8 @@ impl Panel {
             if id == actor.caller().user {
                 return Err(Error::Conflict("a user cannot delete itself".into()));
             }
-            self.store.delete_user(actor.caller(), id).await?;
-            self.auth.revoke_user_sessions(id, self.clock.now()).await
+            // The store removes the user's sessions, tokens and credentials with it.
+            self.store.delete_user(actor.caller(), id).await
         }
         .await;
         self.audited(actor, "user.delete", format!("user:{id}"), result)

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::{Actor, Grant, Panel};
 use crate::auth::{
-    AccessClaims, OpaqueToken, Permission, PermissionSet, RecoveryCodes, TokenKind, TotpSecret,
-    recovery, verify_password,
+    AccessClaims, OpaqueToken, Permission, PermissionSet, RecoveryCodes, TokenError, TokenKind,
+    TotpSecret, recovery, verify_password,
 };
 use crate::auth_store::{ApiToken, LoginRecord, NewApiToken, NewSession, Refreshed, TotpState};
 use crate::error::{Error, Result};
@@ -362,10 +362,10 @@ impl Panel {
         if bearer.starts_with(TokenKind::ApiKey.prefix()) {
             return self.authenticate_api_token(bearer, source_ip, now).await;
         }
-        let claims = self
-            .keys
-            .verify(bearer, now)
-            .map_err(|e| Error::Unauthenticated(e.to_string()))?;
+        let claims = self.keys.verify(bearer, now).map_err(|e| match e {
+            TokenError::Expired => Error::TokenExpired,
+            other => Error::Unauthenticated(other.to_string()),
+        })?;
         let session = SessionId(claims.session);
         let revoked = self
             .revoked

@@ -22,7 +22,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tenants, create_tenant))
         .routes(routes!(get_tenant, update_tenant, delete_tenant))
         .routes(routes!(require_2fa))
-        .routes(routes!(create_tenant_user))
+        .routes(routes!(list_tenant_users, create_tenant_user))
+        .routes(routes!(delete_tenant_user))
         .routes(routes!(list_users, create_user))
         .routes(routes!(get_user, update_user, delete_user))
         .routes(routes!(set_password))
@@ -163,6 +164,47 @@ async fn create_tenant_user(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// The users of a tenant (the operator only, acting as that tenant's admin).
+#[utoipa::path(
+    get, path = "/tenants/{id}/users", tag = "tenants", params(PageParams,
+        ("id" = i64, Path, description = "The tenant")),
+    responses((status = 200, description = "A page of users", body = PageOf<UserView>), Errors)
+)]
+async fn list_tenant_users(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    PathId(id): PathId<TenantId>,
+    Paging(page): Paging,
+) -> ApiResult<Json<PageOf<UserView>>> {
+    let panel = state.panel();
+    let acting = panel.act_in_tenant(&actor, id).await?;
+    let page = panel.list_users(&acting, page).await?;
+    Ok(Json(PageOf::from_page(page, Into::into)))
+}
+
+/// Delete a user of a tenant (the operator only, acting as that tenant's admin), e.g. before
+/// deleting the tenant.
+#[utoipa::path(
+    delete, path = "/tenants/{id}/users/{user_id}", tag = "tenants",
+    params(("id" = i64, Path, description = "The tenant"),
+        ("user_id" = i64, Path, description = "The user")),
+    responses((status = 204, description = "Deleted"), Errors)
+)]
+async fn delete_tenant_user(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    _: NoQuery,
+    PathId((tenant, user)): PathId<(TenantId, UserId)>,
+) -> ApiResult<StatusCode> {
+    let panel = state.panel().clone();
+    detached(async move {
+        let acting = panel.act_in_tenant(&actor, tenant).await?;
+        panel.delete_user(&acting, user).await
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 // ---------------------------------------------------------------------------------------------
