@@ -137,6 +137,15 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
     let mut fpm = FpmConfig::new(paths.layout.clone());
     fpm.managed_root = paths.php_root.clone();
     fpm.service = FpmService::Supervised;
+    if let Some(user) = unprivileged_user(runner.as_ref()).await? {
+        // Without root, FPM cannot hand a socket to www-data, and nginx's workers run as
+        // this same user anyway: the pools' sockets belong to it.
+        tracing::info!(
+            user = user.as_str(),
+            "not running as root: pools run as this user"
+        );
+        fpm.web_user = user;
+    }
     let php = Arc::new(
         PhpFpm::new(runner.clone(), fpm, installations).map_err(|e| start_error("php-fpm", e))?,
     );
@@ -199,4 +208,28 @@ async fn connect(
     } else {
         Arc::new(MySqlBackend::connect(config).await?)
     })
+}
+
+/// The account this process runs as, when it is not root (read from `/proc/self/status`, the
+/// name from `id -un`).
+async fn unprivileged_user(
+    runner: &dyn CommandRunner,
+) -> Result<Option<hosting_php::UnixName>, StartError> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| start_error("cannot read /proc/self/status", e))?;
+    let effective_uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1));
+    if effective_uid == Some("0") {
+        return Ok(None);
+    }
+    let out = runner
+        .run(&hosting_core::Command::new("id").arg("-un"))
+        .await
+        .map_err(|e| start_error("id -un", e))?;
+    let name = out.stdout.trim();
+    name.parse()
+        .map(Some)
+        .map_err(|e| start_error(&format!("the user name {name:?} from id -un"), e))
 }
