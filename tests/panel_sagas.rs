@@ -5,8 +5,8 @@
 //! - a website created with a database serves PHP 8.2 over HTTP, runs as its own user and
 //!   connects to its database with the credentials the panel returned once; switching it to
 //!   PHP 8.4 and deleting it leave nothing behind (no pool, vhost, database, login or files);
-//! - a failure injected at each step of the create saga (database, files, PHP pools, vhost)
-//!   leaves no partial site behind: no record, database, login, directory, pool or vhost, and
+//! - a failure injected at each step of the create saga (database, files, PHP pools, vhost,
+//!   and the final record update, failed inside SQLite by a trigger) leaves no partial site behind: no record, database, login, directory, pool or vhost, and
 //!   the neighbouring site keeps answering.
 #![allow(clippy::expect_used)]
 
@@ -40,6 +40,7 @@ use hosting_tests::{
     MARIADB_URL, TempDir, env_or_skip, free_port, fresh_sqlite, http_get, server_url,
 };
 use hosting_web::{Management, Nginx, NginxConfig, Ports};
+use sqlx::Connection;
 
 /// Which saga step fails next (each flag fails one call, then clears itself).
 #[derive(Debug, Default)]
@@ -198,6 +199,8 @@ struct World {
     port: u16,
     user: hosting_core::types::SystemUser,
     prefix: String,
+    /// The store's SQLite URL, for injecting a failure into the database itself.
+    store_url: String,
 }
 
 /// Stops the servers started under the prefix, even when a test fails half-way.
@@ -386,6 +389,7 @@ async fn world(name: &str) -> Option<World> {
         port,
         user,
         prefix: format!("ps{}{name}", std::process::id()),
+        store_url: url,
     })
 }
 
@@ -455,6 +459,31 @@ impl World {
             .filter(|u| u.starts_with(&self.prefix))
             .collect();
         (dbs, users)
+    }
+
+    /// Makes every change of a website's status fail in SQLite itself (a trigger), so the
+    /// saga's last step fails for real, until [`World::drop_trigger`].
+    async fn fail_status_updates(&self) {
+        let mut db = sqlx::SqliteConnection::connect(&self.store_url)
+            .await
+            .expect("open the store's file");
+        sqlx::query(
+            "CREATE TRIGGER fail_status BEFORE UPDATE OF status ON websites \
+             BEGIN SELECT RAISE(FAIL, 'injected status failure'); END",
+        )
+        .execute(&mut db)
+        .await
+        .expect("create the trigger");
+    }
+
+    async fn drop_trigger(&self) {
+        let mut db = sqlx::SqliteConnection::connect(&self.store_url)
+            .await
+            .expect("open the store's file");
+        sqlx::query("DROP TRIGGER fail_status")
+            .execute(&mut db)
+            .await
+            .expect("drop the trigger");
     }
 
     /// The vhost and pool files of the live trees.
@@ -595,8 +624,17 @@ async fn a_failure_at_any_create_step_leaves_no_partial_site_behind() {
         ("deploy", &w.faults.php),
         ("deploy", &w.faults.web),
     ];
+    let record = AtomicBool::new(false);
+    let steps: [(&str, &AtomicBool); 5] =
+        [steps[0], steps[1], steps[2], steps[3], ("record", &record)];
     for (n, (step, flag)) in (2u32..).zip(steps) {
         flag.store(true, Ordering::SeqCst);
+        // The last step (marking the site active) fails inside the database itself.
+        let trigger = step == "record";
+        if trigger {
+            flag.store(false, Ordering::SeqCst);
+            w.fail_status_updates().await;
+        }
         let new = w.new_site(n, true);
         let domain = new.domain.clone();
         let err = w
@@ -609,6 +647,9 @@ async fn a_failure_at_any_create_step_leaves_no_partial_site_behind() {
             other => panic!("expected a failed {step} step, got {other:?}"),
         }
         assert!(!flag.load(Ordering::SeqCst), "the fault fired");
+        if trigger {
+            w.drop_trigger().await;
+        }
         let sites = w.sites().await;
         assert_eq!(
             sites.iter().map(|s| s.id).collect::<Vec<_>>(),
@@ -644,5 +685,5 @@ async fn a_failure_at_any_create_step_leaves_no_partial_site_behind() {
         .iter()
         .filter(|e| e.action == "website.create" && e.outcome.to_string() == "failed")
         .count();
-    assert_eq!(failed, 4, "every failed create is audited");
+    assert_eq!(failed, 5, "every failed create is audited");
 }
