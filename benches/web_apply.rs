@@ -26,14 +26,14 @@
 //!    64M and 128M (it changes both the vhost's `client_max_body_size` and the pool) and
 //!    `apply_node` runs; p50/p99 from render to reloaded, beside the servers' own test and
 //!    reload (step 3) repeated as often.
-//! 5. At 10,000, `apply_node` is not attempted (see `LARGE_SKIPPED`; set
-//!    `HOSTING_BENCH_WEB_TRY_LARGE=1` to try it anyway). Measured instead: PHP-FPM reloaded
-//!    by hand onto every pool, what one worker costs at that pool count, and the web server's
-//!    own `apply` with PHP-FPM stopped beside nginx's own test and reload of the same tree;
-//!    then the same tree with per-site logs is handed to `nginx -t`.
+//! 5. When a batch fails (rolled back), what can be measured without it: PHP-FPM reloaded by
+//!    hand onto every pool, what one worker costs at that pool count, and the web server's own
+//!    `apply` with PHP-FPM stopped beside nginx's own test and reload of the same tree. At
+//!    10,000 the same tree with per-site logs is also handed to `nginx -t`.
 //!
 //! Every site has an `index.php` owned by its user (the users of `HOSTING_TEST_SYSTEM_USERS`,
-//! in turn), so the health check's request to each site runs PHP.
+//! in turn), so a request to a site runs PHP (the baseline's `HEAD /`; the SDK's own health check
+//! asks each changed site's `/.hosting-site`, which its server block answers without PHP).
 //!
 //! Needs `HOSTING_TEST_NGINX`, `HOSTING_TEST_PHP_FPM_82` and `HOSTING_TEST_SYSTEM_USERS`
 //! (`scripts/with-servers.sh` exports them); without one it prints `skipped: VAR not set`.
@@ -79,8 +79,6 @@ struct Scale {
     per_site_check_from: usize,
     /// How long to wait for a quiet machine before each size.
     settle: Duration,
-    /// Sizes from which `apply_node` is not attempted (see [`LARGE_SKIPPED`]).
-    php_apply_limit: usize,
     /// Extra fresh nodes the batch is repeated on, up to `repeat_up_to` sites, for its spread.
     repeats: usize,
     repeat_up_to: usize,
@@ -103,7 +101,6 @@ fn scale() -> Scale {
             changes: 30,
             per_site_check_from: 10_000,
             settle: Duration::from_secs(180),
-            php_apply_limit: 10_000,
             repeats: 2,
             repeat_up_to: 1_000,
         }
@@ -114,7 +111,6 @@ fn scale() -> Scale {
             changes: 2,
             per_site_check_from: usize::MAX,
             settle: Duration::ZERO,
-            php_apply_limit: usize::MAX,
             repeats: 0,
             repeat_up_to: 0,
         }
@@ -931,14 +927,6 @@ fn secs(d: Duration) -> String {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Why `apply_node` is not attempted from [`Scale::php_apply_limit`] sites on.
-const LARGE_SKIPPED: &str = "PHP-FPM needs about as long to reload this many pools (timed below) as \
-hosting-php waits for their sockets (10 s), so the apply fails there; and when the reload makes it, \
-the socket check and the health check start a worker in every pool, which at this pool count \
-costs about 20 MiB each (measured below) and exhausts the machine's memory (an attempt was \
-OOM-killed; a guarded one was stopped by the memory guard). Set HOSTING_BENCH_WEB_TRY_LARGE=1 \
-to attempt it anyway under the memory guard.";
-
 async fn run_size(machine: &Machine, scale: &Scale, n: usize) -> Option<Duration> {
     println!(
         "\n## {n} new PHP sites ({})",
@@ -962,10 +950,7 @@ async fn run_size(machine: &Machine, scale: &Scale, n: usize) -> Option<Duration
     println!("servers started by an apply of one site: {}", secs(cold));
 
     let mut result = None;
-    if n >= scale.php_apply_limit && std::env::var_os("HOSTING_BENCH_WEB_TRY_LARGE").is_none() {
-        println!("\napply_node of {n} new PHP sites: not attempted. {LARGE_SKIPPED}");
-        large_node(&node, &all).await;
-    } else {
+    {
         let applied = node.apply(&first, &all).await;
         let events = node.recorder.take();
         let steps = steps(&events);
@@ -1120,7 +1105,7 @@ fn compare_nginx(web_apply: Duration, steps: &Steps, own: Duration) {
 /// How many pools are asked for a worker to measure what one costs at this pool count.
 const SPAWN_SAMPLE: usize = 20;
 
-/// A node too large for `apply_node` here (or where it failed; PHP-FPM runs one pool): what
+/// A node whose `apply_node` failed (PHP-FPM runs one pool again after the rollback): what
 /// can be measured without starting a worker in every pool. PHP-FPM is reloaded by hand onto
 /// every pool (no connection, so no worker starts), a few pools are asked for a worker to see
 /// what one costs, then PHP-FPM is stopped and the web server's own apply runs against the
