@@ -24,7 +24,7 @@
 # Packages that provide every binary in HOSTING_REQUIRED_COMMANDS.
 HOSTING_APT_PACKAGES=(
     postgresql mariadb-server mariadb-client
-    nginx apache2 php8.2-fpm php8.2-cli php8.2-mysql caddy openssl debootstrap patchelf
+    nginx apache2 php8.2-fpm php8.2-cli php8.2-mysql caddy openssl debootstrap patchelf wrk
 )
 
 # Binaries the harness needs.  "pg:NAME" means NAME in the newest
@@ -34,7 +34,7 @@ HOSTING_APT_PACKAGES=(
 HOSTING_REQUIRED_COMMANDS=(
     pg:initdb pg:pg_ctl pg:postgres psql
     mariadbd mariadb-install-db mariadb-admin mariadb
-    nginx apache2 php-fpm8.2 php:pdo_mysql caddy openssl debootstrap patchelf
+    nginx apache2 php-fpm8.2 php:pdo_mysql caddy openssl debootstrap patchelf wrk
 )
 
 # Throwaway Unix accounts that generated PHP-FPM pools run as: php-fpm -t
