@@ -6,10 +6,21 @@
 mod common;
 
 use chrono::Utc;
-use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestPanel};
+use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Store, TestPanel};
 use hosting_core::auth::TotpSecret;
 use reqwest::Method;
 use serde_json::json;
+
+// Each body below runs on SQLite, PostgreSQL and MariaDB: `name::{sqlite,postgres,mariadb}`.
+common::on_every_store!(
+    login_me_refresh_replay_and_logout,
+    login_throttle_answers_429_with_retry_after,
+    repeated_failures_lock_the_account,
+    totp_enrol_confirm_login_recovery_and_disable,
+    a_tenant_that_requires_2fa_only_lets_its_users_enrol,
+    api_tokens_are_limited_to_their_permissions,
+    suspending_a_user_or_changing_its_password_ends_its_sessions,
+);
 
 /// The authenticator's code `offset_steps` steps from now.
 fn code(secret: &TotpSecret, offset_steps: i64) -> String {
@@ -17,9 +28,8 @@ fn code(secret: &TotpSecret, offset_steps: i64) -> String {
     secret.code_at(u64::try_from(now).expect("after 1970"))
 }
 
-#[tokio::test]
-async fn login_me_refresh_replay_and_logout() {
-    let panel = TestPanel::start().await;
+async fn login_me_refresh_replay_and_logout(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let login = panel
         .login_answer(ADMIN_EMAIL, ADMIN_PASSWORD)
         .await
@@ -135,9 +145,8 @@ async fn login_me_refresh_replay_and_logout() {
     }
 }
 
-#[tokio::test]
-async fn login_throttle_answers_429_with_retry_after() {
-    let panel = TestPanel::start_with(None, "login_attempts_per_minute = 3").await;
+async fn login_throttle_answers_429_with_retry_after(store: Store) {
+    let panel = TestPanel::start_on(store, "login_attempts_per_minute = 3").await;
     for _ in 0..3 {
         panel
             .login_answer(ADMIN_EMAIL, "wrong-password-1")
@@ -159,9 +168,8 @@ async fn login_throttle_answers_429_with_retry_after() {
     assert!((1..=60).contains(&retry), "{retry}");
 }
 
-#[tokio::test]
-async fn repeated_failures_lock_the_account() {
-    let panel = TestPanel::start_with(None, "login_attempts_per_minute = 1000").await;
+async fn repeated_failures_lock_the_account(store: Store) {
+    let panel = TestPanel::start_on(store, "login_attempts_per_minute = 1000").await;
     let operator = panel.admin().await;
     let tenant = panel.tenant(&operator, "locked").await;
     panel
@@ -190,9 +198,8 @@ async fn repeated_failures_lock_the_account() {
     panel.admin().await;
 }
 
-#[tokio::test]
-async fn totp_enrol_confirm_login_recovery_and_disable() {
-    let panel = TestPanel::start().await;
+async fn totp_enrol_confirm_login_recovery_and_disable(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let operator = panel.admin().await;
     let tenant = panel.tenant(&operator, "totp").await;
     panel
@@ -331,9 +338,8 @@ async fn totp_enrol_confirm_login_recovery_and_disable() {
     panel.login("otp@panel.example", "otp-password-1").await;
 }
 
-#[tokio::test]
-async fn a_tenant_that_requires_2fa_only_lets_its_users_enrol() {
-    let panel = TestPanel::start().await;
+async fn a_tenant_that_requires_2fa_only_lets_its_users_enrol(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let operator = panel.admin().await;
     let tenant = panel.tenant(&operator, "strict").await;
     panel
@@ -404,9 +410,8 @@ async fn a_tenant_that_requires_2fa_only_lets_its_users_enrol() {
         .expect(409);
 }
 
-#[tokio::test]
-async fn api_tokens_are_limited_to_their_permissions() {
-    let panel = TestPanel::start().await;
+async fn api_tokens_are_limited_to_their_permissions(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let operator = panel.admin().await;
     let created = panel
         .post(
@@ -506,9 +511,8 @@ async fn api_tokens_are_limited_to_their_permissions() {
     panel.get("/api/v1/websites", secret).await.expect(401);
 }
 
-#[tokio::test]
-async fn suspending_a_user_or_changing_its_password_ends_its_sessions() {
-    let panel = TestPanel::start().await;
+async fn suspending_a_user_or_changing_its_password_ends_its_sessions(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let operator = panel.admin().await;
     let tenant = panel.tenant(&operator, "sessions").await;
     let user = panel

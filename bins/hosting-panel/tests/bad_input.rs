@@ -5,9 +5,16 @@
 
 mod common;
 
-use common::{Answer, TestPanel};
+use common::{Answer, Store, TestPanel};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+// Each body below runs on SQLite, PostgreSQL and MariaDB: `name::{sqlite,postgres,mariadb}`.
+common::on_every_store!(
+    hostile_bodies_are_4xx_naming_the_field_and_change_nothing,
+    unreadable_requests_are_4xx,
+    quotes_and_metacharacters_in_valid_values_are_stored_verbatim,
+);
 
 /// Everything the operator can list (the audit log is left out: refused changes are audited).
 async fn snapshot(panel: &TestPanel, token: &str) -> Vec<(String, Vec<Value>)> {
@@ -693,9 +700,8 @@ fn check(answer: &Answer, what: &str, code: Option<&str>, field: Option<&str>) {
     }
 }
 
-#[tokio::test]
-async fn hostile_bodies_are_4xx_naming_the_field_and_change_nothing() {
-    let panel = TestPanel::start().await;
+async fn hostile_bodies_are_4xx_naming_the_field_and_change_nothing(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let admin = panel.admin().await;
     let before = snapshot(&panel, &admin).await;
     let mut wrong = Vec::new();
@@ -720,9 +726,8 @@ async fn hostile_bodies_are_4xx_naming_the_field_and_change_nothing() {
     );
 }
 
-#[tokio::test]
-async fn unreadable_requests_are_4xx() {
-    let panel = TestPanel::start_with(None, "max_body_bytes = 65536\nmax_json_depth = 8").await;
+async fn unreadable_requests_are_4xx(store: Store) {
+    let panel = TestPanel::start_on(store, "max_body_bytes = 65536\nmax_json_depth = 8").await;
     let admin = panel.admin().await;
     let before = snapshot(&panel, &admin).await;
     let tenant = br#"{"name": "x", "slug": "ok"}"#.to_vec();
@@ -920,9 +925,8 @@ async fn unreadable_requests_are_4xx() {
     );
 }
 
-#[tokio::test]
-async fn quotes_and_metacharacters_in_valid_values_are_stored_verbatim() {
-    let panel = TestPanel::start().await;
+async fn quotes_and_metacharacters_in_valid_values_are_stored_verbatim(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let admin = panel.admin().await;
     let name = "O'Brien \"Ltd\"; DROP TABLE tenants; -- \\ `x` $(id) %s";
     let created = panel

@@ -6,11 +6,17 @@
 
 mod common;
 
-use common::TestPanel;
+use common::{Store, TestPanel};
 use hosting_core::Caller;
 use hosting_core::model::{NewWebsite, Role, TenantId, UserId, WebsiteSettings};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+// Each body below runs on SQLite, PostgreSQL and MariaDB: `name::{sqlite,postgres,mariadb}`.
+common::on_every_store!(
+    tenants_cannot_see_or_touch_each_other,
+    websites_need_a_node_that_runs_their_web_server,
+);
 
 struct Tenant {
     id: i64,
@@ -177,9 +183,8 @@ fn ids(items: &[Value]) -> Vec<i64> {
     items.iter().filter_map(|i| i["id"].as_i64()).collect()
 }
 
-#[tokio::test]
-async fn tenants_cannot_see_or_touch_each_other() {
-    let panel = TestPanel::start().await;
+async fn tenants_cannot_see_or_touch_each_other(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let operator = panel.admin().await;
     let a = tenant(&panel, &operator, "alpha").await;
     let b = tenant(&panel, &operator, "beta").await;
@@ -310,9 +315,8 @@ async fn tenants_cannot_see_or_touch_each_other() {
     assert_eq!(site.body["aliases"], json!([]));
 }
 
-#[tokio::test]
-async fn websites_need_a_node_that_runs_their_web_server() {
-    let panel = TestPanel::start().await;
+async fn websites_need_a_node_that_runs_their_web_server(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let operator = panel.admin().await;
     let t = tenant(&panel, &operator, "gamma").await;
     let before = panel.list_all("/api/v1/websites", &operator).await;

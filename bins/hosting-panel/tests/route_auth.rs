@@ -5,8 +5,16 @@
 
 mod common;
 
-use common::TestPanel;
+use common::{Store, TestPanel};
 use reqwest::Method;
+
+// Each body below runs on SQLite, PostgreSQL and MariaDB: `name::{sqlite,postgres,mariadb}`.
+common::on_every_store!(
+    every_documented_route_needs_authentication,
+    unknown_paths_and_bad_tokens_are_401_not_404,
+    public_endpoints_answer_and_authenticated_misses_are_json,
+    graceful_shutdown_stops_accepting,
+);
 
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"];
 
@@ -59,9 +67,8 @@ fn assert_security_headers(answer: &common::Answer, what: &str) {
     );
 }
 
-#[tokio::test]
-async fn every_documented_route_needs_authentication() {
-    let panel = TestPanel::start().await;
+async fn every_documented_route_needs_authentication(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let doc = panel
         .send(Method::GET, "/api/v1/openapi.json", None, None)
         .await
@@ -117,9 +124,8 @@ async fn every_documented_route_needs_authentication() {
     assert!(asked >= 7 * 30);
 }
 
-#[tokio::test]
-async fn unknown_paths_and_bad_tokens_are_401_not_404() {
-    let panel = TestPanel::start().await;
+async fn unknown_paths_and_bad_tokens_are_401_not_404(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     for path in [
         "/",
         "/api",
@@ -172,9 +178,8 @@ async fn unknown_paths_and_bad_tokens_are_401_not_404() {
     assert_eq!(response.status().as_u16(), 401);
 }
 
-#[tokio::test]
-async fn public_endpoints_answer_and_authenticated_misses_are_json() {
-    let panel = TestPanel::start().await;
+async fn public_endpoints_answer_and_authenticated_misses_are_json(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let health = panel
         .send(Method::GET, "/health", None, None)
         .await
@@ -223,9 +228,8 @@ async fn public_endpoints_answer_and_authenticated_misses_are_json() {
     );
 }
 
-#[tokio::test]
-async fn graceful_shutdown_stops_accepting() {
-    let panel = TestPanel::start().await;
+async fn graceful_shutdown_stops_accepting(store: Store) {
+    let panel = TestPanel::start_on(store, "").await;
     let base = panel.base.clone();
     let client = panel.client.clone();
     panel

@@ -1,12 +1,13 @@
-//! A real panel server on 127.0.0.1:0 over a fresh store in a temporary directory, and a small
-//! HTTP client for it. Nothing about HTTP is mocked: every request goes through a socket.
+//! A real panel server on 127.0.0.1:0 over a fresh store (SQLite in a temporary directory, or
+//! a fresh database on the test PostgreSQL or MariaDB server), and a small HTTP client for it.
+//! Nothing about HTTP is mocked: every request goes through a socket.
 #![allow(clippy::expect_used, dead_code)]
 
 use std::sync::Arc;
 
 use hosting_core::panel::Panel;
 use hosting_panel::{Config, Server};
-use hosting_tests::TempDir;
+use hosting_tests::{MARIADB_URL, POSTGRES_URL, TempDir, fresh_database, server_url};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -14,6 +15,87 @@ use serde_json::{Value, json};
 pub const ADMIN_EMAIL: &str = "admin@panel.example";
 /// Its password.
 pub const ADMIN_PASSWORD: &str = "operator-password-1";
+
+/// The store engine a test's panel runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// A SQLite file in the panel's temporary directory.
+    Sqlite,
+    /// A fresh database on the server in `HOSTING_TEST_POSTGRES_URL`.
+    Postgres,
+    /// A fresh database on the server in `HOSTING_TEST_MARIADB_URL`.
+    MariaDb,
+}
+
+impl Store {
+    /// The environment variable naming this engine's server (`None` for SQLite).
+    fn server_var(self) -> Option<&'static str> {
+        match self {
+            Self::Sqlite => None,
+            Self::Postgres => Some(POSTGRES_URL),
+            Self::MariaDb => Some(MARIADB_URL),
+        }
+    }
+
+    /// Whether this engine's server is here (SQLite always is). When its URL variable is not
+    /// set, the harness reports the test as SKIPPED and this is `false`.
+    ///
+    /// # Panics
+    /// Under `CI=true` when the server's variable is not set (see [`server_url`]): a CI run
+    /// never passes by skipping.
+    pub fn available(self) -> bool {
+        self.server_var()
+            .is_none_or(|var| server_url(var).is_some())
+    }
+
+    /// The `database_url` for [`TestPanel::start_with`]: `None` for SQLite (the default, a
+    /// file in the panel's temporary directory), otherwise a fresh database of its own on the
+    /// engine's server.
+    ///
+    /// # Panics
+    /// When the server's variable is not set (ask [`Store::available`] first).
+    pub async fn database_url(self) -> Option<String> {
+        let var = self.server_var()?;
+        let admin_url = server_url(var).unwrap_or_else(|| panic!("{var} is not set"));
+        Some(fresh_database(&admin_url).await)
+    }
+}
+
+/// Turns each `async fn name(store: Store)` named into a module `name` holding three tests,
+/// `name::sqlite`, `name::postgres` and `name::mariadb`, each running the body over its own
+/// fresh store. Without a server's URL variable its test reports SKIPPED (and fails under
+/// `CI=true`).
+#[allow(unused_macros)] // not every test file runs its bodies on every store
+macro_rules! on_every_store {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            use crate::common::Store;
+
+            async fn run(store: Store) {
+                if store.available() {
+                    super::$name(store).await;
+                }
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                run(Store::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                run(Store::Postgres).await;
+            }
+
+            #[tokio::test]
+            async fn mariadb() {
+                run(Store::MariaDb).await;
+            }
+        }
+    )+};
+}
+#[allow(unused_imports)] // as above
+pub(crate) use on_every_store;
 
 /// A running panel and a client for it.
 pub struct TestPanel {
@@ -114,6 +196,12 @@ impl TestPanel {
     /// A panel over a fresh SQLite store.
     pub async fn start() -> Self {
         Self::start_with(None, "").await
+    }
+
+    /// A panel over a fresh store of `store`'s engine, with extra top-level TOML keys (`extra`).
+    pub async fn start_on(store: Store, extra: &str) -> Self {
+        let database_url = store.database_url().await;
+        Self::start_with(database_url.as_deref(), extra).await
     }
 
     /// A panel with extra top-level TOML keys (`extra`) over `database_url` (default: SQLite
