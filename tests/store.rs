@@ -93,3 +93,21 @@ macro_rules! every_engine {
 }
 
 every_engine!(sqlite, postgres, mariadb);
+
+/// The store suite through [`hosting_core::TrackedStore`]: the wrapper that counts writes for
+/// the panel's read cache changes nothing a store does, and every write the suite makes moves
+/// its count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tracked_store_passes_the_store_suite() {
+    let Some((store, _dir)) = open("sqlite").await else {
+        return;
+    };
+    let store = std::sync::Arc::new(store);
+    let tracked = hosting_core::TrackedStore::new(store.clone());
+    let tracker = tracked.changes().expect("a tracked store counts its writes");
+    let before = tracker.stamp().expect("no write under way");
+    hosting_core::conformance::store::run_all(&tracked).await;
+    let after = tracker.stamp().expect("no write under way");
+    assert!(!tracker.is_current(before) && tracker.is_current(after));
+    store.close().await;
+}

@@ -29,6 +29,7 @@ pub mod rbac;
 pub mod site_files;
 pub mod store;
 pub mod system;
+pub mod tracked;
 #[cfg(feature = "system")]
 pub mod tree;
 pub mod types;
@@ -47,4 +48,5 @@ pub use php::PhpRuntime;
 pub use rbac::{Caller, Operator};
 pub use store::{PanelStore, StoreInfo};
 pub use system::{Command, CommandOutput, CommandRunner};
+pub use tracked::{ChangeTracker, Stamp, TrackedStore};
 pub use web::{ApplyReport, Drift, RenderedFile, WebServer};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::InvalidValue;
 
 /// Which page to fetch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageRequest {
     /// Return rows whose id is greater than this; `None` starts at the beginning.
@@ -29,7 +29,7 @@ impl Default for PageRequest {
 }
 
 /// A page size between 1 and [`PageLimit::MAX`]; 50 by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "u32", into = "u32")]
 pub struct PageLimit(u32);
 

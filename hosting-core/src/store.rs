@@ -12,6 +12,9 @@ use crate::model::{
 };
 use crate::page::{Page, PageRequest};
 use crate::rbac::{Caller, Operator};
+use crate::tracked::ChangeTracker;
+#[cfg(doc)]
+use crate::tracked::TrackedStore;
 use crate::types::DomainName;
 
 /// Which database holds the panel's records.
@@ -45,6 +48,12 @@ pub struct StoreInfo {
 pub trait PanelStore: Debug + Send + Sync {
     /// Which engine and server version hold the records.
     fn info(&self) -> StoreInfo;
+
+    /// The counter of this store's writes, when it keeps one (a [`TrackedStore`]): what lets a
+    /// caller reuse an earlier read while nothing was written since.
+    fn changes(&self) -> Option<&ChangeTracker> {
+        None
+    }
 
     /// Creates a tenant.
     async fn create_tenant(&self, op: &Operator, new: NewTenant) -> Result<Tenant>;

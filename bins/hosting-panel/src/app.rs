@@ -29,6 +29,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::middleware;
+use crate::read_cache::ReadCache;
 use crate::routes;
 
 /// The limits and policies of the HTTP layer (the panel's own policies are in
@@ -48,6 +49,9 @@ pub struct ApiSettings {
     /// The longest a request may take before the client gets a 408 (the change it started
     /// still finishes and is audited).
     pub request_timeout: Duration,
+    /// Bytes of serialized answers kept for repeated reads; 0 keeps none. Answers are only
+    /// kept when the panel's store counts its writes (a `TrackedStore`).
+    pub read_cache_bytes: usize,
 }
 
 impl Default for ApiSettings {
@@ -59,6 +63,7 @@ impl Default for ApiSettings {
             trusted_proxies: Vec::new(),
             cors_allowed_origins: Vec::new(),
             request_timeout: Duration::from_secs(120),
+            read_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -91,6 +96,7 @@ pub struct NodeNotes {
 struct Inner {
     panel: Arc<Panel>,
     settings: ApiSettings,
+    reads: ReadCache,
     notes: RwLock<BTreeMap<NodeId, NodeNotes>>,
     openapi_json: OnceLock<String>,
 }
@@ -116,6 +122,11 @@ impl AppState {
     /// The HTTP settings.
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
+    }
+
+    /// Kept answers to repeated reads.
+    pub(crate) fn reads(&self) -> &ReadCache {
+        &self.0.reads
     }
 
     /// What is known about `node`.
@@ -146,6 +157,7 @@ impl Api {
         Self {
             state: AppState(Arc::new(Inner {
                 panel,
+                reads: ReadCache::new(settings.read_cache_bytes),
                 settings,
                 notes: RwLock::new(BTreeMap::new()),
                 openapi_json: OnceLock::new(),

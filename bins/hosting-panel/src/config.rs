@@ -227,6 +227,10 @@ pub struct Config {
     pub refresh_ttl_secs: u64,
     /// Login attempts per minute per source address and per account.
     pub login_attempts_per_minute: u32,
+    /// Passwords hashed at once; each slot keeps argon2's 19 MiB.
+    pub password_hashing_slots: u32,
+    /// MiB of serialized answers kept for repeated reads; 0 keeps none.
+    pub read_cache_mib: u32,
     /// Origins allowed to call the API from a browser; empty: CORS off.
     pub cors_allowed_origins: Vec<Origin>,
     /// The first admin's e-mail.
@@ -267,6 +271,8 @@ struct Layer {
     access_ttl_secs: Option<u64>,
     refresh_ttl_secs: Option<u64>,
     login_attempts_per_minute: Option<u32>,
+    password_hashing_slots: Option<u32>,
+    read_cache_mib: Option<u32>,
     cors_allowed_origins: Option<Vec<Origin>>,
     admin_email: Option<EmailAddress>,
     request_timeout_secs: Option<u64>,
@@ -318,7 +324,8 @@ impl Layer {
         let mut merged = over!(Layer { node: None, ..self }, Layer { node: None, ..low }, {
             listen, data_dir, database_url, signing_key_file, trusted_proxies, max_body_bytes,
             max_header_bytes, max_json_depth, access_ttl_secs, refresh_ttl_secs,
-            login_attempts_per_minute, cors_allowed_origins, admin_email, request_timeout_secs,
+            login_attempts_per_minute, password_hashing_slots, read_cache_mib,
+            cors_allowed_origins, admin_email, request_timeout_secs,
             shutdown_grace_secs, log_level, node,
         });
         merged.node = node;
@@ -339,6 +346,8 @@ pub const KEYS: &[&str] = &[
     "access_ttl_secs",
     "refresh_ttl_secs",
     "login_attempts_per_minute",
+    "password_hashing_slots",
+    "read_cache_mib",
     "cors_allowed_origins",
     "admin_email",
     "request_timeout_secs",
@@ -416,6 +425,8 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, String> {
         | "access_ttl_secs"
         | "refresh_ttl_secs"
         | "login_attempts_per_minute"
+        | "password_hashing_slots"
+        | "read_cache_mib"
         | "request_timeout_secs"
         | "shutdown_grace_secs"
         | "node.http_port"
@@ -577,6 +588,8 @@ impl Config {
             access_ttl_secs: layer.access_ttl_secs.unwrap_or(300),
             refresh_ttl_secs: layer.refresh_ttl_secs.unwrap_or(30 * 24 * 3600),
             login_attempts_per_minute: layer.login_attempts_per_minute.unwrap_or(10),
+            password_hashing_slots: layer.password_hashing_slots.unwrap_or(1),
+            read_cache_mib: layer.read_cache_mib.unwrap_or(16),
             cors_allowed_origins: layer.cors_allowed_origins.unwrap_or_default(),
             admin_email: match layer.admin_email {
                 Some(email) => email,
@@ -605,6 +618,10 @@ impl Config {
             (
                 "login_attempts_per_minute",
                 u64::from(self.login_attempts_per_minute),
+            ),
+            (
+                "password_hashing_slots",
+                u64::from(self.password_hashing_slots),
             ),
             ("request_timeout_secs", self.request_timeout_secs),
             ("node.http_port", u64::from(self.node.http_port)),

@@ -28,6 +28,7 @@ pub mod error;
 pub mod extract;
 pub mod middleware;
 pub mod node;
+mod read_cache;
 mod routes;
 pub mod server;
 

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use hosting_core::model::{
 use hosting_core::panel::{AuthSettings, Panel, PanelParts};
 use hosting_core::types::{EmailAddress, NodeName, Password};
 use hosting_core::{
-    Caller, Clock, Operator, PageLimit, PageRequest, PanelStore, SystemClock, model::AuditOutcome,
+    Caller, Clock, Operator, PageLimit, PageRequest, PanelStore, SystemClock, TrackedStore,
+    model::AuditOutcome,
 };
 use hosting_db::{SqlStore, StoreOptions};
 use tokio::sync::watch;
@@ -291,6 +293,9 @@ pub fn api_settings(config: &Config) -> Result<ApiSettings, StartError> {
         trusted_proxies: config.trusted_proxies.clone(),
         cors_allowed_origins: origins,
         request_timeout: Duration::from_secs(config.request_timeout_secs),
+        read_cache_bytes: usize::try_from(config.read_cache_mib)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(1024 * 1024),
     })
 }
 
@@ -305,6 +310,10 @@ pub fn auth_settings(config: &Config) -> AuthSettings {
         login_window: Duration::from_secs(60),
         lockout: LockoutPolicy::default(),
         totp_issuer: "hosting-panel".to_owned(),
+        hashing_slots: usize::try_from(config.password_hashing_slots)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .unwrap_or(NonZeroUsize::MIN),
         ..AuthSettings::default()
     }
 }
@@ -346,7 +355,9 @@ pub async fn prepare(
             .map_err(failed("opening the panel store"))?,
     );
     protect_sqlite(config.database_url.expose());
-    let panel_store: Arc<dyn PanelStore> = store.clone();
+    // This process is the store's only writer (the job worker runs inside it), so its writes
+    // are counted and repeated reads can be answered from memory while nothing changed.
+    let panel_store: Arc<dyn PanelStore> = Arc::new(TrackedStore::new(store.clone()));
     let auth: Arc<dyn AuthStore> = store.clone();
     let jobs: Arc<dyn JobStore> = store.clone();
     let op = Operator::assume();

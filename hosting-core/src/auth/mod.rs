@@ -22,8 +22,8 @@ pub mod token;
 pub mod totp;
 
 pub use password::{
-    PasswordHash, PasswordPolicy, generate_password, hash_password, verify_against_dummy,
-    verify_password,
+    HashMemory, PasswordHash, PasswordPolicy, generate_password, hash_password,
+    verify_against_dummy, verify_password, verify_password_in,
 };
 pub use permission::{Permission, PermissionSet};
 pub use rate_limit::{RateLimiter, RetryAfter};

@@ -9,14 +9,16 @@ use std::hint::black_box;
 use std::str::FromStr;
 
 use argon2::password_hash::phc;
-use argon2::{
-    ARGON2ID_IDENT, Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version,
-};
+use argon2::{ARGON2ID_IDENT, Algorithm, Argon2, Block, Params, Version};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use subtle::ConstantTimeEq;
 
 use super::secret::random_bytes;
 use crate::error::{Error, InvalidValue, Result};
 use crate::types::Password;
+
+/// The length of the outputs new hashes store: argon2's default, 32 bytes.
+const OUTPUT_LEN: usize = 32;
 
 /// The argon2id cost parameters new hashes are made with.
 ///
@@ -54,11 +56,30 @@ impl PasswordPolicy {
 
     /// Hashes `password` with a fresh random salt under this policy.
     pub fn hash(&self, password: &Password) -> Result<PasswordHash> {
+        self.hash_in(password, &mut HashMemory::new())
+    }
+
+    /// [`PasswordPolicy::hash`] in `memory`, which keeps its pages for the next hash.
+    pub fn hash_in(&self, password: &Password, memory: &mut HashMemory) -> Result<PasswordHash> {
         let salt = random_bytes::<16>()?;
-        let phc = self
-            .argon2()?
-            .hash_password_with_salt(password.expose().as_bytes(), &salt)
+        let argon2 = self.argon2()?;
+        let mut out = [0u8; OUTPUT_LEN];
+        argon2
+            .hash_password_into_with_memory(
+                password.expose().as_bytes(),
+                &salt,
+                &mut out,
+                memory.blocks(argon2.params()),
+            )
             .map_err(|e| Error::backend("argon2", e))?;
+        let phc = phc::PasswordHash {
+            algorithm: ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: phc::ParamsString::try_from(argon2.params())
+                .map_err(|e| Error::backend("argon2", e))?,
+            salt: Some(phc::Salt::new(&salt).map_err(|e| Error::backend("argon2", e))?),
+            hash: Some(phc::Output::new(&out).map_err(|e| Error::backend("argon2", e))?),
+        };
         Ok(PasswordHash(phc.to_string()))
     }
 
@@ -66,11 +87,22 @@ impl PasswordPolicy {
     /// learns nothing: called when the account does not exist, so the answer's timing does not
     /// say whether it does.
     pub fn verify_against_dummy(&self, password: &Password) {
+        self.verify_against_dummy_in(password, &mut HashMemory::new());
+    }
+
+    /// [`PasswordPolicy::verify_against_dummy`] in `memory`.
+    pub fn verify_against_dummy_in(&self, password: &Password, memory: &mut HashMemory) {
         // Fixed salt: the result is thrown away, only the work matters.
         const DUMMY_SALT: [u8; 16] = *b"hosting-dummy-sa";
         if let Ok(argon2) = self.argon2() {
-            let out = argon2.hash_password_with_salt(password.expose().as_bytes(), &DUMMY_SALT);
-            black_box(out.is_ok());
+            let mut out = [0u8; OUTPUT_LEN];
+            let done = argon2.hash_password_into_with_memory(
+                password.expose().as_bytes(),
+                &DUMMY_SALT,
+                &mut out,
+                memory.blocks(argon2.params()),
+            );
+            black_box((done.is_ok(), out));
         }
     }
 
@@ -213,11 +245,79 @@ pub fn hash_password(password: &Password) -> Result<PasswordHash> {
 /// Whether `password` matches `hash`, using the parameters the hash was made with. The
 /// comparison of outputs is constant-time.
 pub fn verify_password(password: &Password, hash: &PasswordHash) -> bool {
-    hash.parsed().is_some_and(|phc| {
-        Argon2::default()
-            .verify_password(password.expose().as_bytes(), &phc)
-            .is_ok()
-    })
+    verify_password_in(password, hash, &mut HashMemory::new())
+}
+
+/// [`verify_password`] in `memory`, which keeps its pages for the next hash.
+pub fn verify_password_in(
+    password: &Password,
+    hash: &PasswordHash,
+    memory: &mut HashMemory,
+) -> bool {
+    let Some(phc) = hash.parsed() else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return false;
+    };
+    let Ok(stored) = Params::try_from(&phc) else {
+        return false;
+    };
+    let Ok(params) = Params::new(
+        stored.m_cost(),
+        stored.t_cost(),
+        stored.p_cost(),
+        Some(expected.len()),
+    ) else {
+        return false;
+    };
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let mut out = vec![0u8; expected.len()];
+    argon2
+        .hash_password_into_with_memory(
+            password.expose().as_bytes(),
+            salt.as_ref(),
+            &mut out,
+            memory.blocks(argon2.params()),
+        )
+        .is_ok()
+        && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
+}
+
+/// Argon2's working memory (19 MiB under the default policy), kept from one hash to the next:
+/// a login then neither asks the allocator for fresh pages, which glibc would keep per thread
+/// afterwards, nor waits for the kernel to zero them.
+#[derive(Debug, Default)]
+pub struct HashMemory(Vec<Block>);
+
+impl HashMemory {
+    /// No memory yet; the first hash allocates it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The bytes held.
+    pub fn bytes(&self) -> usize {
+        self.0.len() * Block::SIZE
+    }
+
+    /// Gives back all but what `policy` needs, after a hash made with larger parameters (an
+    /// old hash verified under a policy since lowered).
+    pub fn shrink_to(&mut self, policy: &PasswordPolicy) {
+        let keep = usize::try_from(policy.memory_kib).unwrap_or(usize::MAX);
+        if self.0.len() > keep {
+            self.0.truncate(keep);
+            self.0.shrink_to_fit();
+        }
+    }
+
+    fn blocks(&mut self, params: &Params) -> &mut [Block] {
+        let count = params.block_count();
+        if self.0.len() < count {
+            self.0.resize(count, Block::new());
+        }
+        &mut self.0[..count]
+    }
 }
 
 /// [`PasswordPolicy::verify_against_dummy`] under the default policy: call it when no account
@@ -290,6 +390,46 @@ mod tests {
         assert!(verify_password(&pw("a long passphrase"), &hash));
         assert!(!PasswordPolicy::default().needs_rehash(&hash));
         assert!(FAST.needs_rehash(&hash));
+    }
+
+    #[test]
+    fn reused_memory_agrees_with_the_argon2_crate_both_ways() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let argon2 = FAST.argon2().expect("policy");
+        let theirs = argon2
+            .hash_password_with_salt(b"s3cret pass", b"somesalt-16bytes")
+            .expect("hash");
+        let theirs: PasswordHash = theirs.to_string().parse().expect("PHC");
+        let mut memory = HashMemory::new();
+        assert!(verify_password_in(&pw("s3cret pass"), &theirs, &mut memory));
+        assert!(!verify_password_in(
+            &pw("s3cret pasS"),
+            &theirs,
+            &mut memory
+        ));
+
+        let ours = FAST.hash_in(&pw("s3cret pass"), &mut memory).expect("hash");
+        let parsed = phc::PasswordHash::new(ours.as_str()).expect("PHC");
+        assert!(argon2.verify_password(b"s3cret pass", &parsed).is_ok());
+        assert_eq!(
+            memory.bytes(),
+            64 * 1024,
+            "the memory is kept for the next hash"
+        );
+    }
+
+    #[test]
+    fn memory_grown_by_a_costlier_old_hash_is_given_back() {
+        let costly = PasswordPolicy {
+            memory_kib: 256,
+            ..FAST
+        };
+        let old = costly.hash(&pw("password1")).expect("hash");
+        let mut memory = HashMemory::new();
+        assert!(verify_password_in(&pw("password1"), &old, &mut memory));
+        assert_eq!(memory.bytes(), 256 * 1024);
+        memory.shrink_to(&FAST);
+        assert_eq!(memory.bytes(), 64 * 1024);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{Actor, Panel};
-use crate::auth::{PasswordPolicy, Permission, generate_password};
+use crate::auth::{Permission, generate_password};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOutcome, backoff};
 use crate::model::{
@@ -152,10 +152,7 @@ impl Panel {
                 (p.clone(), Some(p))
             }
         };
-        Ok((
-            hash_password_blocking(self.settings.password_policy, password).await?,
-            generated,
-        ))
+        Ok((self.hashing.hash(password).await?, generated))
     }
 
     /// Creates a user in the actor's tenant with `password`, or a generated one that is
@@ -295,7 +292,7 @@ impl Panel {
                     return Err(Error::denied("you may not change this user's password"));
                 }
             }
-            let hash = hash_password_blocking(self.settings.password_policy, password).await?;
+            let hash = self.hashing.hash(password).await?;
             self.auth.set_password(id, &hash).await?;
             self.auth.revoke_user_sessions(id, self.clock.now()).await
         }
@@ -436,15 +433,4 @@ impl Panel {
             .await?;
         self.converge(&entry.backends, &sites, &sites).await
     }
-}
-
-/// Hashes on a blocking thread: argon2 takes tens of milliseconds of CPU on purpose, which
-/// must not stall the async workers serving other requests.
-pub(super) async fn hash_password_blocking(
-    policy: PasswordPolicy,
-    password: Password,
-) -> Result<crate::auth::PasswordHash> {
-    tokio::task::spawn_blocking(move || policy.hash(&password))
-        .await
-        .map_err(|e| Error::backend("panel", format!("the hashing task failed: {e}")))?
 }

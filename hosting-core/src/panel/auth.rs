@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::{Actor, Grant, Panel};
 use crate::auth::{
     AccessClaims, OpaqueToken, Permission, PermissionSet, RecoveryCodes, TokenError, TokenKind,
-    TotpSecret, recovery, verify_password,
+    TotpSecret, recovery,
 };
 use crate::auth_store::{ApiToken, LoginRecord, NewApiToken, NewSession, Refreshed, TotpState};
 use crate::error::{Error, Result};
@@ -138,11 +138,9 @@ impl Panel {
             .map_err(Self::rate_limited)?;
         let now = self.clock.now();
         let Some(record) = self.auth.login_by_email(&request.email).await? else {
-            let password = request.password.clone();
-            let policy = self.settings.password_policy;
-            tokio::task::spawn_blocking(move || policy.verify_against_dummy(&password))
-                .await
-                .map_err(|e| Error::backend("panel", format!("the hashing task failed: {e}")))?;
+            self.hashing
+                .verify_against_dummy(request.password.clone())
+                .await?;
             self.audit_anonymous(
                 "auth.login",
                 format!("email:{}", request.email),
@@ -171,12 +169,7 @@ impl Panel {
             });
         }
         let password_ok = match record.password.clone() {
-            Some(hash) => {
-                let password = request.password.clone();
-                tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                    .await
-                    .map_err(|e| Error::backend("panel", format!("the hashing task failed: {e}")))?
-            }
+            Some(hash) => self.hashing.verify(request.password.clone(), hash).await?,
             None => false,
         };
         if !password_ok {

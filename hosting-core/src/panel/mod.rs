@@ -9,13 +9,16 @@
 
 mod accounts;
 mod auth;
+mod hashing;
 mod sites;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use self::hashing::Hashing;
 use crate::auth::{Keyring, PasswordPolicy, Permission, PermissionSet, RateLimiter};
 use crate::auth_store::{AuthStore, LockoutPolicy};
 use crate::clock::Clock;
@@ -88,6 +91,9 @@ pub struct AuthSettings {
     pub totp_issuer: String,
     /// The argon2id cost of new password hashes (existing hashes carry their own).
     pub password_policy: PasswordPolicy,
+    /// How many passwords are hashed at once; the others wait. Each slot keeps the policy's
+    /// memory (19 MiB by default) for good, so this bounds the memory logins can take.
+    pub hashing_slots: NonZeroUsize,
 }
 
 impl Default for AuthSettings {
@@ -100,6 +106,7 @@ impl Default for AuthSettings {
             lockout: LockoutPolicy::default(),
             totp_issuer: "hosting-sdk".to_owned(),
             password_policy: PasswordPolicy::OWASP,
+            hashing_slots: NonZeroUsize::MIN,
         }
     }
 }
@@ -133,6 +140,7 @@ pub struct Panel {
     keys: Keyring,
     operator_tenant: TenantId,
     settings: AuthSettings,
+    hashing: Hashing,
     nodes: RwLock<BTreeMap<NodeId, NodeEntry>>,
     login_by_ip: RateLimiter,
     login_by_account: RateLimiter,
@@ -148,7 +156,7 @@ struct NodeEntry {
 }
 
 /// How an actor proved who it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Grant {
     /// A login session's access token: the role's rules alone decide.
     Session {
@@ -251,6 +259,7 @@ impl Panel {
             clock: parts.clock,
             keys: parts.keys,
             operator_tenant: parts.operator_tenant,
+            hashing: Hashing::new(settings.password_policy, settings.hashing_slots),
             settings,
             nodes: RwLock::new(BTreeMap::new()),
             revoked: Mutex::new(BTreeMap::new()),

@@ -2,7 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use hosting_core::model::{NodeId, WebsiteChanges, WebsiteId, WebsiteStatus};
 use hosting_core::panel::Actor;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,6 +17,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authed, JsonBody, NoQuery, Paging, PathId};
+use crate::read_cache::Read;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -75,9 +77,23 @@ async fn list_websites(
     State(state): State<AppState>,
     Authed(actor): Authed,
     Paging(page): Paging,
-) -> ApiResult<Json<PageOf<WebsiteView>>> {
-    let page = state.panel().list_websites(&actor, page).await?;
-    Ok(Json(PageOf::from_page(page, Into::into)))
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let panel = state.panel();
+    let load = async {
+        let sites = panel.list_websites(&actor, page).await?;
+        Ok(PageOf::<WebsiteView>::from_page(sites, Into::into))
+    };
+    state
+        .reads()
+        .answer(
+            panel.store().changes(),
+            &actor,
+            Read::Websites(page),
+            &headers,
+            load,
+        )
+        .await
 }
 
 /// Create a website: its record, its database (when `settings.database` asks for one), its
@@ -112,8 +128,20 @@ async fn get_website(
     Authed(actor): Authed,
     _: NoQuery,
     PathId(id): PathId<WebsiteId>,
-) -> ApiResult<Json<WebsiteView>> {
-    Ok(Json(state.panel().get_website(&actor, id).await?.into()))
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let panel = state.panel();
+    let load = async { Ok(WebsiteView::from(panel.get_website(&actor, id).await?)) };
+    state
+        .reads()
+        .answer(
+            panel.store().changes(),
+            &actor,
+            Read::Website(id),
+            &headers,
+            load,
+        )
+        .await
 }
 
 /// Change a website's settings, aliases or document root, and deploy the change; when the

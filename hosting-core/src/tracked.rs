@@ -1,0 +1,346 @@
+//! Knowing, without asking the database, whether the panel's records changed.
+//!
+//! A read served from memory is only as good as the certainty that nothing was written since
+//! it was read. [`TrackedStore`] wraps a [`PanelStore`] and counts its writes in a
+//! [`ChangeTracker`]; anything derived from a read (a serialized answer, say) can carry the
+//! [`Stamp`] taken before the read and be reused while [`ChangeTracker::is_current`] holds.
+//!
+//! It counts what goes through the [`PanelStore`] trait: tenants, users, websites, nodes, alert
+//! rules and the audit log, not the credentials, sessions and jobs an `AuthStore` or
+//! `JobStore` writes. It sees the writes made through this wrapper only, so it is exact when this
+//! process is the store's only writer: the embedded SQLite store always, a PostgreSQL or
+//! MariaDB store when one panel process writes it. An embedder that runs several writers on one
+//! database must not wrap its store (or must not cache).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{
+    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewTenant, NewUser,
+    NewWebsite, Node, NodeId, Tenant, TenantChanges, TenantId, User, UserChanges, UserId, Website,
+    WebsiteChanges, WebsiteId, WebsiteStatus,
+};
+use crate::page::{Page, PageRequest};
+use crate::rbac::{Caller, Operator};
+use crate::store::{PanelStore, StoreInfo};
+use crate::types::DomainName;
+
+/// The store's write count when a read began, while no write was under way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp(u64);
+
+/// Counts the writes to a store, so that a copy of a read can be checked for freshness with
+/// two atomic loads.
+///
+/// Each write moves the count when it begins and again when it has finished (committed or
+/// failed), and is counted as under way in between. A read taken while no write was under way,
+/// and still current afterwards, saw no write at all: its result equals what the store holds.
+#[derive(Debug, Default)]
+pub struct ChangeTracker {
+    version: AtomicU64,
+    writing: AtomicU64,
+}
+
+impl ChangeTracker {
+    /// A tracker that has seen no writes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stamp to take before a read, or `None` while a write is under way (its outcome
+    /// is unknown, so nothing read now may be kept).
+    pub fn stamp(&self) -> Option<Stamp> {
+        let version = self.version.load(Ordering::SeqCst);
+        (self.writing.load(Ordering::SeqCst) == 0).then_some(Stamp(version))
+    }
+
+    /// Whether no write has begun since `stamp` was taken: what was read under it still is
+    /// what the store holds.
+    pub fn is_current(&self, stamp: Stamp) -> bool {
+        self.writing.load(Ordering::SeqCst) == 0 && self.version.load(Ordering::SeqCst) == stamp.0
+    }
+
+    /// Marks a write as under way until the guard is dropped.
+    pub fn begin_write(&self) -> WriteGuard<'_> {
+        self.writing.fetch_add(1, Ordering::SeqCst);
+        self.version.fetch_add(1, Ordering::SeqCst);
+        WriteGuard { tracker: self }
+    }
+}
+
+/// A write under way; dropping it (after the write committed or failed) ends it.
+#[derive(Debug)]
+#[must_use = "the write counts as under way only while the guard lives"]
+pub struct WriteGuard<'a> {
+    tracker: &'a ChangeTracker,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        // The count moves before the write stops counting as under way, so no reader can
+        // see "nothing under way" together with the version from before this write.
+        self.tracker.version.fetch_add(1, Ordering::SeqCst);
+        self.tracker.writing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A [`PanelStore`] whose every write is counted in a [`ChangeTracker`].
+///
+/// Every method that may write, the audit log included, counts as a write: a forgotten
+/// write would serve stale data, an extra one only costs a cache miss.
+#[derive(Debug)]
+pub struct TrackedStore {
+    inner: Arc<dyn PanelStore>,
+    tracker: ChangeTracker,
+}
+
+impl TrackedStore {
+    /// Wraps `inner`, which this process must be the only writer of.
+    pub fn new(inner: Arc<dyn PanelStore>) -> Self {
+        Self {
+            inner,
+            tracker: ChangeTracker::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl PanelStore for TrackedStore {
+    fn info(&self) -> StoreInfo {
+        self.inner.info()
+    }
+
+    fn changes(&self) -> Option<&ChangeTracker> {
+        Some(&self.tracker)
+    }
+
+    async fn create_tenant(&self, op: &Operator, new: NewTenant) -> Result<Tenant> {
+        let _write = self.tracker.begin_write();
+        self.inner.create_tenant(op, new).await
+    }
+
+    async fn get_tenant(&self, op: &Operator, id: TenantId) -> Result<Tenant> {
+        self.inner.get_tenant(op, id).await
+    }
+
+    async fn own_tenant(&self, caller: &Caller) -> Result<Tenant> {
+        self.inner.own_tenant(caller).await
+    }
+
+    async fn list_tenants(&self, op: &Operator, page: PageRequest) -> Result<Page<Tenant>> {
+        self.inner.list_tenants(op, page).await
+    }
+
+    async fn update_tenant(
+        &self,
+        op: &Operator,
+        id: TenantId,
+        changes: TenantChanges,
+    ) -> Result<Tenant> {
+        let _write = self.tracker.begin_write();
+        self.inner.update_tenant(op, id, changes).await
+    }
+
+    async fn delete_tenant(&self, op: &Operator, id: TenantId) -> Result<()> {
+        let _write = self.tracker.begin_write();
+        self.inner.delete_tenant(op, id).await
+    }
+
+    async fn create_node(&self, op: &Operator, new: NewNode) -> Result<Node> {
+        let _write = self.tracker.begin_write();
+        self.inner.create_node(op, new).await
+    }
+
+    async fn get_node(&self, op: &Operator, id: NodeId) -> Result<Node> {
+        self.inner.get_node(op, id).await
+    }
+
+    async fn list_nodes(&self, op: &Operator, page: PageRequest) -> Result<Page<Node>> {
+        self.inner.list_nodes(op, page).await
+    }
+
+    async fn delete_node(&self, op: &Operator, id: NodeId) -> Result<()> {
+        let _write = self.tracker.begin_write();
+        self.inner.delete_node(op, id).await
+    }
+
+    async fn create_user_as_operator(
+        &self,
+        op: &Operator,
+        tenant: TenantId,
+        new: NewUser,
+    ) -> Result<User> {
+        let _write = self.tracker.begin_write();
+        self.inner.create_user_as_operator(op, tenant, new).await
+    }
+
+    async fn create_user(&self, caller: &Caller, new: NewUser) -> Result<User> {
+        let _write = self.tracker.begin_write();
+        self.inner.create_user(caller, new).await
+    }
+
+    async fn get_user(&self, caller: &Caller, id: UserId) -> Result<User> {
+        self.inner.get_user(caller, id).await
+    }
+
+    async fn list_users(&self, caller: &Caller, page: PageRequest) -> Result<Page<User>> {
+        self.inner.list_users(caller, page).await
+    }
+
+    async fn update_user(&self, caller: &Caller, id: UserId, changes: UserChanges) -> Result<User> {
+        let _write = self.tracker.begin_write();
+        self.inner.update_user(caller, id, changes).await
+    }
+
+    async fn delete_user(&self, caller: &Caller, id: UserId) -> Result<()> {
+        let _write = self.tracker.begin_write();
+        self.inner.delete_user(caller, id).await
+    }
+
+    async fn create_website(&self, caller: &Caller, new: NewWebsite) -> Result<Website> {
+        let _write = self.tracker.begin_write();
+        self.inner.create_website(caller, new).await
+    }
+
+    async fn get_website(&self, caller: &Caller, id: WebsiteId) -> Result<Website> {
+        self.inner.get_website(caller, id).await
+    }
+
+    async fn get_website_by_domain(&self, caller: &Caller, domain: &DomainName) -> Result<Website> {
+        self.inner.get_website_by_domain(caller, domain).await
+    }
+
+    async fn list_websites(&self, caller: &Caller, page: PageRequest) -> Result<Page<Website>> {
+        self.inner.list_websites(caller, page).await
+    }
+
+    async fn list_node_websites(
+        &self,
+        op: &Operator,
+        node: NodeId,
+        page: PageRequest,
+    ) -> Result<Page<Website>> {
+        self.inner.list_node_websites(op, node, page).await
+    }
+
+    async fn update_website(
+        &self,
+        caller: &Caller,
+        id: WebsiteId,
+        changes: WebsiteChanges,
+    ) -> Result<Website> {
+        let _write = self.tracker.begin_write();
+        self.inner.update_website(caller, id, changes).await
+    }
+
+    async fn delete_website(&self, caller: &Caller, id: WebsiteId) -> Result<()> {
+        let _write = self.tracker.begin_write();
+        self.inner.delete_website(caller, id).await
+    }
+
+    async fn set_website_status(
+        &self,
+        op: &Operator,
+        id: WebsiteId,
+        status: WebsiteStatus,
+    ) -> Result<Website> {
+        let _write = self.tracker.begin_write();
+        self.inner.set_website_status(op, id, status).await
+    }
+
+    async fn create_alert_rule(&self, caller: &Caller, spec: AlertRuleSpec) -> Result<AlertRule> {
+        let _write = self.tracker.begin_write();
+        self.inner.create_alert_rule(caller, spec).await
+    }
+
+    async fn get_alert_rule(&self, caller: &Caller, id: AlertRuleId) -> Result<AlertRule> {
+        self.inner.get_alert_rule(caller, id).await
+    }
+
+    async fn list_alert_rules(
+        &self,
+        caller: &Caller,
+        page: PageRequest,
+    ) -> Result<Page<AlertRule>> {
+        self.inner.list_alert_rules(caller, page).await
+    }
+
+    async fn update_alert_rule(
+        &self,
+        caller: &Caller,
+        id: AlertRuleId,
+        spec: AlertRuleSpec,
+    ) -> Result<AlertRule> {
+        let _write = self.tracker.begin_write();
+        self.inner.update_alert_rule(caller, id, spec).await
+    }
+
+    async fn delete_alert_rule(&self, caller: &Caller, id: AlertRuleId) -> Result<()> {
+        let _write = self.tracker.begin_write();
+        self.inner.delete_alert_rule(caller, id).await
+    }
+
+    async fn append_audit(&self, entry: NewAuditEntry) -> Result<AuditEntry> {
+        let _write = self.tracker.begin_write();
+        self.inner.append_audit(entry).await
+    }
+
+    async fn list_audit(&self, caller: &Caller, page: PageRequest) -> Result<Page<AuditEntry>> {
+        self.inner.list_audit(caller, page).await
+    }
+
+    async fn list_all_audit(&self, op: &Operator, page: PageRequest) -> Result<Page<AuditEntry>> {
+        self.inner.list_all_audit(op, page).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_outlives_no_write() {
+        let tracker = ChangeTracker::new();
+        let Some(before) = tracker.stamp() else {
+            panic!("no write is under way");
+        };
+        assert!(tracker.is_current(before));
+
+        let write = tracker.begin_write();
+        // Under way: nothing read now may be kept, and nothing read before may be served.
+        assert_eq!(tracker.stamp(), None);
+        assert!(!tracker.is_current(before));
+        drop(write);
+
+        assert!(!tracker.is_current(before));
+        let Some(after) = tracker.stamp() else {
+            panic!("the write ended");
+        };
+        assert_ne!(after, before);
+        assert!(tracker.is_current(after));
+    }
+
+    #[test]
+    fn a_write_that_began_and_ended_during_a_read_is_seen() {
+        let tracker = ChangeTracker::new();
+        let Some(stamp) = tracker.stamp() else {
+            panic!("no write is under way");
+        };
+        drop(tracker.begin_write());
+        assert!(!tracker.is_current(stamp));
+    }
+
+    #[test]
+    fn overlapping_writes_count_as_under_way_until_the_last_ends() {
+        let tracker = ChangeTracker::new();
+        let first = tracker.begin_write();
+        let second = tracker.begin_write();
+        drop(first);
+        assert_eq!(tracker.stamp(), None);
+        drop(second);
+        assert!(tracker.stamp().is_some());
+    }
+}
