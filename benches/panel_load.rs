@@ -35,7 +35,9 @@
 //!    tenant. During each run the machine's CPU time is accounted for (`/proc`): the server's,
 //!    wrk's, PostgreSQL's backends' and everything else's; a run in which anything else used
 //!    more than 5% of the machine is repeated (at most 3 tries; a figure still disturbed is
-//!    marked `†`), since other sessions share this machine.
+//!    marked `†`), since other sessions share this machine. Then the panel is started again
+//!    over the same store and data directory with `read_cache_mib = 0` and both endpoints are
+//!    loaded once more: the figure of a panel that reads the store on every request.
 //! 6. **Memory**: the panel's peak RSS (`VmHWM` in `/proc/PID/status`) once ready, after the
 //!    logins and after both loads; the reference servers' peaks.
 //!
@@ -317,6 +319,8 @@ struct Loads {
     sql: Load,
     /// The panel.
     panel: Load,
+    /// The panel with `read_cache_mib = 0`: every request reads the store.
+    uncached: Load,
 }
 
 /// The results of one store.
@@ -353,7 +357,7 @@ async fn run_store(
         seed_time.as_secs_f64()
     );
 
-    let mut panel = Panel::start(scale, panel_bin, dir, url);
+    let mut panel = Panel::start(scale, panel_bin, dir, url, None);
     panel.wait_ready().await;
     let (ready_hwm_kib, _) = memory(panel.pid());
 
@@ -466,6 +470,8 @@ async fn run_store(
     );
 
     let mut loads = Vec::new();
+    let mut measured = Vec::new();
+    let target = |who, port, pid| Target { who, port, pid };
     for (endpoint, path, body_len) in [
         ("GET /api/v1/websites?limit=50", list_path, list.body.len()),
         (
@@ -482,7 +488,6 @@ async fn run_store(
             });
             continue;
         }
-        let target = |who, port, pid| Target { who, port, pid };
         let bare_load = run_wrk(
             scale,
             target("bare", bare.port, bare.child.id()),
@@ -504,20 +509,45 @@ async fn run_store(
             &token,
             store,
         );
-        loads.push(EndpointLoad {
+        measured.push((
             endpoint,
-            body: body_len,
-            loads: Some(Loads {
-                bare: bare_load,
-                sql: sql_load,
-                panel: panel_load,
-            }),
-        });
+            path.to_owned(),
+            body_len,
+            bare_load,
+            sql_load,
+            panel_load,
+        ));
     }
     let (panel_hwm_kib, panel_rss_kib) = memory(panel.pid());
     let (bare_hwm_kib, _) = memory(bare.child.id());
     let (floor_hwm_kib, _) = memory(floor.child.id());
     panel.stop();
+    // The same panel over the same store and data directory (so the token still works), with
+    // its read cache off: what every request costs when it reads the store.
+    if !measured.is_empty() {
+        let mut uncached = Panel::start(scale, panel_bin, dir, url, Some(0));
+        uncached.wait_ready().await;
+        for (endpoint, path, body_len, bare, sql, panel) in measured {
+            let uncached_load = run_wrk(
+                scale,
+                target("panel-uncached", uncached.port, uncached.pid()),
+                &path,
+                &token,
+                store,
+            );
+            loads.push(EndpointLoad {
+                endpoint,
+                body: body_len,
+                loads: Some(Loads {
+                    bare,
+                    sql,
+                    panel,
+                    uncached: uncached_load,
+                }),
+            });
+        }
+        uncached.stop();
+    }
     drop(bare);
     drop(floor);
     StoreResult {
@@ -679,13 +709,23 @@ struct Panel {
 }
 
 impl Panel {
-    fn start(scale: &Scale, bin: &Path, dir: &TempDir, url: &str) -> Self {
+    /// The panel over `url` with `read_cache_mib` (the shipped default when `None`).
+    fn start(
+        scale: &Scale,
+        bin: &Path,
+        dir: &TempDir,
+        url: &str,
+        read_cache_mib: Option<u32>,
+    ) -> Self {
         let port = free_port();
         let data = dir.path().join("data");
-        let log_level = scale
+        let mut log_level = scale
             .log_level
             .as_deref()
             .map_or(String::new(), |l| format!("log_level = {l:?}\n"));
+        if let Some(mib) = read_cache_mib {
+            let _ = writeln!(log_level, "read_cache_mib = {mib}");
+        }
         let config = format!(
             "listen = \"127.0.0.1:{port}\"\n\
              data_dir = {data:?}\n\
@@ -1314,7 +1354,13 @@ fn report(scale: &Scale, results: &[StoreResult]) -> String {
             loads,
         } in &r.loads
         {
-            let Some(Loads { bare, sql, panel }) = loads else {
+            let Some(Loads {
+                bare,
+                sql,
+                panel,
+                uncached,
+            }) = loads
+            else {
                 let _ = writeln!(
                     out,
                     "| {} | {endpoint} ({body} B) | | skipped: no wrk | | | | | | |",
@@ -1352,6 +1398,7 @@ fn report(scale: &Scale, results: &[StoreResult]) -> String {
             );
             let _ = writeln!(out, "{}", row("same SQL (raw sqlx), then the bytes", sql));
             let _ = writeln!(out, "{}", row("**panel**", panel));
+            let _ = writeln!(out, "{}", row("panel, read cache off", uncached));
             let share = panel.requests_per_sec / bare.requests_per_sec;
             let p99 = panel.p99_us / bare.p99_us;
             let ours = panel;
@@ -1375,10 +1422,11 @@ fn report(scale: &Scale, results: &[StoreResult]) -> String {
         }
     }
     if results.iter().any(|r| {
-        r.loads
-            .iter()
-            .filter_map(|e| e.loads.as_ref())
-            .any(|l| [&l.bare, &l.sql, &l.panel].iter().any(|x| x.disturbed()))
+        r.loads.iter().filter_map(|e| e.loads.as_ref()).any(|l| {
+            [&l.bare, &l.sql, &l.panel, &l.uncached]
+                .iter()
+                .any(|x| x.disturbed())
+        })
     }) {
         let _ = writeln!(
             out,

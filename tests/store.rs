@@ -104,10 +104,101 @@ async fn sqlite_tracked_store_passes_the_store_suite() {
     };
     let store = std::sync::Arc::new(store);
     let tracked = hosting_core::TrackedStore::new(store.clone());
-    let tracker = tracked.changes().expect("a tracked store counts its writes");
+    let tracker = tracked
+        .changes()
+        .expect("a tracked store counts its writes");
     let before = tracker.stamp().expect("no write under way");
     hosting_core::conformance::store::run_all(&tracked).await;
     let after = tracker.stamp().expect("no write under way");
     assert!(!tracker.is_current(before) && tracker.is_current(after));
     store.close().await;
+}
+
+/// Waits (up to 10 s) until `holds` is true of `tracker`, polling; panics naming `what`.
+async fn until(
+    tracker: &hosting_core::ChangeTracker,
+    what: &str,
+    holds: impl Fn(&hosting_core::ChangeTracker) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !holds(tracker) {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// PostgreSQL's change feed: a commit by another store (another panel process) ends every
+/// stamp; a lost listening connection leaves no stamp to take until it listens again, and
+/// listening again ends the stamps from before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_change_feed_hears_other_writers_and_its_own_loss() {
+    let Some(url) = server_url(POSTGRES_URL) else {
+        return;
+    };
+    let url = fresh_database(&url).await;
+    let options = StoreOptions::default();
+    let ours = SqlStore::open(&url, &options).await.expect("open store");
+    let other = SqlStore::open(&url, &options)
+        .await
+        .expect("open a second store");
+    assert!(ours.change_feed().is_some(), "PostgreSQL announces commits");
+
+    let tracker = std::sync::Arc::new(hosting_core::ChangeTracker::with_other_writers());
+    assert_eq!(
+        tracker.stamp(),
+        None,
+        "nothing is known before the feed listens"
+    );
+    let following = ours.change_feed().expect("a feed").follow(tracker.clone());
+    until(&tracker, "the feed listens", |t| t.stamp().is_some()).await;
+
+    let stamp = tracker.stamp().expect("listening");
+    tenant_elsewhere(&other, "feed1").await;
+    until(&tracker, "another store's commit is heard", |t| {
+        !t.is_current(stamp)
+    })
+    .await;
+
+    // The listening connection is killed from outside, as a restart or a failover would.
+    let stamp = tracker.stamp().expect("listening");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&sqlx::PgPool::connect(&url).await.expect("admin connection"))
+    .await
+    .expect("terminate the listener");
+    assert_eq!(killed, [true], "one listening connection");
+    until(&tracker, "the loss is noticed", |t| !t.is_current(stamp)).await;
+    until(&tracker, "the feed listens again", |t| t.stamp().is_some()).await;
+    let stamp = tracker.stamp().expect("listening again");
+    tenant_elsewhere(&other, "feed2").await;
+    until(&tracker, "a commit after the reconnection is heard", |t| {
+        !t.is_current(stamp)
+    })
+    .await;
+
+    drop(following);
+    assert_eq!(
+        tracker.stamp(),
+        None,
+        "a feed no longer followed vouches for nothing"
+    );
+    ours.close().await;
+    other.close().await;
+}
+
+/// A tenant written through `store`, standing for another panel process's write.
+async fn tenant_elsewhere(store: &SqlStore, slug: &str) {
+    store
+        .create_tenant(
+            &hosting_core::rbac::Operator::assume(),
+            hosting_core::model::NewTenant {
+                name: slug.parse().expect("name"),
+                slug: slug.parse().expect("slug"),
+                quotas: Default::default(),
+            },
+        )
+        .await
+        .expect("a tenant written by the other store");
 }

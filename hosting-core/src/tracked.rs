@@ -7,13 +7,14 @@
 //!
 //! It counts what goes through the [`PanelStore`] trait: tenants, users, websites, nodes, alert
 //! rules and the audit log, not the credentials, sessions and jobs an `AuthStore` or
-//! `JobStore` writes. It sees the writes made through this wrapper only, so it is exact when this
-//! process is the store's only writer: the embedded SQLite store always, a PostgreSQL or
-//! MariaDB store when one panel process writes it. An embedder that runs several writers on one
-//! database must not wrap its store (or must not cache).
+//! `JobStore` writes. Writes by other processes reach it only through a change feed: a tracker
+//! made with [`ChangeTracker::sole_writer`] trusts that there are none (the embedded SQLite
+//! store, whose file the panel locks); one made with [`ChangeTracker::with_other_writers`]
+//! hands out no stamp until a feed (PostgreSQL's `LISTEN`, in `hosting-db`) reports that it is
+//! listening, and none again from the moment the feed is lost.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
@@ -33,34 +34,61 @@ use crate::types::DomainName;
 pub struct Stamp(u64);
 
 /// Counts the writes to a store, so that a copy of a read can be checked for freshness with
-/// two atomic loads.
+/// a few atomic loads.
 ///
 /// Each write moves the count when it begins and again when it has finished (committed or
 /// failed), and is counted as under way in between. A read taken while no write was under way,
 /// and still current afterwards, saw no write at all: its result equals what the store holds.
-#[derive(Debug, Default)]
+/// A write announced by another process moves the count once, when the announcement arrives
+/// (after that write committed).
+#[derive(Debug)]
 pub struct ChangeTracker {
     version: AtomicU64,
     writing: AtomicU64,
+    /// Whether every writer's commits reach this tracker: always for a sole writer, and
+    /// while the change feed listens when there are others.
+    sighted: AtomicBool,
+}
+
+impl Default for ChangeTracker {
+    fn default() -> Self {
+        Self::sole_writer()
+    }
 }
 
 impl ChangeTracker {
-    /// A tracker that has seen no writes.
-    pub fn new() -> Self {
-        Self::default()
+    /// A tracker for a store this process alone writes.
+    pub fn sole_writer() -> Self {
+        Self {
+            version: AtomicU64::new(0),
+            writing: AtomicU64::new(0),
+            sighted: AtomicBool::new(true),
+        }
+    }
+
+    /// A tracker for a store that other processes write too: it hands out no stamp until
+    /// [`feed_listening`](Self::feed_listening) says their commits are being announced.
+    pub fn with_other_writers() -> Self {
+        Self {
+            sighted: AtomicBool::new(false),
+            ..Self::sole_writer()
+        }
     }
 
     /// The stamp to take before a read, or `None` while a write is under way (its outcome
-    /// is unknown, so nothing read now may be kept).
+    /// is unknown, so nothing read now may be kept) or while other writers' commits go unseen.
     pub fn stamp(&self) -> Option<Stamp> {
         let version = self.version.load(Ordering::SeqCst);
-        (self.writing.load(Ordering::SeqCst) == 0).then_some(Stamp(version))
+        (self.writing.load(Ordering::SeqCst) == 0 && self.sighted.load(Ordering::SeqCst))
+            .then_some(Stamp(version))
     }
 
     /// Whether no write has begun since `stamp` was taken: what was read under it still is
     /// what the store holds.
     pub fn is_current(&self, stamp: Stamp) -> bool {
-        self.writing.load(Ordering::SeqCst) == 0 && self.version.load(Ordering::SeqCst) == stamp.0
+        self.writing.load(Ordering::SeqCst) == 0
+            && self.sighted.load(Ordering::SeqCst)
+            && self.version.load(Ordering::SeqCst) == stamp.0
     }
 
     /// Marks a write as under way until the guard is dropped.
@@ -68,6 +96,25 @@ impl ChangeTracker {
         self.writing.fetch_add(1, Ordering::SeqCst);
         self.version.fetch_add(1, Ordering::SeqCst);
         WriteGuard { tracker: self }
+    }
+
+    /// Another process committed a write (or may have: announcements carry no detail).
+    pub fn changed_elsewhere(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The change feed listens: from now on every other writer's commit is announced.
+    /// Whatever was read before is stale, since commits made while nobody listened are lost.
+    pub fn feed_listening(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+        self.sighted.store(true, Ordering::SeqCst);
+    }
+
+    /// The change feed stopped listening: no stamp is handed out or honoured until it listens
+    /// again.
+    pub fn feed_lost(&self) {
+        self.sighted.store(false, Ordering::SeqCst);
+        self.version.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -94,16 +141,18 @@ impl Drop for WriteGuard<'_> {
 #[derive(Debug)]
 pub struct TrackedStore {
     inner: Arc<dyn PanelStore>,
-    tracker: ChangeTracker,
+    tracker: Arc<ChangeTracker>,
 }
 
 impl TrackedStore {
     /// Wraps `inner`, which this process must be the only writer of.
     pub fn new(inner: Arc<dyn PanelStore>) -> Self {
-        Self {
-            inner,
-            tracker: ChangeTracker::new(),
-        }
+        Self::with_tracker(inner, Arc::new(ChangeTracker::sole_writer()))
+    }
+
+    /// Wraps `inner`, counting its writes in `tracker` (which a change feed may also move).
+    pub fn with_tracker(inner: Arc<dyn PanelStore>, tracker: Arc<ChangeTracker>) -> Self {
+        Self { inner, tracker }
     }
 }
 
@@ -303,7 +352,7 @@ mod tests {
 
     #[test]
     fn a_stamp_outlives_no_write() {
-        let tracker = ChangeTracker::new();
+        let tracker = ChangeTracker::sole_writer();
         let Some(before) = tracker.stamp() else {
             panic!("no write is under way");
         };
@@ -325,7 +374,7 @@ mod tests {
 
     #[test]
     fn a_write_that_began_and_ended_during_a_read_is_seen() {
-        let tracker = ChangeTracker::new();
+        let tracker = ChangeTracker::sole_writer();
         let Some(stamp) = tracker.stamp() else {
             panic!("no write is under way");
         };
@@ -335,12 +384,46 @@ mod tests {
 
     #[test]
     fn overlapping_writes_count_as_under_way_until_the_last_ends() {
-        let tracker = ChangeTracker::new();
+        let tracker = ChangeTracker::sole_writer();
         let first = tracker.begin_write();
         let second = tracker.begin_write();
         drop(first);
         assert_eq!(tracker.stamp(), None);
         drop(second);
+        assert!(tracker.stamp().is_some());
+    }
+
+    #[test]
+    fn other_writers_leave_nothing_to_keep_until_the_feed_listens() {
+        let tracker = ChangeTracker::with_other_writers();
+        assert_eq!(tracker.stamp(), None, "commits elsewhere go unseen");
+        tracker.feed_listening();
+        let Some(stamp) = tracker.stamp() else {
+            panic!("the feed listens");
+        };
+        assert!(tracker.is_current(stamp));
+        tracker.changed_elsewhere();
+        assert!(
+            !tracker.is_current(stamp),
+            "an announced commit ends the stamp"
+        );
+    }
+
+    #[test]
+    fn a_lost_feed_ends_every_stamp_and_a_new_one_starts_afresh() {
+        let tracker = ChangeTracker::with_other_writers();
+        tracker.feed_listening();
+        let Some(before) = tracker.stamp() else {
+            panic!("the feed listens");
+        };
+        tracker.feed_lost();
+        assert!(!tracker.is_current(before));
+        assert_eq!(tracker.stamp(), None);
+        tracker.feed_listening();
+        assert!(
+            !tracker.is_current(before),
+            "what was read before the loss may have missed a commit"
+        );
         assert!(tracker.stamp().is_some());
     }
 }

@@ -3,7 +3,7 @@
 //! The SQL side of the hosting SDK, on sqlx:
 //! - [`SqlStore`]: the [`PanelStore`](hosting_core::PanelStore) on SQLite (the embedded
 //!   default), PostgreSQL and MySQL/MariaDB, chosen by URL scheme, with per-dialect migrations
-//!   applied on open.
+//!   applied on open; on PostgreSQL a [`ChangeFeed`] hears every process's commits.
 //! - [`customer`]: [`DatabaseBackend`](hosting_core::DatabaseBackend)s that create and isolate
 //!   customer databases on PostgreSQL and MySQL/MariaDB servers.
 //!
@@ -13,4 +13,4 @@ pub mod customer;
 mod errors;
 mod store;
 
-pub use store::{SqlStore, StoreOptions};
+pub use store::{ChangeFeed, Following, SqlStore, StoreOptions};

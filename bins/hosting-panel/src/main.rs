@@ -13,6 +13,12 @@ use clap::{Parser, Subcommand};
 use hosting_core::types::Password;
 use hosting_panel::config::{ADMIN_PASSWORD_ENV, Config, Flags, LogLevel};
 
+/// mimalloc instead of glibc's allocator: under load the API's many small, short-lived
+/// allocations spent a fifth of the server's CPU in glibc malloc and its arena locks
+/// (BENCHMARKS.md, "Panel API under load").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hosting-panel",

@@ -20,10 +20,10 @@ use hosting_core::model::{
 use hosting_core::panel::{AuthSettings, Panel, PanelParts};
 use hosting_core::types::{EmailAddress, NodeName, Password};
 use hosting_core::{
-    Caller, Clock, Operator, PageLimit, PageRequest, PanelStore, SystemClock, TrackedStore,
-    model::AuditOutcome,
+    Caller, ChangeTracker, Clock, Operator, PageLimit, PageRequest, PanelStore, SystemClock,
+    TrackedStore, model::AuditOutcome,
 };
-use hosting_db::{SqlStore, StoreOptions};
+use hosting_db::{Following, SqlStore, StoreOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -260,18 +260,82 @@ async fn local_node_record(
 
 /// Makes the SQLite files of the store readable by the panel only: they hold password
 /// hashes and second-factor secrets.
+/// The file of a `sqlite:` store URL.
+fn sqlite_file(url: &str) -> Option<&str> {
+    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    path.split('?').next()
+}
+
 fn protect_sqlite(url: &str) {
-    let Some(path) = url.strip_prefix("sqlite:") else {
+    let Some(file) = sqlite_file(url) else {
         return;
     };
-    let path = path.trim_start_matches("//");
-    let file = path.split('?').next().unwrap_or_default();
     for suffix in ["", "-wal", "-shm"] {
         let name = format!("{file}{suffix}");
         if Path::new(&name).exists()
             && let Err(e) = std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))
         {
             tracing::warn!(file = %name, error = %e, "cannot make the store private");
+        }
+    }
+}
+
+/// What keeps the panel's count of the store's writes true while it serves.
+#[derive(Debug)]
+enum WriterWatch {
+    /// The SQLite file's writer lock: no other panel process writes it meanwhile.
+    SoleWriter { _lock: std::fs::File },
+    /// PostgreSQL's announcements of every process's commits.
+    Feed { _following: Following },
+}
+
+/// The panel's store, counting its writes where other processes' writes can be known: an
+/// SQLite file is locked for this process; PostgreSQL announces every commit. On MySQL and
+/// MariaDB nothing announces another panel's writes, so nothing is counted (and no answer
+/// is kept).
+fn watch_writers(
+    store: &Arc<SqlStore>,
+    url: &str,
+) -> Result<(Arc<dyn PanelStore>, Option<WriterWatch>), StartError> {
+    if let Some(file) = sqlite_file(url) {
+        let lock = lock_sole_writer(file)?;
+        let tracked = TrackedStore::new(store.clone());
+        return Ok((
+            Arc::new(tracked),
+            Some(WriterWatch::SoleWriter { _lock: lock }),
+        ));
+    }
+    if let Some(feed) = store.change_feed() {
+        let tracker = Arc::new(ChangeTracker::with_other_writers());
+        let following = feed.follow(tracker.clone());
+        let tracked = TrackedStore::with_tracker(store.clone(), tracker);
+        return Ok((
+            Arc::new(tracked),
+            Some(WriterWatch::Feed {
+                _following: following,
+            }),
+        ));
+    }
+    Ok((store.clone(), None))
+}
+
+/// Takes `FILE.panel-lock`, which a second panel on the same SQLite file cannot take.
+fn lock_sole_writer(file: &str) -> Result<std::fs::File, StartError> {
+    let name = format!("{file}.panel-lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&name)
+        .map_err(|e| StartError::new(format!("cannot open {name}: {e}")))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartError::new(format!(
+            "another panel process serves the store {file} (it holds {name})"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(StartError::new(format!("cannot lock {name}: {e}")))
         }
     }
 }
@@ -329,6 +393,8 @@ pub struct Prepared {
     pub node: Node,
     /// The first admin's password, when it was generated at this start (show it once).
     pub generated_admin_password: Option<Password>,
+    /// Held while the API serves, so that its kept answers stay true.
+    _writers: Option<WriterWatch>,
 }
 
 /// First-start set-up and every start's wiring: the data directory, the signing key, the
@@ -355,9 +421,8 @@ pub async fn prepare(
             .map_err(failed("opening the panel store"))?,
     );
     protect_sqlite(config.database_url.expose());
-    // This process is the store's only writer (the job worker runs inside it), so its writes
-    // are counted and repeated reads can be answered from memory while nothing changed.
-    let panel_store: Arc<dyn PanelStore> = Arc::new(TrackedStore::new(store.clone()));
+    // Repeated reads are answered from memory while nothing changed, where that is knowable.
+    let (panel_store, writers) = watch_writers(&store, config.database_url.expose())?;
     let auth: Arc<dyn AuthStore> = store.clone();
     let jobs: Arc<dyn JobStore> = store.clone();
     let op = Operator::assume();
@@ -414,6 +479,7 @@ pub async fn prepare(
         panel,
         node,
         generated_admin_password: generated,
+        _writers: writers,
     })
 }
 
@@ -462,6 +528,7 @@ pub struct Server {
     pub panel: Arc<Panel>,
     /// The local node's record.
     pub node: Node,
+    _writers: Option<WriterWatch>,
 }
 
 impl Server {
@@ -533,5 +600,6 @@ pub async fn start(
         generated_admin_password: prepared.generated_admin_password,
         panel: prepared.panel,
         node: prepared.node,
+        _writers: prepared._writers,
     })
 }

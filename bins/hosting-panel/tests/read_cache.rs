@@ -1,7 +1,8 @@
 //! Repeated reads answered from memory are always what a fresh read returns: every write,
 //! through the store or the API, is seen by the next read, also while other clients keep
 //! reading; one actor's kept answer is never served to another actor; an unchanged answer is a
-//! 304 to `If-None-Match`.
+//! 304 to `If-None-Match`; a second panel process on the same store is refused (SQLite) or
+//! its writes are seen (PostgreSQL through its change feed, MariaDB by keeping nothing).
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -9,8 +10,7 @@ mod common;
 use common::{Store, TestPanel};
 use hosting_core::Caller;
 use hosting_core::model::{
-    NewWebsite, Role, TenantId, UserId, WebsiteChanges, WebsiteId, WebsiteSettings,
-    WebsiteStatus,
+    NewWebsite, Role, TenantId, UserId, WebsiteChanges, WebsiteId, WebsiteSettings, WebsiteStatus,
 };
 use hosting_core::rbac::Operator;
 use reqwest::Method;
@@ -22,6 +22,7 @@ common::on_every_store!(
     kept_answers_follow_writes_under_concurrent_reads,
     kept_answers_are_never_another_actors,
     unchanged_answers_are_304,
+    another_panels_writes_are_seen,
 );
 
 /// A tenant with an admin (logged in) and a client; `caller` is the admin.
@@ -105,7 +106,11 @@ async fn kept_answers_follow_every_write(store: Store) {
         let id = create_site(&panel, &t, t.caller.user, &name).await;
         expected.push(format!("{name}.example.com"));
         let after = panel.get("/api/v1/websites", &t.admin).await.expect(200);
-        assert_eq!(domains(&after.body), expected, "a created site is listed at once");
+        assert_eq!(
+            domains(&after.body),
+            expected,
+            "a created site is listed at once"
+        );
 
         let path = format!("/api/v1/websites/{}", id.0);
         let one = panel.get(&path, &t.admin).await.expect(200);
@@ -124,7 +129,10 @@ async fn kept_answers_follow_every_write(store: Store) {
             .await
             .expect("update");
         let one = panel.get(&path, &t.admin).await.expect(200);
-        assert_eq!(one.body["document_root"], "web/current", "an update is seen at once");
+        assert_eq!(
+            one.body["document_root"], "web/current",
+            "an update is seen at once"
+        );
 
         panel
             .panel()
@@ -215,7 +223,10 @@ async fn kept_answers_are_never_another_actors(store: Store) {
         )
         .await
         .expect(201);
-    let jobs_only = jobs_only.body["secret"].as_str().expect("secret").to_owned();
+    let jobs_only = jobs_only.body["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
 
     for _ in 0..2 {
         let admin = panel.get("/api/v1/websites", &t.admin).await.expect(200);
@@ -253,13 +264,14 @@ async fn unchanged_answers_are_304(store: Store) {
     };
     let first = get(None).await.expect("request");
     assert_eq!(first.status().as_u16(), 200);
-    let etag = first.headers()["etag"]
-        .to_str()
-        .expect("etag")
-        .to_owned();
+    let etag = first.headers()["etag"].to_str().expect("etag").to_owned();
     assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
 
-    for tag in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}")] {
+    for tag in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+    ] {
         let again = get(Some(&tag)).await.expect("request");
         assert_eq!(again.status().as_u16(), 304, "If-None-Match: {tag}");
         assert_eq!(again.headers()["etag"].to_str().expect("etag"), etag);
@@ -270,7 +282,89 @@ async fn unchanged_answers_are_304(store: Store) {
 
     create_site(&panel, &t, t.caller.user, "cacheetwo").await;
     let changed = get(Some(&etag)).await.expect("request");
-    assert_eq!(changed.status().as_u16(), 200, "a changed list is sent again");
+    assert_eq!(
+        changed.status().as_u16(),
+        200,
+        "a changed list is sent again"
+    );
     assert_ne!(changed.headers()["etag"].to_str().expect("etag"), etag);
     panel.server.shutdown().await;
+}
+
+/// Another panel process's writes reach this panel's readers: SQLite refuses a second panel
+/// on its file; on PostgreSQL the change feed drops kept answers (also after its connection is
+/// killed); on MariaDB nothing is kept, so the next read sees the write.
+async fn another_panels_writes_are_seen(store: Store) {
+    let Some(url) = store.database_url().await else {
+        let first = TestPanel::start().await;
+        let file = first.dir.path().join("data").join("panel.db");
+        let url = format!("sqlite:{}", file.display());
+        let dir = hosting_tests::TempDir::new();
+        let config = common::test_config(&dir, Some(&url), "");
+        let password = || Some(common::ADMIN_PASSWORD.parse().expect("password"));
+        let refused = hosting_panel::start(&config, password())
+            .await
+            .expect_err("a second panel on one SQLite file");
+        assert!(
+            refused
+                .to_string()
+                .contains("another panel process serves the store"),
+            "{refused}"
+        );
+        first.server.shutdown().await;
+        let second = hosting_panel::start(&config, password())
+            .await
+            .expect("the file is free once the first panel stopped");
+        second.shutdown().await;
+        return;
+    };
+    let ours = TestPanel::start_with(Some(&url), "").await;
+    let theirs = TestPanel::start_with(Some(&url), "").await;
+    let t = tenant(&ours, "cacheo").await;
+    let mut expected = Vec::new();
+    for (i, kill_feed) in [false, true, false].into_iter().enumerate() {
+        for _ in 0..2 {
+            let warm = ours.get("/api/v1/websites", &t.admin).await.expect(200);
+            assert_eq!(domains(&warm.body), expected);
+        }
+        if kill_feed && store == Store::Postgres {
+            terminate_listeners(&url).await;
+        }
+        let name = format!("cacheo{i}");
+        create_site(&theirs, &t, t.caller.user, &name).await;
+        expected.push(format!("{name}.example.com"));
+        // PostgreSQL delivers the announcement after the commit, so the first reads may
+        // still be the kept answer; it must give way within moments, and never come back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let now = ours.get("/api/v1/websites", &t.admin).await.expect(200);
+            if domains(&now.body) == expected {
+                break;
+            }
+            assert!(
+                store == Store::Postgres && std::time::Instant::now() < deadline,
+                "the other panel's write is not seen: {}",
+                now.text
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let again = ours.get("/api/v1/websites", &t.admin).await.expect(200);
+        assert_eq!(domains(&again.body), expected);
+    }
+    theirs.server.shutdown().await;
+    ours.server.shutdown().await;
+}
+
+/// Ends every PostgreSQL connection of `url`'s database that listens, as a failover would.
+async fn terminate_listeners(url: &str) {
+    let admin = sqlx::PgPool::connect(url).await.expect("admin connection");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("terminate the listeners");
+    assert_eq!(killed, [true, true], "both panels listen");
+    admin.close().await;
 }

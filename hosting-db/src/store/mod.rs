@@ -7,6 +7,7 @@
 //! transaction starts) are explicit `match`es on [`Dialect`]. Migrations are per dialect.
 
 mod auth;
+mod feed;
 mod jobs;
 mod rows;
 
@@ -28,6 +29,7 @@ use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Arguments, AssertSqlSafe, Executor};
 
 use crate::errors::map_sqlx;
+pub use feed::{ChangeFeed, Following};
 
 /// SQL dialect of the connected server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,18 @@ pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
     info: StoreInfo,
+    /// PostgreSQL's URL, for the change feed's own connection.
+    feed_url: Option<FeedUrl>,
+}
+
+/// A URL kept for a second connection; it carries a password, so it is never printed.
+#[derive(Clone)]
+struct FeedUrl(String);
+
+impl std::fmt::Debug for FeedUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedUrl(..)")
+    }
 }
 
 /// Argument list under construction, so scope filters and values can be appended in order.
@@ -269,6 +283,7 @@ impl SqlStore {
             .map_err(|e| Error::backend("panel-store", e))?;
         tracing::info!(engine, %server_version, "panel store opened");
         Ok(Self {
+            feed_url: (dialect == Dialect::Postgres).then_some(FeedUrl(url)),
             pool,
             dialect,
             info: StoreInfo {
@@ -276,6 +291,14 @@ impl SqlStore {
                 server_version,
             },
         })
+    }
+
+    /// The commits any process makes to this store's panel records, where the engine
+    /// announces them: PostgreSQL does (`LISTEN`/`NOTIFY`); SQLite and MySQL/MariaDB do not.
+    pub fn change_feed(&self) -> Option<ChangeFeed> {
+        self.feed_url
+            .as_ref()
+            .map(|url| ChangeFeed::new(url.0.clone()))
     }
 
     /// Closes every connection; waits for queries in flight.
@@ -671,18 +694,23 @@ impl SqlStore {
         id_of: impl Fn(&T) -> i64,
     ) -> Result<Page<T>> {
         // The first page has no lower bound: an `id > MIN` range would tempt MariaDB into
-        // walking the primary key instead of the (tenant_id, id) index.
+        // walking the primary key instead of the (tenant_id, id) index. The page size is
+        // written into the statement (a `PageLimit` is a number from 1 to 500), not bound:
+        // SQLite plans a bound `LIMIT` anew on every execution, a literal one once per
+        // connection and size (BENCHMARKS.md, "Panel API under load").
+        let limit = page.limit.get();
         let (sql, args) = match page.after {
             Some(after) => (
-                format!("{sql_before_order} AND {id_column} > ? ORDER BY {id_column} LIMIT ?"),
+                format!(
+                    "{sql_before_order} AND {id_column} > ? ORDER BY {id_column} LIMIT {limit}"
+                ),
                 args.int(after),
             ),
             None => (
-                format!("{sql_before_order} ORDER BY {id_column} LIMIT ?"),
+                format!("{sql_before_order} ORDER BY {id_column} LIMIT {limit}"),
                 args,
             ),
         };
-        let args = args.int(i64::from(page.limit.get()));
         let rows = self.fetch_all(&self.pool, &sql, args).await?;
         let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
         Ok(page_of(items, page, id_of))
