@@ -13,9 +13,10 @@ use clap::{Parser, Subcommand};
 use hosting_core::types::Password;
 use hosting_panel::config::{ADMIN_PASSWORD_ENV, Config, Flags, LogLevel};
 
-/// mimalloc instead of glibc's allocator: under load the API's many small, short-lived
-/// allocations spent a fifth of the server's CPU in glibc malloc and its arena locks
-/// (BENCHMARKS.md, "Panel API under load").
+/// mimalloc instead of glibc's allocator: the API's many small, short-lived allocations cost
+/// a third more CPU per request under glibc (BENCHMARKS.md, "Panel API under load"). Built
+/// with `no_thp`: on kernels with transparent huge pages always on, mimalloc's eagerly
+/// committed arenas otherwise cost the idle panel 15-25 MiB more resident memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

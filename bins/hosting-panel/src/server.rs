@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use hosting_core::auth::{Keyring, SigningKey, generate_password, hash_password};
+use hosting_core::auth::{Keyring, SigningKey, generate_password};
 use hosting_core::auth_store::{AuthStore, LockoutPolicy};
 use hosting_core::jobs::{JobKind, JobOwner, JobStore, NewJob};
 use hosting_core::model::{
@@ -154,6 +154,7 @@ async fn operator_tenant(store: &dyn PanelStore, op: &Operator) -> Result<Tenant
 /// Creates the operator's first admin when the operator tenant has no user yet. Returns the
 /// password when it was generated (to be shown once).
 async fn first_admin(
+    panel: &Panel,
     store: &dyn PanelStore,
     auth: &dyn AuthStore,
     op: &Operator,
@@ -184,10 +185,9 @@ async fn first_admin(
             true,
         ),
     };
-    let to_hash = password.clone();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
+    let hash = panel
+        .hash_password(password.clone())
         .await
-        .map_err(|e| StartError::new(format!("hashing the admin password: {e}")))?
         .map_err(failed("hashing the admin password"))?;
     let user = store
         .create_user_as_operator(
@@ -427,7 +427,18 @@ pub async fn prepare(
     let jobs: Arc<dyn JobStore> = store.clone();
     let op = Operator::assume();
     let tenant = operator_tenant(panel_store.as_ref(), &op).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let panel = Arc::new(Panel::new(PanelParts {
+        store: panel_store.clone(),
+        auth: auth.clone(),
+        jobs: jobs.clone(),
+        clock: clock.clone(),
+        keys: Keyring::new(key),
+        operator_tenant: tenant,
+        auth_settings: auth_settings(config),
+    }));
     let generated = first_admin(
+        &panel,
         panel_store.as_ref(),
         auth.as_ref(),
         &op,
@@ -439,16 +450,6 @@ pub async fn prepare(
     let has_databases = config.node.mariadb.is_some() || config.node.postgres.is_some();
     let node =
         local_node_record(panel_store.as_ref(), &op, &config.node.name, has_databases).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let panel = Arc::new(Panel::new(PanelParts {
-        store: panel_store.clone(),
-        auth,
-        jobs: jobs.clone(),
-        clock: clock.clone(),
-        keys: Keyring::new(key),
-        operator_tenant: tenant,
-        auth_settings: auth_settings(config),
-    }));
     let local = local_node(&config.node, &config.data_dir).await?;
     panel.attach_node(node.id, local.backends);
     let api = Api::new(panel.clone(), api_settings(config)?);

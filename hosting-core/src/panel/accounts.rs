@@ -140,6 +140,13 @@ impl Panel {
     // -----------------------------------------------------------------------------------------
     // Users
 
+    /// A hash of `password` under the panel's policy, computed in its hashing slots (so it
+    /// takes no memory beyond theirs): for an embedder's own set-up that writes credentials
+    /// itself, such as a first admin.
+    pub async fn hash_password(&self, password: Password) -> Result<crate::auth::PasswordHash> {
+        self.hashing.hash(password).await
+    }
+
     /// The hash of `password`, or of a generated one that is returned to be shown once.
     async fn first_password(
         &self,
@@ -152,7 +159,7 @@ impl Panel {
                 (p.clone(), Some(p))
             }
         };
-        Ok((self.hashing.hash(password).await?, generated))
+        Ok((self.hash_password(password).await?, generated))
     }
 
     /// Creates a user in the actor's tenant with `password`, or a generated one that is
