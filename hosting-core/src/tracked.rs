@@ -50,12 +50,6 @@ pub struct ChangeTracker {
     sighted: AtomicBool,
 }
 
-impl Default for ChangeTracker {
-    fn default() -> Self {
-        Self::sole_writer()
-    }
-}
-
 impl ChangeTracker {
     /// A tracker for a store this process alone writes.
     pub fn sole_writer() -> Self {

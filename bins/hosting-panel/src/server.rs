@@ -258,14 +258,14 @@ async fn local_node_record(
     Ok(node)
 }
 
-/// Makes the SQLite files of the store readable by the panel only: they hold password
-/// hashes and second-factor secrets.
 /// The file of a `sqlite:` store URL.
 fn sqlite_file(url: &str) -> Option<&str> {
     let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
     path.split('?').next()
 }
 
+/// Makes the SQLite files of the store readable by the panel only: they hold password
+/// hashes and second-factor secrets.
 fn protect_sqlite(url: &str) {
     let Some(file) = sqlite_file(url) else {
         return;
