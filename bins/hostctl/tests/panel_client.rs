@@ -645,7 +645,8 @@ async fn login_with_a_second_factor() {
             .expect("clock")
             .as_secs()
     };
-    h.run(&["2fa", "confirm", &secret.code_at(now())])
+    let confirmed_at = now();
+    h.run(&["2fa", "confirm", &secret.code_at(confirmed_at)])
         .await
         .expect(0);
     h.run(&["logout"]).await.expect(0);
@@ -669,8 +670,9 @@ async fn login_with_a_second_factor() {
     )
     .await
     .expect(3);
-    // The next step's code (the confirmation used this one; a step is used once).
-    let code = secret.code_at(now() + TotpSecret::PERIOD_SECS);
+    // The step after the confirmation's (a step is used once); still inside the accepted
+    // window if the clock has since moved on to it.
+    let code = secret.code_at(confirmed_at + TotpSecret::PERIOD_SECS);
     h.stdin(
         &[
             "login",

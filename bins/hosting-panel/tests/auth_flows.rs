@@ -28,6 +28,17 @@ fn code(secret: &TotpSecret, offset_steps: i64) -> String {
     secret.code_at(u64::try_from(now).expect("after 1970"))
 }
 
+/// Waits until the current 30-second TOTP step has at least 15 s left, so that the codes a
+/// test computes for "one step back", "now" and "one step ahead" keep naming the same steps
+/// through the few requests that use them.
+async fn early_in_a_step() {
+    let into = Utc::now().timestamp().rem_euclid(30);
+    if into > 15 {
+        let wait = u64::try_from(30 - into).expect("under 30") + 1;
+        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    }
+}
+
 async fn login_me_refresh_replay_and_logout(store: Store) {
     let panel = TestPanel::start_on(store, "").await;
     let login = panel
@@ -248,6 +259,7 @@ async fn totp_enrol_confirm_login_recovery_and_disable(store: Store) {
         assert_eq!(wrong.field(), Some("code"));
     }
     // Each accepted code must be newer than the last one used: one step back, now, one ahead.
+    early_in_a_step().await;
     panel
         .post(
             "/api/v1/auth/2fa/confirm",
@@ -376,6 +388,7 @@ async fn a_tenant_that_requires_2fa_only_lets_its_users_enrol(store: Store) {
         .expect(200);
     let secret = TotpSecret::from_base32(enrolment.body["secret"].as_str().expect("secret"))
         .expect("secret");
+    early_in_a_step().await;
     panel
         .post(
             "/api/v1/auth/2fa/confirm",
