@@ -25,6 +25,8 @@ pub mod page;
 #[cfg(feature = "panel")]
 pub mod panel;
 pub mod php;
+#[cfg(feature = "system")]
+pub mod process;
 pub mod rbac;
 pub mod site_files;
 pub mod store;

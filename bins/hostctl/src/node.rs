@@ -10,6 +10,8 @@ use anyhow::Context;
 use hosting_core::model::Website;
 use hosting_core::node::{NodeReport, apply_node};
 use hosting_core::php::{PhpInstallation, PhpRuntime};
+pub use hosting_core::process::{Skipped, Stopped};
+use hosting_core::process::{StopSignal, SupervisedServer, php_fpm_servers, running, stop_servers};
 use hosting_core::system::SystemRunner;
 use hosting_core::tree::ManagedTree;
 use hosting_core::types::{PhpVersion, SystemUser};
@@ -216,28 +218,6 @@ pub struct FileDiff {
     pub diff: Option<String>,
     /// Said instead of a diff when none can be shown.
     pub note: Option<String>,
-}
-
-/// A server `stop` stopped.
-#[derive(Debug, Clone, Serialize)]
-pub struct Stopped {
-    /// `nginx`, `apache` or `php-fpm 8.2`.
-    pub server: String,
-    /// Its master's pid.
-    pub pid: u32,
-    /// Whether it had to be killed after not stopping gracefully.
-    pub forced: bool,
-}
-
-/// A pid file `stop` left alone.
-#[derive(Debug, Clone, Serialize)]
-pub struct Skipped {
-    /// The pid file.
-    pub pid_file: PathBuf,
-    /// The pid it names.
-    pub pid: u32,
-    /// Why it was left alone.
-    pub reason: String,
 }
 
 /// A node's backends, ready to render, apply and compare.
@@ -715,70 +695,6 @@ fn ensure_site_dirs(site: &Website, layout: &HostLayout, owner: Owner) -> anyhow
     Ok(())
 }
 
-/// The pid in `pid_file` when it names a live (not zombie) process.
-fn running(pid_file: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    alive(pid).then_some(pid)
-}
-
-/// Whether `pid` exists and is not a zombie.
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        // The command name may hold spaces; the fields after its closing paren do not.
-        !matches!(
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next()),
-            Some("Z" | "X") | None
-        )
-    })
-}
-
-/// The pids whose parent is `parent`.
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let parent = parent.to_string();
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                    == Some(parent.as_str())
-            })
-        })
-        .collect()
-}
-
-/// Whether the command line of `pid` mentions `root`: the servers hostctl starts are all
-/// given a path under it, so a reused pid is never signalled.
-fn started_under(pid: u32, root: &Path) -> bool {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-    root.to_str()
-        .is_some_and(|root| cmdline.contains(&format!("{}/", root.trim_end_matches('/'))))
-}
-
-async fn wait_gone(pids: &[u32], wait: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if !pids.iter().any(|p| alive(*p)) {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 /// Stops every server hostctl started under `root` (the web servers first, then each PHP-FPM
 /// master), gracefully, and waits until they and their workers are gone; a server still there
 /// after 15 s is killed. Servers it did not start (another command line, or Debian's services
@@ -787,80 +703,22 @@ pub async fn stop(
     root: &Path,
     runner: &dyn CommandRunner,
 ) -> anyhow::Result<(Vec<Stopped>, Vec<Skipped>)> {
-    let mut candidates: Vec<(String, PathBuf, &'static str)> = vec![
-        (
-            "nginx".to_owned(),
-            web_pid_file(root, Mode::Prefix, NodeServer::Nginx),
-            "-QUIT",
-        ),
-        (
-            "apache".to_owned(),
-            web_pid_file(root, Mode::Prefix, NodeServer::Apache),
-            "-TERM",
-        ),
+    let mut servers = vec![
+        SupervisedServer {
+            name: "nginx".to_owned(),
+            pid_file: web_pid_file(root, Mode::Prefix, NodeServer::Nginx),
+            stop_signal: StopSignal::Quit,
+        },
+        SupervisedServer {
+            name: "apache".to_owned(),
+            pid_file: web_pid_file(root, Mode::Prefix, NodeServer::Apache),
+            stop_signal: StopSignal::Term,
+        },
     ];
-    let php_run = HostLayout::under(root.join("node")).php_run_dir;
-    if let Ok(entries) = std::fs::read_dir(&php_run) {
-        let mut php: Vec<(String, PathBuf, &'static str)> = entries
-            .filter_map(|e| {
-                let path = e.ok()?.path();
-                let name = path.file_name()?.to_str()?;
-                let version = name.strip_prefix("php")?.strip_suffix("-fpm.pid")?;
-                version
-                    .parse::<PhpVersion>()
-                    .ok()
-                    .map(|v| (format!("php-fpm {}", v.as_str()), path.clone(), "-QUIT"))
-            })
-            .collect();
-        php.sort();
-        candidates.extend(php);
-    }
-    let mut stopped = Vec::new();
-    let mut skipped = Vec::new();
-    for (server, pid_file, signal) in candidates {
-        let Some(pid) = running(&pid_file) else {
-            continue;
-        };
-        if !started_under(pid, root) {
-            skipped.push(Skipped {
-                pid_file,
-                pid,
-                reason: format!(
-                    "process {pid} was not started under {}; left alone",
-                    root.display()
-                ),
-            });
-            continue;
-        }
-        let mut pids = children_of(pid);
-        pids.push(pid);
-        let pid_text = pid.to_string();
-        runner
-            .run(&Command::new("kill").arg(signal).arg(&pid_text))
-            .await
-            .with_context(|| format!("cannot signal {server}"))?;
-        let mut forced = false;
-        if !wait_gone(&pids, STOP_WAIT).await {
-            forced = true;
-            for p in pids.iter().filter(|p| alive(**p)) {
-                let _ = runner
-                    .run(&Command::new("kill").arg("-KILL").arg(p.to_string()))
-                    .await;
-            }
-            if !wait_gone(&pids, Duration::from_secs(5)).await {
-                anyhow::bail!("{server} (pid {pid}) did not stop, even after SIGKILL");
-            }
-            // A killed server leaves its pid file behind; a later apply must not mistake a
-            // reused pid for it.
-            let _ = std::fs::remove_file(&pid_file);
-        }
-        stopped.push(Stopped {
-            server,
-            pid,
-            forced,
-        });
-    }
-    Ok((stopped, skipped))
+    servers.extend(php_fpm_servers(
+        &HostLayout::under(root.join("node")).php_run_dir,
+    ));
+    Ok(stop_servers(root, &servers, runner, STOP_WAIT).await?)
 }
 
 /// Whether the web server of a node at `root` in `mode` is up: the one hostctl runs under

@@ -35,7 +35,8 @@ async fn start(extra: &str, node: Option<String>) -> Setup {
         dir.path().join("data").display().to_string(),
         node.unwrap_or_else(|| "nginx = \"\"\nphp_system_dir = \"\"".to_owned())
     );
-    let config = hosting_panel::Config::from_toml(&toml).expect("panel config");
+    let config =
+        hosting_panel::Config::from_toml(&toml, std::path::Path::new("/")).expect("panel config");
     let server = hosting_panel::start(
         &config,
         Some(ADMIN_PASSWORD.parse().expect("admin password")),

@@ -459,6 +459,38 @@ fn file_layer(path: Option<&Path>) -> Result<Layer, ConfigError> {
         .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.message().trim_end())))
 }
 
+/// The data directory when none is configured, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// `path` against `cwd` when it is relative, without `.` components.
+fn absolute(cwd: &Path, path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        cwd.join(path).components().collect()
+    }
+}
+
+/// A `sqlite:` URL whose file is relative, with the file made absolute against `cwd`; any
+/// other URL (another engine, an in-memory database) as it is.
+fn absolute_sqlite_url(cwd: &Path, url: String) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return url;
+    };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (file, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(f, q)| (f, Some(q)));
+    if file.is_empty() || file.starts_with(':') || Path::new(file).is_absolute() {
+        return url;
+    }
+    let file = absolute(cwd, PathBuf::from(file));
+    match query {
+        Some(query) => format!("sqlite:{}?{query}", file.display()),
+        None => format!("sqlite:{}", file.display()),
+    }
+}
+
 /// An optional path where `""` turns the feature off and no value takes `default`.
 fn optional_path(value: Option<String>, default: Option<PathBuf>) -> Option<PathBuf> {
     match value {
@@ -508,18 +540,34 @@ impl Config {
     /// Builds the configuration from `flags`, the environment (`env` looks a variable up),
     /// the file (`--config`, else `HOSTING_PANEL_CONFIG`, else `DATA_DIR/panel.toml` when it
     /// exists) and the defaults.
+    ///
+    /// Every relative path (flags, variables, file, the default `./data`, a `sqlite:` URL) is
+    /// made absolute against the working directory here, once, before anything derives a path
+    /// from it: the node's servers run with other working directories.
     pub fn load(flags: &Flags, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| ConfigError::new(format!("cannot read the working directory: {e}")))?;
+        Self::load_in(&cwd, flags, env)
+    }
+
+    /// [`Config::load`] with relative paths taken from `cwd`.
+    pub fn load_in(
+        cwd: &Path,
+        flags: &Flags,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let env_layer = env_layer(env)?;
         let early_data_dir = flags
             .data_dir
             .clone()
             .or_else(|| env_layer.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("./data"));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let file = match (&flags.config, env(CONFIG_ENV)) {
             (Some(path), _) => Some(path.clone()),
             (None, Some(path)) if !path.is_empty() => Some(PathBuf::from(path)),
-            _ => Some(early_data_dir.join("panel.toml")).filter(|p| p.is_file()),
-        };
+            _ => Some(absolute(cwd, early_data_dir.join("panel.toml"))).filter(|p| p.is_file()),
+        }
+        .map(|path| absolute(cwd, path));
         let file_layer = file_layer(file.as_deref())?;
         let flag_layer = Layer {
             listen: flags.listen,
@@ -527,18 +575,30 @@ impl Config {
             ..Layer::default()
         };
         let merged = flag_layer.over(env_layer).over(file_layer);
-        Self::from_layer(merged)
+        Self::from_layer(merged, cwd)
     }
 
-    /// Parses a configuration file's text alone (with defaults for the rest).
-    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+    /// Parses a configuration file's text alone (with defaults for the rest), relative paths
+    /// taken from `cwd`.
+    pub fn from_toml(text: &str, cwd: &Path) -> Result<Self, ConfigError> {
         let layer: Layer =
             toml::from_str(text).map_err(|e| ConfigError::new(e.message().trim_end()))?;
-        Self::from_layer(layer)
+        Self::from_layer(layer, cwd)
     }
 
-    fn from_layer(layer: Layer) -> Result<Self, ConfigError> {
-        let data_dir = layer.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+    fn from_layer(layer: Layer, cwd: &Path) -> Result<Self, ConfigError> {
+        if !cwd.is_absolute() {
+            return Err(ConfigError::new(format!(
+                "the working directory {} is not absolute",
+                cwd.display()
+            )));
+        }
+        let data_dir = absolute(
+            cwd,
+            layer
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        );
         let node = layer.node.unwrap_or_default();
         let default_nginx = Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.exists());
         let node = NodeConfig {
@@ -548,11 +608,21 @@ impl Config {
                     .parse()
                     .map_err(|e| ConfigError::new(format!("node.name: {e}")))?,
             },
-            nginx: optional_path(node.nginx, default_nginx),
+            nginx: optional_path(node.nginx, default_nginx).map(|p| absolute(cwd, p)),
             http_port: node.http_port.unwrap_or(8081),
             https_port: node.https_port.unwrap_or(8443),
-            php_system_dir: optional_path(node.php_system_dir, Some(PathBuf::from("/usr/sbin"))),
-            php_prefixes: node.php_prefixes.unwrap_or_default(),
+            php_system_dir: optional_path(node.php_system_dir, Some(PathBuf::from("/usr/sbin")))
+                .map(|p| absolute(cwd, p)),
+            php_prefixes: node
+                .php_prefixes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| PhpPrefix {
+                    fpm_binary: absolute(cwd, p.fpm_binary),
+                    php_ini: p.php_ini.map(|p| absolute(cwd, p)),
+                    scan_dir: p.scan_dir.map(|p| absolute(cwd, p)),
+                })
+                .collect(),
             mariadb: database_server(
                 "mariadb",
                 node.mariadb_url,
@@ -570,16 +640,17 @@ impl Config {
                 &["postgres", "postgresql"],
             )?,
         };
-        let database_url = layer
-            .database_url
-            .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("panel.db").display()));
+        let database_url = match layer.database_url {
+            Some(url) => absolute_sqlite_url(cwd, url),
+            None => format!("sqlite:{}", data_dir.join("panel.db").display()),
+        };
         let config = Config {
             listen: layer
                 .listen
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8080))),
             signing_key_file: layer
                 .signing_key_file
-                .unwrap_or_else(|| data_dir.join("signing.key")),
+                .map_or_else(|| data_dir.join("signing.key"), |p| absolute(cwd, p)),
             database_url: SecretUrl(database_url),
             trusted_proxies: layer.trusted_proxies.unwrap_or_default(),
             max_body_bytes: layer.max_body_bytes.unwrap_or(1024 * 1024),
@@ -749,16 +820,85 @@ mod tests {
             err.to_string().contains("HOSTING_PANEL_MAX_BODY_BYTES"),
             "{err}"
         );
-        let err = Config::from_toml("unknown_key = 1").expect_err("unknown");
+        let err = Config::from_toml("unknown_key = 1", Path::new("/")).expect_err("unknown");
         assert!(err.to_string().contains("unknown_key"), "{err}");
-        let err = Config::from_toml("trusted_proxies = [\"10.0.0.1/8\"]").expect_err("host bits");
+        let err = Config::from_toml("trusted_proxies = [\"10.0.0.1/8\"]", Path::new("/"))
+            .expect_err("host bits");
         assert!(err.to_string().contains("host bits"), "{err}");
-        let err = Config::from_toml("cors_allowed_origins = [\"https://a.example/path\"]")
-            .expect_err("path");
+        let err = Config::from_toml(
+            "cors_allowed_origins = [\"https://a.example/path\"]",
+            Path::new("/"),
+        )
+        .expect_err("path");
         assert!(err.to_string().contains("scheme://host"), "{err}");
-        let err =
-            Config::from_toml("[node]\nmariadb_url = \"postgres://x@h/db\"").expect_err("scheme");
+        let err = Config::from_toml(
+            "[node]\nmariadb_url = \"postgres://x@h/db\"",
+            Path::new("/"),
+        )
+        .expect_err("scheme");
         assert!(err.to_string().contains("node.mariadb_url"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_are_made_absolute_once() {
+        let cwd = Path::new("/home/newcomer/hosting-sdk");
+        let c = Config::load_in(cwd, &Flags::default(), &env(&[])).expect("defaults");
+        assert_eq!(c.data_dir, cwd.join("data"));
+        assert_eq!(c.signing_key_file, cwd.join("data/signing.key"));
+        assert_eq!(
+            c.database_url.expose(),
+            "sqlite:/home/newcomer/hosting-sdk/data/panel.db"
+        );
+        let c = Config::load_in(
+            cwd,
+            &Flags {
+                data_dir: Some(PathBuf::from("../state")),
+                ..Flags::default()
+            },
+            &env(&[
+                ("HOSTING_PANEL_SIGNING_KEY_FILE", "keys/panel.key"),
+                (
+                    "HOSTING_PANEL_DATABASE_URL",
+                    "sqlite://./db/panel.db?mode=rwc",
+                ),
+                ("HOSTING_PANEL_NODE_NGINX", "bin/nginx"),
+                ("HOSTING_PANEL_NODE_PHP_SYSTEM_DIR", "sbin"),
+                (
+                    "HOSTING_PANEL_NODE_PHP_PREFIXES",
+                    "[{fpm_binary = \"php/sbin/php-fpm\", php_ini = \"php/php.ini\"}]",
+                ),
+            ]),
+        )
+        .expect("relative values");
+        assert_eq!(c.data_dir, Path::new("/home/newcomer/hosting-sdk/../state"));
+        assert_eq!(c.signing_key_file, cwd.join("keys/panel.key"));
+        assert_eq!(
+            c.database_url.expose(),
+            "sqlite:/home/newcomer/hosting-sdk/db/panel.db?mode=rwc"
+        );
+        assert_eq!(c.node.nginx, Some(cwd.join("bin/nginx")));
+        assert_eq!(c.node.php_system_dir, Some(cwd.join("sbin")));
+        assert_eq!(
+            c.node.php_prefixes[0].fpm_binary,
+            cwd.join("php/sbin/php-fpm")
+        );
+        assert_eq!(
+            c.node.php_prefixes[0].php_ini,
+            Some(cwd.join("php/php.ini"))
+        );
+        for url in [
+            "sqlite::memory:",
+            "sqlite:/abs/panel.db",
+            "postgres://u:p@h/db",
+        ] {
+            let c = Config::load_in(
+                cwd,
+                &Flags::default(),
+                &env(&[("HOSTING_PANEL_DATABASE_URL", url)]),
+            )
+            .expect("url");
+            assert_eq!(c.database_url.expose(), url);
+        }
     }
 
     #[test]
@@ -766,6 +906,7 @@ mod tests {
         let c = Config::from_toml(
             "database_url = \"postgres://panel:s3cret@db.internal:6432/panel?sslmode=require\"\n\
              [node]\nmariadb_url = \"mysql://root:pw@127.0.0.1:3307/mysql\"\n",
+            Path::new("/"),
         )
         .expect("config");
         let shown = format!("{c:?}");

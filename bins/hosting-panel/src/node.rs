@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hosting_core::panel::{DatabaseServer, NodeBackends};
+use hosting_core::process::{
+    Skipped, StopSignal, Stopped, SupervisedServer, php_fpm_servers, stop_servers,
+};
 use hosting_core::site_files::LocalSiteFiles;
 use hosting_core::system::SystemRunner;
 use hosting_core::{CommandRunner, DatabaseBackend, HostLayout, WebServer};
@@ -233,3 +236,23 @@ async fn unprivileged_user(
         .map(Some)
         .map_err(|e| start_error(&format!("the user name {name:?} from id -un"), e))
 }
+
+/// Stops the local node's nginx and PHP-FPM masters under `data_dir`, which keep serving the
+/// sites after the panel stops (by design: a panel restart must not take sites down). Servers
+/// started elsewhere are left alone and reported.
+pub async fn stop_local_node(data_dir: &Path) -> Result<(Vec<Stopped>, Vec<Skipped>), StartError> {
+    let paths = NodePaths::under(data_dir);
+    let mut servers = vec![SupervisedServer {
+        name: "nginx".to_owned(),
+        // A supervised web server keeps its pid in `SERVER_ROOT/run/NAME.pid` (hosting-web).
+        pid_file: paths.nginx_root.join("run").join("nginx.pid"),
+        stop_signal: StopSignal::Quit,
+    }];
+    servers.extend(php_fpm_servers(&paths.layout.php_run_dir));
+    stop_servers(&paths.root, &servers, &SystemRunner, NODE_STOP_GRACE)
+        .await
+        .map_err(|e| start_error("stopping the node's servers", e))
+}
+
+/// How long a node server may take to stop gracefully before it is killed.
+const NODE_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);

@@ -11,17 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use hosting_core::auth::{Keyring, SigningKey, generate_password};
-use hosting_core::auth_store::{AuthStore, LockoutPolicy};
+use hosting_core::auth::{Keyring, SigningKey};
+use hosting_core::auth_store::LockoutPolicy;
 use hosting_core::jobs::{JobKind, JobOwner, JobStore, NewJob};
-use hosting_core::model::{
-    NewAuditEntry, NewNode, NewTenant, NewUser, Node, NodeRole, Role, TenantId,
-};
+use hosting_core::model::{NewNode, NewTenant, Node, NodeRole, TenantId};
 use hosting_core::panel::{AuthSettings, Panel, PanelParts};
-use hosting_core::types::{EmailAddress, NodeName, Password};
+use hosting_core::types::{NodeName, Password};
 use hosting_core::{
-    Caller, ChangeTracker, Clock, Operator, PageLimit, PageRequest, PanelStore, SystemClock,
-    TrackedStore, model::AuditOutcome,
+    ChangeTracker, Clock, Operator, PageLimit, PageRequest, PanelStore, SystemClock, TrackedStore,
 };
 use hosting_db::{Following, SqlStore, StoreOptions};
 use tokio::sync::watch;
@@ -149,79 +146,6 @@ async fn operator_tenant(store: &dyn PanelStore, op: &Operator) -> Result<Tenant
         .map_err(failed("creating the operator tenant"))?;
     tracing::info!(tenant = tenant.id.0, "created the operator tenant");
     Ok(tenant.id)
-}
-
-/// Creates the operator's first admin when the operator tenant has no user yet. Returns the
-/// password when it was generated (to be shown once).
-async fn first_admin(
-    panel: &Panel,
-    store: &dyn PanelStore,
-    auth: &dyn AuthStore,
-    op: &Operator,
-    tenant: TenantId,
-    email: &EmailAddress,
-    password: Option<Password>,
-) -> Result<Option<Password>, StartError> {
-    // An admin of the tenant sees all of its users; the id is not used for that scope.
-    let scope = Caller {
-        tenant,
-        user: hosting_core::model::UserId(0),
-        role: Role::Admin,
-    };
-    let any = store
-        .list_users(
-            &scope,
-            PageRequest::first(PageLimit::try_from(1).map_err(|e| StartError::new(e.to_string()))?),
-        )
-        .await
-        .map_err(failed("looking for the operator's admin"))?;
-    if !any.items.is_empty() {
-        return Ok(None);
-    }
-    let (password, generated) = match password {
-        Some(p) => (p, false),
-        None => (
-            generate_password().map_err(failed("generating a password"))?,
-            true,
-        ),
-    };
-    let hash = panel
-        .hash_password(password.clone())
-        .await
-        .map_err(failed("hashing the admin password"))?;
-    let user = store
-        .create_user_as_operator(
-            op,
-            tenant,
-            NewUser {
-                role: Role::Admin,
-                email: email.clone(),
-            },
-        )
-        .await
-        .map_err(failed("creating the operator's admin"))?;
-    if let Err(e) = auth.set_password(user.id, &hash).await {
-        let undo = Caller {
-            tenant,
-            user: user.id,
-            role: Role::Admin,
-        };
-        let _ = store.delete_user(&undo, user.id).await;
-        return Err(failed("setting the admin's password")(e));
-    }
-    store
-        .append_audit(
-            NewAuditEntry::by_operator(
-                "panel.first_admin",
-                format!("user:{}", user.id),
-                AuditOutcome::Success,
-            )
-            .with_detail("created at first start"),
-        )
-        .await
-        .map_err(failed("auditing the first admin"))?;
-    tracing::info!(user = user.id.0, email = %email, "created the operator's admin");
-    Ok(generated.then_some(password))
 }
 
 /// The local node's record, created on first start.
@@ -397,13 +321,38 @@ pub struct Prepared {
     _writers: Option<WriterWatch>,
 }
 
-/// First-start set-up and every start's wiring: the data directory, the signing key, the
-/// store (migrated), the operator tenant and its first admin, the local node's record and
-/// backends, the panel and its API.
-pub async fn prepare(
-    config: &Config,
-    admin_password: Option<Password>,
-) -> Result<Prepared, StartError> {
+/// The data directory, the signing key and the store (migrated), opened with its writer
+/// watch: what every command that works on the panel's records needs.
+pub struct OpenedStore {
+    /// The store itself, for its credentials and jobs.
+    pub store: Arc<SqlStore>,
+    /// The store the panel reads and writes its records through.
+    pub panel_store: Arc<dyn PanelStore>,
+    /// The access-token signing key.
+    pub key: SigningKey,
+    writers: Option<WriterWatch>,
+}
+
+impl fmt::Debug for OpenedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedStore").finish_non_exhaustive()
+    }
+}
+
+/// Who opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opener {
+    /// The serving panel: it counts the store's writes for its read cache, and on SQLite
+    /// holds the file's writer lock, so a second serving panel is refused.
+    Server,
+    /// A command on the machine (`hosting-panel admin`): a few writes beside a serving panel,
+    /// none to the records its read cache keeps.
+    Command,
+}
+
+/// Opens the data directory (created `0711` when missing), the signing key (created when
+/// missing) and the store, migrated.
+pub async fn open_store(config: &Config, opener: Opener) -> Result<OpenedStore, StartError> {
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         StartError::new(format!("cannot create {}: {e}", config.data_dir.display()))
     })?;
@@ -418,46 +367,72 @@ pub async fn prepare(
     let store = Arc::new(
         SqlStore::open(config.database_url.expose(), &StoreOptions::default())
             .await
-            .map_err(failed("opening the panel store"))?,
+            .map_err(|e| {
+                StartError::new(format!(
+                    "opening the panel store: {e} (check database_url and that its server runs)"
+                ))
+            })?,
     );
     protect_sqlite(config.database_url.expose());
     // Repeated reads are answered from memory while nothing changed, where that is knowable.
-    let (panel_store, writers) = watch_writers(&store, config.database_url.expose())?;
-    let auth: Arc<dyn AuthStore> = store.clone();
-    let jobs: Arc<dyn JobStore> = store.clone();
+    let (panel_store, writers) = match opener {
+        Opener::Server => watch_writers(&store, config.database_url.expose())?,
+        Opener::Command => (store.clone() as Arc<dyn PanelStore>, None),
+    };
+    Ok(OpenedStore {
+        store,
+        panel_store,
+        key,
+        writers,
+    })
+}
+
+/// The panel over an opened store, with the operator tenant (created when missing).
+pub async fn panel_over(
+    config: &Config,
+    opened: &OpenedStore,
+) -> Result<(Arc<Panel>, TenantId), StartError> {
     let op = Operator::assume();
-    let tenant = operator_tenant(panel_store.as_ref(), &op).await?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tenant = operator_tenant(opened.panel_store.as_ref(), &op).await?;
     let panel = Arc::new(Panel::new(PanelParts {
-        store: panel_store.clone(),
-        auth: auth.clone(),
-        jobs: jobs.clone(),
-        clock: clock.clone(),
-        keys: Keyring::new(key),
+        store: opened.panel_store.clone(),
+        auth: opened.store.clone(),
+        jobs: opened.store.clone(),
+        clock: Arc::new(SystemClock),
+        keys: Keyring::new(opened.key.clone()),
         operator_tenant: tenant,
         auth_settings: auth_settings(config),
     }));
-    let generated = first_admin(
-        &panel,
-        panel_store.as_ref(),
-        auth.as_ref(),
-        &op,
-        tenant,
-        &config.admin_email,
-        admin_password,
-    )
-    .await?;
-    let has_databases = config.node.mariadb.is_some() || config.node.postgres.is_some();
-    let node =
-        local_node_record(panel_store.as_ref(), &op, &config.node.name, has_databases).await?;
+    Ok((panel, tenant))
+}
+
+/// First-start set-up and every start's wiring: the data directory, the signing key, the
+/// store (migrated), the local node's backends, the operator tenant, the local node's record,
+/// the panel and its API, and, last, the operator's first admin.
+///
+/// The first start is all or nothing: everything that can fail on a bad configuration or a
+/// missing binary (the node's backends) is built before any record is written, and the first
+/// admin, whose password is shown once, is made last. A start that fails before it leaves a
+/// store on which the next start is again a first start.
+pub async fn prepare(
+    config: &Config,
+    admin_password: Option<Password>,
+) -> Result<Prepared, StartError> {
+    let opened = open_store(config, Opener::Server).await?;
     let local = local_node(&config.node, &config.data_dir).await?;
+    let (panel, _) = panel_over(config, &opened).await?;
+    let op = Operator::assume();
+    let store = opened.panel_store.clone();
+    let jobs: Arc<dyn JobStore> = opened.store.clone();
+    let has_databases = config.node.mariadb.is_some() || config.node.postgres.is_some();
+    let node = local_node_record(store.as_ref(), &op, &config.node.name, has_databases).await?;
     panel.attach_node(node.id, local.backends);
     let api = Api::new(panel.clone(), api_settings(config)?);
     api.describe_node(node.id, local.notes);
     // After a restart the supervised servers are down: converge the node from the records.
     let one =
         PageRequest::first(PageLimit::try_from(1).map_err(|e| StartError::new(e.to_string()))?);
-    let has_sites = !panel_store
+    let has_sites = !store
         .list_node_websites(&op, node.id, one)
         .await
         .map_err(failed("listing the local node's websites"))?
@@ -469,18 +444,26 @@ pub async fn prepare(
             NewJob {
                 kind: JobKind::ApplyNode { node: node.id },
                 max_attempts: 8,
-                run_after: clock.now(),
+                run_after: SystemClock.now(),
             },
         )
         .await
         .map_err(failed("queueing the local node's apply"))?;
     }
+    let generated = panel
+        .ensure_operator_admin(&op, &config.admin_email, admin_password)
+        .await
+        .map_err(failed("creating the operator's admin"))?
+        .and_then(|created| {
+            tracing::info!(user = created.user.id.0, email = %config.admin_email, "created the operator's admin");
+            created.generated_password
+        });
     Ok(Prepared {
         api,
         panel,
         node,
         generated_admin_password: generated,
-        _writers: writers,
+        _writers: opened.writers,
     })
 }
 
@@ -569,10 +552,17 @@ pub async fn start(
     config: &Config,
     admin_password: Option<Password>,
 ) -> Result<Server, StartError> {
-    let prepared = prepare(config, admin_password).await?;
+    // The port first: one in use stops the start before anything is created or started.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| StartError::new(format!("cannot listen on {}: {e}", config.listen)))?;
+        .map_err(|e| {
+            StartError::new(format!(
+                "cannot listen on {}: {e} (another program may use the port: stop it, or choose \
+                 another address with --listen or HOSTING_PANEL_LISTEN)",
+                config.listen
+            ))
+        })?;
+    let prepared = prepare(config, admin_password).await?;
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::new(format!("cannot read the listening address: {e}")))?;

@@ -53,7 +53,8 @@ async fn panel_with_real_node() -> Option<(TestPanel, u16, String)> {
         data = dir.path().join("data").display().to_string(),
         https_port = free_port(),
     );
-    let config = hosting_panel::Config::from_toml(&toml).expect("config");
+    let config =
+        hosting_panel::Config::from_toml(&toml, std::path::Path::new("/")).expect("config");
     let server = hosting_panel::start(&config, Some(ADMIN_PASSWORD.parse().expect("password")))
         .await
         .expect("start the panel");

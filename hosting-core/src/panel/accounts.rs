@@ -148,7 +148,7 @@ impl Panel {
     }
 
     /// The hash of `password`, or of a generated one that is returned to be shown once.
-    async fn first_password(
+    pub(super) async fn first_password(
         &self,
         password: Option<Password>,
     ) -> Result<(crate::auth::PasswordHash, Option<Password>)> {
@@ -210,7 +210,7 @@ impl Panel {
 
     /// Stores a new user's password hash; a user without one is removed again (by `undoer`),
     /// so no account exists that nobody can log in to.
-    async fn finish_user(
+    pub(super) async fn finish_user(
         &self,
         undoer: &Caller,
         user: User,

@@ -10,6 +10,7 @@
 mod accounts;
 mod auth;
 mod hashing;
+mod machine;
 mod sites;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use crate::web::WebServer;
 
 pub use accounts::CreatedUser;
 pub use auth::{ApiTokenCreated, LoginRequest, Tokens, TotpEnrolment};
+pub use machine::PasswordReset;
 pub use sites::{CreatedWebsite, DatabaseCredentials};
 
 /// A customer database server a node offers.

@@ -189,7 +189,7 @@ pub fn test_config(dir: &TempDir, database_url: Option<&str>, extra: &str) -> Co
          [node]\nnginx = \"\"\nphp_system_dir = \"\"\n",
         data.display().to_string()
     );
-    Config::from_toml(&toml).expect("test config")
+    Config::from_toml(&toml, std::path::Path::new("/")).expect("test config")
 }
 
 impl TestPanel {
