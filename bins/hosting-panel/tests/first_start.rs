@@ -177,9 +177,13 @@ fn failing_start(data: &Path, env: &[(&str, String)], listen: u16, why: &str) {
     assert!(lines[0].contains(why), "{why}: {stderr}");
 }
 
-/// Each way a start can fail, as (environment, what the error line names). `data` is the
-/// data directory; `blocked` a port something else listens on.
-fn failures(data: &Path, blocked: u16) -> Vec<(Vec<(&'static str, String)>, u16, &'static str)> {
+/// A start that fails: its environment, the port it is told to listen on, and what its error
+/// line names.
+type Failure = (Vec<(&'static str, String)>, u16, &'static str);
+
+/// Each way a start can fail. `data` is the data directory; `blocked` a port something else
+/// listens on.
+fn failures(data: &Path, blocked: u16) -> Vec<Failure> {
     let port = free_port();
     vec![
         (

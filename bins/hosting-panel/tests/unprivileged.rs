@@ -1,13 +1,19 @@
 //! The README's quick start, as a newcomer runs it: `hosting-panel serve` as an ordinary user
 //! (no root), with the machine's nginx and PHP-FPM 8.2 found by default, serves a PHP site
-//! created through the API, run as that same user.
+//! created through the API, run as that same user; after the panel stops the site still
+//! serves, and `hosting-panel node stop` stops the node's servers.
 //!
 //! Without root, PHP-FPM cannot give a pool's socket to another account and nginx's workers
-//! cannot change user, so everything runs as the one user; this test proves that set-up works
-//! end to end. It needs root itself only to start the panel as one of the test accounts.
+//! cannot change user, so everything runs as the one user; these tests prove that set-up works
+//! end to end. They need root themselves only to start the panel as one of the test accounts.
+//!
+//! `the_readme_main_command_from_a_fresh_clone` runs the README's main command word for word
+//! (read from README.md) in a fresh `git clone`, as an ordinary user with the default data
+//! directory `./data`: it builds the release panel from scratch, so it takes minutes.
 #![allow(clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,16 +24,23 @@ use serde_json::{Value, json};
 /// the test fails half-way.
 struct Running {
     panel: Child,
-    data: std::path::PathBuf,
+    data: PathBuf,
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
+impl Running {
+    /// Stops the panel with SIGTERM and waits for it; the node's servers keep running.
+    fn stop_panel(&mut self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.panel.id().to_string())
             .status();
         let _ = self.panel.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop_panel();
         for pid_file in ["node/nginx/run/nginx.pid", "node/run/php8.2-fpm.pid"] {
             if let Ok(pid) = std::fs::read_to_string(self.data.join(pid_file)) {
                 let _ = Command::new("kill").arg("-QUIT").arg(pid.trim()).status();
@@ -36,71 +49,54 @@ impl Drop for Running {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ordinary_user_runs_the_panel_and_hosts_a_php_site() {
-    let Some(users) = env_or_skip("HOSTING_TEST_SYSTEM_USERS") else {
-        return;
-    };
-    if env_or_skip("HOSTING_TEST_NGINX").is_none()
-        || env_or_skip("HOSTING_TEST_PHP_FPM_82").is_none()
-    {
-        return;
-    }
-    let user = users
-        .split(',')
-        .nth(1)
-        .expect("a second test user")
-        .trim()
-        .to_owned();
-    let dir = TempDir::new();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let binary = dir.path().join("hosting-panel");
-    std::fs::copy(env!("CARGO_BIN_EXE_hosting-panel"), &binary).expect("copy the binary");
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).expect("data dir");
-    let chown = Command::new("chown")
+/// The test accounts, nginx and PHP-FPM 8.2 (skipped without them, failed under CI=true).
+fn machine() -> Option<Vec<String>> {
+    let users = env_or_skip("HOSTING_TEST_SYSTEM_USERS")?;
+    env_or_skip("HOSTING_TEST_NGINX")?;
+    env_or_skip("HOSTING_TEST_PHP_FPM_82")?;
+    Some(users.split(',').map(|u| u.trim().to_owned()).collect())
+}
+
+fn chown(user: &str, path: &Path) {
+    let status = Command::new("chown")
         .arg("-R")
         .arg(format!("{user}:{user}"))
-        .arg(dir.path())
+        .arg(path)
         .status()
         .expect("chown");
-    assert!(chown.success());
+    assert!(status.success(), "chown {}", path.display());
+}
 
-    let port = free_port();
-    let http_port = free_port();
-    let password = "walkthrough-password-1";
-    let panel = Command::new("runuser")
-        .args(["-u", &user, "--", "env"])
-        .arg(format!("HOSTING_PANEL_ADMIN_PASSWORD={password}"))
-        .arg(format!("HOSTING_PANEL_NODE_HTTP_PORT={http_port}"))
-        .arg(format!("HOSTING_PANEL_NODE_HTTPS_PORT={}", free_port()))
-        .arg(&binary)
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the panel as an ordinary user");
-    let _running = Running {
-        panel,
-        data: data.clone(),
-    };
-
-    let base = format!("http://127.0.0.1:{port}");
+/// Waits until the panel at `base` is ready, failing early when it exits.
+async fn wait_ready(base: &str, panel: &mut Child, within: Duration, log: &Path) {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + within;
     while !client
         .get(format!("{base}/ready"))
         .send()
         .await
         .is_ok_and(|r| r.status().is_success())
     {
+        if let Some(status) = panel.try_wait().expect("wait") {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("the panel exited ({status}) before it was ready:\n{log}");
+        }
         assert!(Instant::now() < deadline, "the panel did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The README's "Host your first PHP site" through the API: log in as the first admin, create
+/// `hello.localhost` on the local node running as `user`, put an `index.php` in it, and read
+/// the page from the node's nginx. Returns the site's id.
+async fn host_first_php_site(
+    base: &str,
+    password: &str,
+    user: &str,
+    data: &Path,
+    http_port: u16,
+) -> i64 {
+    let client = reqwest::Client::new();
     let login: Value = client
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"email": "admin@panel.localhost", "password": password}))
@@ -157,4 +153,247 @@ async fn an_ordinary_user_runs_the_panel_and_hosts_a_php_site() {
         page.ends_with(&format!(" {user}")),
         "PHP runs as the panel's user: {page}"
     );
+    id
+}
+
+/// After the panel stopped, the site still serves; `hosting-panel node stop` (run by `user`
+/// in `cwd` with `args`) stops nginx and PHP-FPM, and then nothing answers.
+async fn node_outlives_the_panel_until_stopped(
+    running: &mut Running,
+    user: &str,
+    binary: &Path,
+    cwd: &Path,
+    args: &[&str],
+    http_port: u16,
+) {
+    running.stop_panel();
+    let (status, page) = http_get(http_port, "hello.localhost", "/")
+        .await
+        .expect("the site after the panel stopped");
+    assert_eq!(status, 200, "sites outlive the panel: {page}");
+    let output = Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(binary)
+        .args(["node", "stop"])
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("hosting-panel node stop");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("stopped nginx"), "{said}");
+    assert!(said.contains("stopped php-fpm 8.2"), "{said}");
+    assert!(
+        http_get(http_port, "hello.localhost", "/").await.is_err(),
+        "nginx still answers after node stop"
+    );
+    for pid_file in ["node/nginx/run/nginx.pid", "node/run/php8.2-fpm.pid"] {
+        let alive = std::fs::read_to_string(running.data.join(pid_file))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            .is_some_and(hosting_core::process::alive);
+        assert!(!alive, "{pid_file} still names a live process");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordinary_user_runs_the_panel_and_hosts_a_php_site() {
+    let Some(users) = machine() else {
+        return;
+    };
+    let user = users.get(1).expect("a second test user").clone();
+    let dir = TempDir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let binary = dir.path().join("hosting-panel");
+    std::fs::copy(env!("CARGO_BIN_EXE_hosting-panel"), &binary).expect("copy the binary");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("data dir");
+    chown(&user, dir.path());
+
+    let port = free_port();
+    let http_port = free_port();
+    let password = "walkthrough-password-1";
+    let log = dir.path().join("panel.log");
+    let mut panel = Command::new("runuser")
+        .args(["-u", &user, "--", "env"])
+        .arg(format!("HOSTING_PANEL_ADMIN_PASSWORD={password}"))
+        .arg(format!("HOSTING_PANEL_NODE_HTTP_PORT={http_port}"))
+        .arg(format!("HOSTING_PANEL_NODE_HTTPS_PORT={}", free_port()))
+        .arg(&binary)
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("start the panel as an ordinary user");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base, &mut panel, Duration::from_secs(60), &log).await;
+    let mut running = Running {
+        panel,
+        data: data.clone(),
+    };
+    host_first_php_site(&base, password, &user, &data, http_port).await;
+    let data_arg = data.to_str().expect("utf-8 path");
+    node_outlives_the_panel_until_stopped(
+        &mut running,
+        &user,
+        &binary,
+        dir.path(),
+        &["--data-dir", data_arg],
+        http_port,
+    )
+    .await;
+}
+
+/// The README's main command, split into words: the line of its "The two commands" block that
+/// runs the panel.
+fn readme_main_command(readme: &str) -> Vec<String> {
+    let section = readme
+        .split("## The two commands")
+        .nth(1)
+        .expect("the README has a 'The two commands' section");
+    section
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("cargo run"))
+        .expect("the main command is a `cargo run` line")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A toolchain the test account can run: the running cargo's own toolchain, hard-linked (it is
+/// only read), so nothing under root's home has to be opened to it. Returns its `bin`.
+fn toolchain_for(dir: &Path) -> PathBuf {
+    let cargo = Path::new(env!("CARGO"));
+    let root = cargo
+        .parent()
+        .and_then(Path::parent)
+        .expect("cargo lives in TOOLCHAIN/bin");
+    let copy = dir.join("toolchain");
+    std::fs::create_dir(&copy).expect("toolchain dir");
+    let status = Command::new("cp")
+        .arg("-al")
+        .arg(root.join("bin"))
+        .arg(root.join("lib"))
+        .arg(&copy)
+        .status()
+        .expect("cp -al");
+    assert!(status.success(), "link the toolchain");
+    copy.join("bin")
+}
+
+/// A cargo home for the test account holding the crates this machine already downloaded,
+/// copied (cargo writes there), so the build needs the registry only for what is missing.
+fn cargo_home_for(dir: &Path) -> PathBuf {
+    let ours = std::env::var_os("CARGO_HOME").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cargo"),
+        PathBuf::from,
+    );
+    let home = dir.join("cargo-home");
+    std::fs::create_dir(&home).expect("cargo home");
+    if ours.join("registry").is_dir() {
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(ours.join("registry"))
+            .arg(&home)
+            .status()
+            .expect("cp -a");
+        assert!(status.success(), "copy the registry cache");
+    }
+    home
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_main_command_from_a_fresh_clone() {
+    let Some(users) = machine() else {
+        return;
+    };
+    let user = users.first().expect("a test user").clone();
+    let dir = TempDir::new();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace");
+    let clone = dir.path().join("hosting-sdk");
+    let status = Command::new("git")
+        .args(["clone", "--quiet", "--no-hardlinks"])
+        .arg(&workspace)
+        .arg(&clone)
+        .status()
+        .expect("git clone");
+    assert!(status.success(), "git clone");
+    let toolchain = toolchain_for(dir.path());
+    let cargo_home = cargo_home_for(dir.path());
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    for path in [&clone, &cargo_home, &home] {
+        chown(&user, path);
+    }
+    let readme = std::fs::read_to_string(clone.join("README.md")).expect("README.md");
+    let command = readme_main_command(&readme);
+    assert_eq!(
+        command[..5],
+        ["cargo", "run", "--release", "-p", "hosting-panel"],
+        "{command:?}"
+    );
+
+    // Ports of its own, so it runs beside other tests; everything else is the default.
+    let port = free_port();
+    let http_port = free_port();
+    let log = dir.path().join("panel.log");
+    let stdout_file = dir.path().join("panel.out");
+    let mut panel = Command::new("runuser")
+        .args(["-u", &user, "--", "env", "-i"])
+        .arg(format!(
+            "PATH={}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            toolchain.display()
+        ))
+        .arg(format!("HOME={}", home.display()))
+        .arg(format!("CARGO_HOME={}", cargo_home.display()))
+        .arg(format!("HOSTING_PANEL_LISTEN=127.0.0.1:{port}"))
+        .arg(format!("HOSTING_PANEL_NODE_HTTP_PORT={http_port}"))
+        .arg(format!("HOSTING_PANEL_NODE_HTTPS_PORT={}", free_port()))
+        .args(&command)
+        .current_dir(&clone)
+        .stdout(std::fs::File::create(&stdout_file).expect("stdout file"))
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("run the README's command as an ordinary user");
+    let base = format!("http://127.0.0.1:{port}");
+    // A release build from scratch on a busy 2-core machine.
+    wait_ready(&base, &mut panel, Duration::from_secs(40 * 60), &log).await;
+    let data = clone.join("data");
+    let mut running = Running {
+        panel,
+        data: data.clone(),
+    };
+    let printed = std::fs::read_to_string(&stdout_file).expect("stdout");
+    assert_eq!(
+        printed.matches("with password ").count(),
+        1,
+        "the password is printed once: {printed}"
+    );
+    let password = printed
+        .split("with password ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the password")
+        .to_owned();
+    assert!(
+        data.join("panel.db").is_file(),
+        "the default ./data in the clone"
+    );
+    host_first_php_site(&base, &password, &user, &data, http_port).await;
+    let binary = clone.join("target/release/hosting-panel");
+    node_outlives_the_panel_until_stopped(&mut running, &user, &binary, &clone, &[], http_port)
+        .await;
 }
