@@ -30,6 +30,9 @@ struct Running {
 impl Running {
     /// Stops the panel with SIGTERM and waits for it; the node's servers keep running.
     fn stop_panel(&mut self) {
+        if !matches!(self.panel.try_wait(), Ok(None)) {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.panel.id().to_string())
