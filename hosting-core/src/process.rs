@@ -87,7 +87,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// The pids whose parent is `parent`.
-pub fn children_of(parent: u32) -> Vec<u32> {
+fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -106,7 +106,7 @@ pub fn children_of(parent: u32) -> Vec<u32> {
 
 /// Whether the command line of `pid` mentions a path under `root`: the supervised servers are
 /// all given one, so a reused pid is never taken for them.
-pub fn started_under(pid: u32, root: &Path) -> bool {
+fn started_under(pid: u32, root: &Path) -> bool {
     let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
         return false;
     };
@@ -199,19 +199,21 @@ pub fn php_fpm_servers(run_dir: &Path) -> Vec<SupervisedServer> {
     let Ok(entries) = std::fs::read_dir(run_dir) else {
         return Vec::new();
     };
-    let mut servers: Vec<SupervisedServer> = entries
+    let mut found: Vec<(crate::types::PhpVersion, PathBuf)> = entries
         .filter_map(|e| {
             let path = e.ok()?.path();
             let name = path.file_name()?.to_str()?;
             let version = name.strip_prefix("php")?.strip_suffix("-fpm.pid")?;
-            let version: crate::types::PhpVersion = version.parse().ok()?;
-            Some(SupervisedServer {
-                name: format!("php-fpm {}", version.as_str()),
-                pid_file: path.clone(),
-                stop_signal: StopSignal::Quit,
-            })
+            Some((version.parse().ok()?, path.clone()))
         })
         .collect();
-    servers.sort_by(|a, b| a.name.cmp(&b.name));
-    servers
+    found.sort();
+    found
+        .into_iter()
+        .map(|(version, pid_file)| SupervisedServer {
+            name: format!("php-fpm {}", version.as_str()),
+            pid_file,
+            stop_signal: StopSignal::Quit,
+        })
+        .collect()
 }

@@ -718,7 +718,9 @@ pub async fn stop(
     servers.extend(php_fpm_servers(
         &HostLayout::under(root.join("node")).php_run_dir,
     ));
-    Ok(stop_servers(root, &servers, runner, STOP_WAIT).await?)
+    stop_servers(root, &servers, runner, STOP_WAIT)
+        .await
+        .context("cannot stop the node's servers")
 }
 
 /// Whether the web server of a node at `root` in `mode` is up: the one hostctl runs under

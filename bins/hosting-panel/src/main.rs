@@ -7,7 +7,7 @@
 //! `hosting-panel node stop` stops the local node's servers, which outlive the panel.
 //! `hosting-panel openapi` prints the API's OpenAPI document.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,11 +76,11 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
-    /// Set a new password for a user (default: the operator's admin, `admin_email`), lift a
+    /// Set a new password for a user (default: the operator tenant's only admin), lift a
     /// lockout, and end the user's sessions. Prints a generated one-time password unless
     /// --password-stdin gives one.
     ResetPassword {
-        /// The user's e-mail (default: the configuration's admin_email).
+        /// The user's e-mail (default: the operator tenant's admin, when it has one).
         #[arg(long, value_name = "EMAIL")]
         email: Option<EmailAddress>,
         /// Read the new password from the first line of standard input.
@@ -161,14 +161,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let server = hosting_panel::start(&config, admin_password).await?;
     if let Some(password) = &server.generated_admin_password {
-        // Shown once, on stdout only: never through the logger.
-        println!(
+        // Shown once, on stdout only: never through the logger. A closed stdout must not take
+        // the panel down: the operator can still reset the password on the machine.
+        let mut stdout = std::io::stdout().lock();
+        let shown = writeln!(
+            stdout,
             "First start: the operator's admin is {} with password {}\n\
              (shown once; set {ADMIN_PASSWORD_ENV} before the first start to choose it;\n\
              lost it? hosting-panel admin reset-password)",
             config.admin_email,
             password.expose()
-        );
+        )
+        .and_then(|()| stdout.flush());
+        if let Err(e) = shown {
+            tracing::error!(error = %e, "the first admin's password could not be printed; run hosting-panel admin reset-password");
+        }
     }
     shutdown_signal().await?;
     server.shutdown().await;
@@ -188,30 +195,12 @@ fn password_from_stdin() -> anyhow::Result<Password> {
 }
 
 /// The panel over the configured store, as a machine command opens it (beside a serving
-/// panel, if one runs).
+/// panel, if one runs): nothing is created.
 async fn machine_panel(
     config: &Config,
 ) -> anyhow::Result<std::sync::Arc<hosting_core::panel::Panel>> {
-    if let Some(file) = config
-        .database_url
-        .expose()
-        .strip_prefix("sqlite:")
-        .map(|f| {
-            f.trim_start_matches("//")
-                .split('?')
-                .next()
-                .unwrap_or_default()
-        })
-        .filter(|f| !f.starts_with(':'))
-        && !std::path::Path::new(file).exists()
-    {
-        anyhow::bail!(
-            "there is no panel store at {file}: start the panel once (hosting-panel serve), \
-             or pass the --data-dir / --config it runs with"
-        );
-    }
     let opened = open_store(config, Opener::Command).await?;
-    let (panel, _) = panel_over(config, &opened).await?;
+    let (panel, _) = panel_over(config, &opened, Opener::Command).await?;
     Ok(panel)
 }
 
@@ -225,24 +214,31 @@ async fn admin(command: AdminCommand) -> anyhow::Result<()> {
         } => {
             let config = load_config(None, config)?;
             let password = password_stdin.then(password_from_stdin).transpose()?;
-            let email = email.unwrap_or_else(|| config.admin_email.clone());
             let panel = machine_panel(&config).await?;
             let reset = panel
-                .reset_password_on_machine(&op, &email, password)
+                .reset_password_on_machine(&op, email.as_ref(), password)
                 .await
-                .map_err(|e| match e {
-                    hosting_core::Error::NotFound { .. } => {
+                .map_err(|e| match (e, &email) {
+                    (hosting_core::Error::NotFound { .. }, Some(email)) => {
                         anyhow::anyhow!("no user has the e-mail {email}")
                     }
-                    other => anyhow::Error::new(other),
+                    (hosting_core::Error::NotFound { .. }, None) => {
+                        anyhow::anyhow!("the operator has no admin: use hosting-panel admin create")
+                    }
+                    (other, _) => anyhow::Error::new(other),
                 })
                 .context("cannot reset the password")?;
+            let user = &reset.user;
+            let who = format!(
+                "{} ({} of tenant {})",
+                user.email, user.role, user.tenant_id
+            );
             match reset.generated_password {
                 Some(password) => println!(
-                    "The password of {email} is now {} (shown once). Its sessions have ended.",
+                    "The password of {who} is now {} (shown once). Its sessions have ended.",
                     password.expose()
                 ),
-                None => println!("The password of {email} is set. Its sessions have ended."),
+                None => println!("The password of {who} is set. Its sessions have ended."),
             }
         }
         AdminCommand::Create {

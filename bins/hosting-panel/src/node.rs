@@ -241,6 +241,8 @@ async fn unprivileged_user(
 /// sites after the panel stops (by design: a panel restart must not take sites down). Servers
 /// started elsewhere are left alone and reported.
 pub async fn stop_local_node(data_dir: &Path) -> Result<(Vec<Stopped>, Vec<Skipped>), StartError> {
+    // The servers were started with paths under the data directory as it was configured,
+    // which `Config::load` made absolute; resolving symlinks and `..` here would hide them.
     let paths = NodePaths::under(data_dir);
     let mut servers = vec![SupervisedServer {
         name: "nginx".to_owned(),

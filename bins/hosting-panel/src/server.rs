@@ -183,7 +183,7 @@ async fn local_node_record(
 }
 
 /// The file of a `sqlite:` store URL.
-fn sqlite_file(url: &str) -> Option<&str> {
+pub fn sqlite_file(url: &str) -> Option<&str> {
     let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
     path.split('?').next()
 }
@@ -350,16 +350,39 @@ pub enum Opener {
     Command,
 }
 
-/// Opens the data directory (created `0711` when missing), the signing key (created when
-/// missing) and the store, migrated.
+/// Opens the data directory, the signing key and the store (migrated). The server creates
+/// what is missing (the directory `0711`, a random key); a command only opens what a first
+/// start made, so it never leaves files (owned by whoever ran it) behind.
 pub async fn open_store(config: &Config, opener: Opener) -> Result<OpenedStore, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-        StartError::new(format!("cannot create {}: {e}", config.data_dir.display()))
-    })?;
-    // Traversable but not listable: nginx's workers reach the sites and sockets under it.
-    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))
-        .map_err(|e| StartError::new(format!("cannot chmod {}: {e}", config.data_dir.display())))?;
-    let key = load_or_create_key(&config.signing_key_file)?;
+    let key = match opener {
+        Opener::Server => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                StartError::new(format!("cannot create {}: {e}", config.data_dir.display()))
+            })?;
+            // Traversable but not listable: nginx's workers reach the sites and sockets below.
+            std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| {
+                    StartError::new(format!("cannot chmod {}: {e}", config.data_dir.display()))
+                })?;
+            load_or_create_key(&config.signing_key_file)?
+        }
+        Opener::Command => {
+            let missing = sqlite_file(config.database_url.expose())
+                .filter(|file| !file.starts_with(':') && !Path::new(file).exists())
+                .map(str::to_owned)
+                .or_else(|| {
+                    (!config.signing_key_file.exists())
+                        .then(|| config.signing_key_file.display().to_string())
+                });
+            if let Some(missing) = missing {
+                return Err(StartError::new(format!(
+                    "{missing} does not exist: start the panel once (hosting-panel serve), or \
+                     pass the --data-dir / --config it runs with"
+                )));
+            }
+            load_or_create_key(&config.signing_key_file)?
+        }
+    };
     tracing::info!(
         engine = config.database_url.scheme(),
         "opening the panel store"
@@ -387,13 +410,29 @@ pub async fn open_store(config: &Config, opener: Opener) -> Result<OpenedStore, 
     })
 }
 
-/// The panel over an opened store, with the operator tenant (created when missing).
+/// The panel over an opened store, with the operator tenant: created by the server when
+/// missing, required by a command.
 pub async fn panel_over(
     config: &Config,
     opened: &OpenedStore,
+    opener: Opener,
 ) -> Result<(Arc<Panel>, TenantId), StartError> {
     let op = Operator::assume();
-    let tenant = operator_tenant(opened.panel_store.as_ref(), &op).await?;
+    let tenant = match opener {
+        Opener::Server => operator_tenant(opened.panel_store.as_ref(), &op).await?,
+        Opener::Command => find(
+            |p| opened.panel_store.list_tenants(&op, p),
+            |t| t.slug.as_str() == OPERATOR_SLUG,
+        )
+        .await
+        .map_err(failed("looking for the operator tenant"))?
+        .map(|t| t.id)
+        .ok_or_else(|| {
+            StartError::new(
+                "the panel has not started on this store yet: run hosting-panel serve once",
+            )
+        })?,
+    };
     let panel = Arc::new(Panel::new(PanelParts {
         store: opened.panel_store.clone(),
         auth: opened.store.clone(),
@@ -420,7 +459,7 @@ pub async fn prepare(
 ) -> Result<Prepared, StartError> {
     let opened = open_store(config, Opener::Server).await?;
     let local = local_node(&config.node, &config.data_dir).await?;
-    let (panel, _) = panel_over(config, &opened).await?;
+    let (panel, _) = panel_over(config, &opened, Opener::Server).await?;
     let op = Operator::assume();
     let store = opened.panel_store.clone();
     let jobs: Arc<dyn JobStore> = opened.store.clone();

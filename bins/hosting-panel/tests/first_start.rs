@@ -204,7 +204,7 @@ fn failures(data: &Path, blocked: u16) -> Vec<Failure> {
             // The node's directory cannot be made: a file stands where it goes.
             Vec::new(),
             port,
-            "node",
+            "/data/node: ",
         ),
         (Vec::new(), blocked, "cannot listen"),
     ]
@@ -232,7 +232,7 @@ fn run_failures(data: &Path) {
     std::fs::create_dir_all(data).expect("data dir");
     std::fs::write(data.join("not-a-dir"), "a file").expect("a file for the store failure");
     for (env, listen, why) in failures(data, blocked) {
-        let node = why == "node";
+        let node = why == "/data/node: ";
         if node {
             block_node_dir(data, true);
         }

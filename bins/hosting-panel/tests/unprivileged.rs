@@ -379,7 +379,15 @@ async fn the_readme_main_command_from_a_fresh_clone() {
         panel,
         data: data.clone(),
     };
-    let printed = std::fs::read_to_string(&stdout_file).expect("stdout");
+    // The password is printed right after the listener serves: wait for the line.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let printed = loop {
+        let printed = std::fs::read_to_string(&stdout_file).expect("stdout");
+        if printed.contains("reset-password") || Instant::now() > deadline {
+            break printed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         printed.matches("with password ").count(),
         1,

@@ -62,11 +62,11 @@ impl Panel {
             return Ok(None);
         }
         let (hash, generated) = self.first_password(password).await?;
-        let half_made = self
-            .auth
-            .login_by_email(email)
-            .await?
-            .filter(|r| r.user.tenant_id == self.operator_tenant && r.password.is_none());
+        let half_made = self.auth.login_by_email(email).await?.filter(|r| {
+            r.user.tenant_id == self.operator_tenant
+                && r.user.role == Role::Admin
+                && r.password.is_none()
+        });
         let result = match half_made {
             Some(record) => self
                 .auth
@@ -137,19 +137,52 @@ impl Panel {
         .await
     }
 
-    /// Sets the password of the user `email` (of any tenant) to `password` or a generated one
-    /// returned once, lifts a lockout, and ends every session of the user: the way back in
-    /// for an operator who lost the admin's password.
+    /// The operator tenant's only admin; with several, the caller must name one.
+    async fn sole_operator_admin(&self) -> Result<User> {
+        let scope = self.operator_admin_scope();
+        let mut admins = Vec::new();
+        let mut page = PageRequest::first(PageLimit::try_from(PageLimit::MAX)?);
+        loop {
+            let users = self.store.list_users(&scope, page).await?;
+            admins.extend(users.items.into_iter().filter(|u| u.role == Role::Admin));
+            match users.next_after {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        match <[User; 1]>::try_from(admins) {
+            Ok([admin]) => Ok(admin),
+            Err(admins) if admins.is_empty() => Err(Error::not_found("operator admin")),
+            Err(admins) => Err(Error::Invalid {
+                field: "email".into(),
+                reason: format!(
+                    "the operator has {} admins; name the one to reset",
+                    admins.len()
+                )
+                .into(),
+            }),
+        }
+    }
+
+    /// Sets the password of the user `email` (of any tenant; by default the operator tenant's
+    /// only admin) to `password` or a generated one returned once, lifts a lockout, and ends
+    /// every session of the user: the way back in for an operator who lost the password.
     pub async fn reset_password_on_machine(
         &self,
         _op: &Operator,
-        email: &EmailAddress,
+        email: Option<&EmailAddress>,
         password: Option<Password>,
     ) -> Result<PasswordReset> {
+        let target =
+            email.map_or_else(|| "user:operator-admin".to_owned(), |e| format!("user:{e}"));
         let result = async {
+            let email = match email {
+                Some(email) => email.clone(),
+                None => self.sole_operator_admin().await?.email,
+            };
             let record = self
                 .auth
-                .login_by_email(email)
+                .login_by_email(&email)
                 .await?
                 .ok_or_else(|| Error::not_found("user"))?;
             let (hash, generated) = self.first_password(password).await?;
@@ -165,7 +198,7 @@ impl Panel {
         .await;
         self.audited_on_machine(
             "user.reset_password",
-            format!("user:{email}"),
+            target,
             "reset on the panel's machine; sessions ended, lockout lifted",
             result,
         )
@@ -173,7 +206,9 @@ impl Panel {
     }
 
     /// Writes the audit entry of an operator action taken on the machine, then returns
-    /// `result`; an entry that cannot be written fails the call, as in [`Panel::audited`].
+    /// `result`. Unlike [`Panel::audited`], an entry that cannot be written is logged, not
+    /// returned: these calls hand out a password that exists only in their result, and
+    /// failing them after the change would lock the operator out.
     async fn audited_on_machine<T>(
         &self,
         action: &str,
@@ -185,9 +220,13 @@ impl Panel {
             Ok(_) => (AuditOutcome::Success, detail.to_owned()),
             Err(e) => (AuditOutcome::Failed, e.to_string()),
         };
-        self.store
+        if let Err(e) = self
+            .store
             .append_audit(NewAuditEntry::by_operator(action, target, outcome).with_detail(detail))
-            .await?;
+            .await
+        {
+            tracing::error!(action, error = %e, "the audit entry of a machine command was not written");
+        }
         result
     }
 }
