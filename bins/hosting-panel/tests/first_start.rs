@@ -440,3 +440,46 @@ fn admin_commands_need_a_store() {
     assert!(err.contains("start the panel once"), "{err}");
     assert!(!data.join("panel.db").exists(), "no store was made");
 }
+
+/// A first start cut off between creating the admin and storing its password (a crash) left
+/// an operator admin nobody can log in to: the next start finishes it and prints a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_left_without_a_password_is_finished_at_the_next_start() {
+    use hosting_core::model::{NewTenant, NewUser, Role};
+    use hosting_core::{Operator, PanelStore};
+
+    let dir = TempDir::new();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    {
+        let url = format!("sqlite:{}", data.join("panel.db").display());
+        let store = hosting_db::SqlStore::open(&url, &hosting_db::StoreOptions::default())
+            .await
+            .expect("store");
+        let op = Operator::assume();
+        let tenant = store
+            .create_tenant(
+                &op,
+                NewTenant {
+                    name: "Operator".parse().expect("name"),
+                    slug: "operator".parse().expect("slug"),
+                    quotas: Default::default(),
+                },
+            )
+            .await
+            .expect("operator tenant");
+        store
+            .create_user_as_operator(
+                &op,
+                tenant.id,
+                NewUser {
+                    role: Role::Admin,
+                    email: EMAIL.parse().expect("email"),
+                },
+            )
+            .await
+            .expect("an admin without a password");
+    }
+    let password = first_start(&data, &[]).await;
+    later_start(&data, &[], &password).await;
+}
