@@ -76,21 +76,7 @@ impl Panel {
                     user: record.user,
                     generated_password: generated,
                 }),
-            None => {
-                let user = self
-                    .store
-                    .create_user_as_operator(
-                        op,
-                        self.operator_tenant,
-                        NewUser {
-                            role: Role::Admin,
-                            email: email.clone(),
-                        },
-                    )
-                    .await?;
-                self.finish_user(&self.operator_admin_scope(), user, &hash, generated)
-                    .await
-            }
+            None => self.new_operator_admin(op, email, &hash, generated).await,
         };
         let target = format!("user:{email}");
         self.audited_on_machine(
@@ -103,6 +89,27 @@ impl Panel {
         .map(Some)
     }
 
+    /// A new admin of the operator tenant with the password `hash`; removed again when the
+    /// password cannot be stored.
+    async fn new_operator_admin(
+        &self,
+        op: &Operator,
+        email: &EmailAddress,
+        hash: &crate::auth::PasswordHash,
+        generated: Option<Password>,
+    ) -> Result<CreatedUser> {
+        let new = NewUser {
+            role: Role::Admin,
+            email: email.clone(),
+        };
+        let user = self
+            .store
+            .create_user_as_operator(op, self.operator_tenant, new)
+            .await?;
+        self.finish_user(&self.operator_admin_scope(), user, hash, generated)
+            .await
+    }
+
     /// Creates another admin of the operator tenant, with `password` or a generated one that
     /// is returned once.
     pub async fn create_operator_admin(
@@ -113,19 +120,7 @@ impl Panel {
     ) -> Result<CreatedUser> {
         let result = async {
             let (hash, generated) = self.first_password(password).await?;
-            let user = self
-                .store
-                .create_user_as_operator(
-                    op,
-                    self.operator_tenant,
-                    NewUser {
-                        role: Role::Admin,
-                        email: email.clone(),
-                    },
-                )
-                .await?;
-            self.finish_user(&self.operator_admin_scope(), user, &hash, generated)
-                .await
+            self.new_operator_admin(op, email, &hash, generated).await
         }
         .await;
         self.audited_on_machine(
