@@ -9,12 +9,14 @@
 //! `system` feature adds [`system::SystemRunner`], the process seam the backends share. With the `conformance` feature,
 //! [`conformance`] holds the suites every backend runs, ours and third parties' alike.
 
+pub mod accounts;
 #[cfg(feature = "auth")]
 pub mod auth;
 #[cfg(feature = "auth")]
 pub mod auth_store;
 pub mod clock;
 pub mod database;
+pub mod directives;
 pub mod error;
 pub mod jobs;
 pub mod layout;
@@ -40,8 +42,10 @@ pub mod web;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use accounts::{Isolation, NodeAccounts, UidRange, UnixAccount};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use database::{DatabaseBackend, DatabaseOptions, DbCapabilities};
+pub use directives::{AllowedDirective, ArgRule, DirectivePolicy};
 pub use error::{Error, InvalidValue, Result};
 pub use layout::{HostLayout, SitePaths};
 pub use metrics::MetricsStore;

@@ -67,6 +67,10 @@ id_type!(
     /// Identifies a background job.
     JobId
 );
+id_type!(
+    /// Identifies a Unix account the panel keeps on a node.
+    NodeAccountId
+);
 
 // ---------------------------------------------------------------------------------------------
 // Tenants
@@ -427,8 +431,14 @@ pub struct WebsiteSettings {
     pub blocked_ips: BTreeSet<IpNetwork>,
     /// Redirect between the `www.` and bare names.
     pub www_redirect: WwwRedirect,
-    /// Extra directives for the site's server block, in order.
+    /// Extra directives for the site's server block, in order. Each must pass the site's web
+    /// server's [`DirectivePolicy`](crate::directives::DirectivePolicy).
     pub extra_directives: ExtraDirectives,
+    /// Directives the operator added outside the policy (the escape hatch). Never read from a
+    /// request body: only the operator's `Panel::set_operator_directives` changes them, and the
+    /// Panel keeps them when anyone else replaces the settings.
+    #[serde(skip_deserializing)]
+    pub operator_directives: ExtraDirectives,
 }
 
 /// At most 50 [`ServerDirective`]s of at most 16 arguments each, in order.
@@ -518,13 +528,59 @@ pub struct NewWebsite {
     pub web_server: WebServerKind,
     /// PHP version, or `None` for a static site.
     pub php_version: Option<PhpVersion>,
-    /// Unix account.
+    /// Unix account, one the panel keeps for the site's tenant on the node.
     pub system_user: SystemUser,
     /// Document root relative to the site's home.
     pub document_root: ConfinedPath,
     /// Per-site settings.
     #[serde(default)]
     pub settings: WebsiteSettings,
+}
+
+/// What a caller asks for to create a website: a [`NewWebsite`] whose Unix account may be left
+/// to the panel. When `system_user` is given it must be an account the panel keeps for the
+/// caller's tenant on that node, used by no site the caller cannot manage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebsiteRequest {
+    /// The user the site will belong to; must be one the caller manages.
+    pub owner_id: UserId,
+    /// Primary domain.
+    pub domain: DomainName,
+    /// Further domains.
+    #[serde(default)]
+    pub aliases: Vec<DomainName>,
+    /// Serving node.
+    pub node_id: NodeId,
+    /// Web server.
+    pub web_server: WebServerKind,
+    /// PHP version, or `None` for a static site.
+    pub php_version: Option<PhpVersion>,
+    /// An existing account of the tenant to run as; `None` gives the site an account of its own.
+    #[serde(default)]
+    pub system_user: Option<SystemUser>,
+    /// Document root relative to the site's home.
+    pub document_root: ConfinedPath,
+    /// Per-site settings.
+    #[serde(default)]
+    pub settings: WebsiteSettings,
+}
+
+impl WebsiteRequest {
+    /// The store's record of this request, running as `system_user`.
+    pub fn with_account(self, system_user: SystemUser) -> NewWebsite {
+        NewWebsite {
+            owner_id: self.owner_id,
+            domain: self.domain,
+            aliases: self.aliases,
+            node_id: self.node_id,
+            web_server: self.web_server,
+            php_version: self.php_version,
+            system_user,
+            document_root: self.document_root,
+            settings: self.settings,
+        }
+    }
 }
 
 /// Changes to a website; `None` leaves a field as it is.
@@ -630,6 +686,62 @@ pub struct NewNode {
     pub address: NodeAddress,
     /// What it does.
     pub roles: BTreeSet<NodeRole>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unix accounts on nodes
+
+/// How the panel came to keep a Unix account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AccountOrigin {
+    /// The panel created it (`useradd`) and removes it with its last site.
+    Created,
+    /// The operator adopted an existing account (a migration); the panel never removes it.
+    Adopted,
+    /// The node has no separate accounts: every site runs as the node's own user.
+    Shared,
+}
+named_enum!(AccountOrigin, "origin", "must be one of created, adopted, shared", {
+    Created => "created", Adopted => "adopted", Shared => "shared",
+});
+
+/// A Unix account on a node that sites of one tenant run as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAccount {
+    /// Assigned by the store.
+    pub id: NodeAccountId,
+    /// The one tenant whose sites may run as it.
+    pub tenant_id: TenantId,
+    /// The node it exists on.
+    pub node_id: NodeId,
+    /// Its name, unique on the node.
+    pub name: SystemUser,
+    /// Its uid, unique on the node.
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+    /// Created, adopted or shared.
+    pub origin: AccountOrigin,
+    /// When the panel started keeping it.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What the store records about a new account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewNodeAccount {
+    /// The tenant it belongs to.
+    pub tenant_id: TenantId,
+    /// The node it exists on.
+    pub node_id: NodeId,
+    /// Its name.
+    pub name: SystemUser,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+    /// Created, adopted or shared.
+    pub origin: AccountOrigin,
 }
 
 // ---------------------------------------------------------------------------------------------

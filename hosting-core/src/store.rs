@@ -6,16 +6,16 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewTenant, NewUser,
-    NewWebsite, Node, NodeId, Tenant, TenantChanges, TenantId, User, UserChanges, UserId, Website,
-    WebsiteChanges, WebsiteId,
+    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewNodeAccount,
+    NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId, Tenant,
+    TenantChanges, TenantId, User, UserChanges, UserId, Website, WebsiteChanges, WebsiteId,
 };
 use crate::page::{Page, PageRequest};
 use crate::rbac::{Caller, Operator};
 use crate::tracked::ChangeTracker;
 #[cfg(doc)]
 use crate::tracked::TrackedStore;
-use crate::types::DomainName;
+use crate::types::{DomainName, SystemUser};
 
 /// Which database holds the panel's records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,8 @@ pub struct StoreInfo {
 ///   is [`Error::AlreadyExists`](crate::Error::AlreadyExists), also under concurrent creates:
 ///   exactly one wins.
 /// - Deleting a row that others still reference is [`Error::Conflict`](crate::Error::Conflict).
+/// - A Unix account on a node belongs to one tenant: name and uid are each unique per node;
+///   deleting a tenant forgets its accounts.
 /// - Lists are keyset-paginated in ascending id order (see [`PageRequest`]).
 /// - Each method is atomic: on error nothing was written.
 ///
@@ -157,4 +159,34 @@ pub trait PanelStore: Debug + Send + Sync {
     async fn list_audit(&self, caller: &Caller, page: PageRequest) -> Result<Page<AuditEntry>>;
     /// The whole audit log, operator entries included.
     async fn list_all_audit(&self, op: &Operator, page: PageRequest) -> Result<Page<AuditEntry>>;
+
+    /// Records a Unix account on a node for one tenant. A name or uid the node already has on
+    /// record is `AlreadyExists`; an unknown tenant or node is `NotFound`.
+    async fn record_node_account(&self, op: &Operator, new: NewNodeAccount)
+    -> Result<NodeAccount>;
+    /// The account `name` on `node` when it belongs to the caller's tenant; `NotFound` otherwise
+    /// (another tenant's account is indistinguishable from none).
+    async fn get_node_account(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        name: &SystemUser,
+    ) -> Result<NodeAccount>;
+    /// The account `name` on `node`, whoever it belongs to.
+    async fn find_node_account(
+        &self,
+        op: &Operator,
+        node: NodeId,
+        name: &SystemUser,
+    ) -> Result<Option<NodeAccount>>;
+    /// The accounts on `node`, by id.
+    async fn list_node_accounts(
+        &self,
+        op: &Operator,
+        node: NodeId,
+        page: PageRequest,
+    ) -> Result<Page<NodeAccount>>;
+    /// Forgets an account (after the node removed it, or when the operator releases an adopted
+    /// one). `NotFound` when there is no such record.
+    async fn delete_node_account(&self, op: &Operator, id: NodeAccountId) -> Result<()>;
 }

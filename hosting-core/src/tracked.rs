@@ -20,14 +20,15 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewTenant, NewUser,
-    NewWebsite, Node, NodeId, Tenant, TenantChanges, TenantId, User, UserChanges, UserId, Website,
-    WebsiteChanges, WebsiteId, WebsiteStatus,
+    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewNodeAccount,
+    NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId, Tenant,
+    TenantChanges, TenantId, User, UserChanges, UserId, Website, WebsiteChanges, WebsiteId,
+    WebsiteStatus,
 };
 use crate::page::{Page, PageRequest};
 use crate::rbac::{Caller, Operator};
 use crate::store::{PanelStore, StoreInfo};
-use crate::types::DomainName;
+use crate::types::{DomainName, SystemUser};
 
 /// The store's write count when a read began, while no write was under way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -337,6 +338,47 @@ impl PanelStore for TrackedStore {
 
     async fn list_all_audit(&self, op: &Operator, page: PageRequest) -> Result<Page<AuditEntry>> {
         self.inner.list_all_audit(op, page).await
+    }
+
+    async fn record_node_account(
+        &self,
+        op: &Operator,
+        new: NewNodeAccount,
+    ) -> Result<NodeAccount> {
+        let _write = self.tracker.begin_write();
+        self.inner.record_node_account(op, new).await
+    }
+
+    async fn get_node_account(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        name: &SystemUser,
+    ) -> Result<NodeAccount> {
+        self.inner.get_node_account(caller, node, name).await
+    }
+
+    async fn find_node_account(
+        &self,
+        op: &Operator,
+        node: NodeId,
+        name: &SystemUser,
+    ) -> Result<Option<NodeAccount>> {
+        self.inner.find_node_account(op, node, name).await
+    }
+
+    async fn list_node_accounts(
+        &self,
+        op: &Operator,
+        node: NodeId,
+        page: PageRequest,
+    ) -> Result<Page<NodeAccount>> {
+        self.inner.list_node_accounts(op, node, page).await
+    }
+
+    async fn delete_node_account(&self, op: &Operator, id: NodeAccountId) -> Result<()> {
+        let _write = self.tracker.begin_write();
+        self.inner.delete_node_account(op, id).await
     }
 }
 

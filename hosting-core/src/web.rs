@@ -5,6 +5,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 
+use crate::directives::DirectivePolicy;
 use crate::error::Result;
 use crate::model::{Website, WebsiteId};
 use crate::types::{ConfinedPath, WebServerKind};
@@ -51,12 +52,18 @@ pub enum Drift {
 ///   reloads once. When any step fails, the live tree is byte-identical to before, the running
 ///   server was not reloaded, and the error names the tool and its output.
 /// - `drift` compares the live tree with what the desired set renders to.
+/// - `directive_policy` is the allow-list a site's `extra_directives` must pass; `render_site`
+///   renders only directives it accepts (site paths made absolute under the site's home) and
+///   the operator's directives as they are. No directive it accepts names a file, socket,
+///   module, user or upstream of the node outside the site's home.
 ///
 /// `hosting_core::conformance::web` checks the parts of this that need no running server.
 #[async_trait]
 pub trait WebServer: Debug + Send + Sync {
     /// Which server this is.
     fn kind(&self) -> WebServerKind;
+    /// The directives a tenant may add to a site's server block.
+    fn directive_policy(&self) -> DirectivePolicy;
     /// The files that make up `site`'s virtual host.
     fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>>;
     /// Checks a staged configuration tree with the real server binary.

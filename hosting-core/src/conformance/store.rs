@@ -670,6 +670,11 @@ pub async fn settings_round_trip(store: &dyn PanelStore) {
             },
         ])
         .expect("two directives"),
+        operator_directives: ExtraDirectives::try_from(vec![ServerDirective {
+            name: parse("access_log"),
+            args: vec![parse("/var/log/nginx/shop.log")],
+        }])
+        .expect("one directive"),
     };
     new.php_version = Some(PhpVersion::V8_0);
     new.web_server = WebServerKind::OpenLiteSpeed;

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use self::hashing::Hashing;
+use crate::accounts::NodeAccounts;
 use crate::auth::{Keyring, PasswordPolicy, Permission, PermissionSet, RateLimiter};
 use crate::auth_store::{AuthStore, LockoutPolicy};
 use crate::clock::Clock;
@@ -64,6 +65,8 @@ pub struct NodeBackends {
     pub databases: Vec<DatabaseServer>,
     /// The sites' directories.
     pub files: Arc<dyn SiteFiles>,
+    /// The Unix accounts sites run as.
+    pub accounts: Arc<dyn NodeAccounts>,
 }
 
 impl NodeBackends {

@@ -1,0 +1,354 @@
+//! What a tenant may put into a site's server block. Each web server declares one allow-list
+//! ([`DirectivePolicy`]) whose arguments are typed, so that no directive it accepts can name a
+//! file, socket, module, user or upstream of the node outside the site's own home. Everything
+//! the list does not name is refused, with the index of the directive and the rule.
+
+use std::fmt;
+use std::path::Path;
+
+use crate::error::InvalidValue;
+use crate::model::ServerDirective;
+
+/// The type of one directive argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgRule {
+    /// A size: digits with an optional `k`, `m` or `g` (either case), e.g. `64m`.
+    Size,
+    /// A duration: digits with an optional `ms`, `s`, `m`, `h` or `d`, e.g. `30s`.
+    Duration,
+    /// A whole number in `min..=max`.
+    Number {
+        /// Smallest accepted.
+        min: u64,
+        /// Largest accepted.
+        max: u64,
+    },
+    /// `on` or `off`.
+    OnOff,
+    /// Exactly one of these words.
+    OneOf(&'static [&'static str]),
+    /// An HTTP header name: letters, digits and `-`, at most 64.
+    HeaderName,
+    /// A header value: letters, digits and `- _ . , : = / + * @`, at most 256 (no `$`, so no
+    /// variable can leak a server value into it).
+    HeaderValue,
+    /// A path of the site's URL space: starts with `/`, no `..` segment, e.g. `/404.html`.
+    UriPath,
+    /// A file inside the site's home, written relative to it (`private/.htpasswd`): no leading
+    /// `/`, no `.` or `..` segment. Rendered as the absolute path under the home.
+    SitePath,
+}
+
+impl ArgRule {
+    /// Checks `arg`; the error is the rule, in words.
+    fn check(self, arg: &str) -> Result<(), String> {
+        let digits_then = |units: &[&str]| {
+            let split = arg
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(arg.len());
+            let (number, unit) = arg.split_at(split);
+            !number.is_empty() && number.len() <= 12 && (unit.is_empty() || units.contains(&unit))
+        };
+        let ok = match self {
+            Self::Size => digits_then(&["k", "K", "m", "M", "g", "G"]),
+            Self::Duration => digits_then(&["ms", "s", "m", "h", "d"]),
+            Self::Number { min, max } => arg
+                .parse::<u64>()
+                .is_ok_and(|n| (min..=max).contains(&n) && !arg.starts_with('+')),
+            Self::OnOff => matches!(arg, "on" | "off"),
+            Self::OneOf(words) => words.contains(&arg),
+            Self::HeaderName => {
+                !arg.is_empty()
+                    && arg.len() <= 64
+                    && arg.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }
+            Self::HeaderValue => {
+                !arg.is_empty()
+                    && arg.len() <= 256
+                    && arg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.,:=/+*@".contains(c))
+            }
+            Self::UriPath => {
+                arg.starts_with('/')
+                    && arg.len() <= 256
+                    && arg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+                    && !arg.split('/').any(|s| s == "..")
+            }
+            Self::SitePath => {
+                !arg.is_empty()
+                    && arg.len() <= 256
+                    && !arg.starts_with('/')
+                    && arg
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+                    && arg.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+            }
+        };
+        if ok { Ok(()) } else { Err(self.to_string()) }
+    }
+}
+
+impl fmt::Display for ArgRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Size => f.write_str("a size such as 64m (digits, then k, m or g)"),
+            Self::Duration => f.write_str("a duration such as 30s (digits, then ms, s, m, h or d)"),
+            Self::Number { min, max } => write!(f, "a whole number from {min} to {max}"),
+            Self::OnOff => f.write_str("on or off"),
+            Self::OneOf(words) => write!(f, "one of {}", words.join(", ")),
+            Self::HeaderName => f.write_str("a header name (letters, digits and -)"),
+            Self::HeaderValue => {
+                f.write_str("a header value of letters, digits and - _ . , : = / + * @")
+            }
+            Self::UriPath => f.write_str("a URL path starting with / and without .."),
+            Self::SitePath => f.write_str(
+                "a file inside the site's home, relative to it, without . or .. segments",
+            ),
+        }
+    }
+}
+
+/// One directive a tenant may use, and the types of its arguments: every `required` one, then
+/// up to all of `optional`, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowedDirective {
+    /// The directive's name, exactly as the server spells it.
+    pub name: &'static str,
+    /// Arguments that must be there.
+    pub required: &'static [ArgRule],
+    /// Arguments that may follow, in order.
+    pub optional: &'static [ArgRule],
+    /// Why a tenant wants it (shown in documentation).
+    pub purpose: &'static str,
+}
+
+/// A web server's allow-list of tenant directives. A plugin declares its own as a `static`
+/// table; the web conformance suite checks that it names no file of the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectivePolicy {
+    allowed: &'static [AllowedDirective],
+}
+
+impl DirectivePolicy {
+    /// A policy allowing exactly `allowed`.
+    pub const fn new(allowed: &'static [AllowedDirective]) -> Self {
+        Self { allowed }
+    }
+
+    /// A policy that allows nothing.
+    pub const NONE: Self = Self::new(&[]);
+
+    /// The directives it allows.
+    pub fn allowed(&self) -> &'static [AllowedDirective] {
+        self.allowed
+    }
+
+    /// Checks every directive; the error names `extra_directives[i]` (or its argument) and the
+    /// rule it broke.
+    pub fn check(&self, directives: &[ServerDirective]) -> Result<(), InvalidValue> {
+        for (i, directive) in directives.iter().enumerate() {
+            self.check_one(directive)
+                .map_err(|(field, rule)| InvalidValue::new(format!("extra_directives[{i}]{field}"), rule))?;
+        }
+        Ok(())
+    }
+
+    fn check_one(&self, directive: &ServerDirective) -> Result<(), (String, String)> {
+        let name = directive.name.as_str();
+        let Some(allowed) = self.allowed.iter().find(|a| a.name == name) else {
+            return Err((
+                ".name".to_owned(),
+                format!(
+                    "'{name}' is not a directive tenants may use on this web server (the \
+                     operator can add it as an operator directive)"
+                ),
+            ));
+        };
+        let args = &directive.args;
+        let most = allowed.required.len() + allowed.optional.len();
+        if args.len() < allowed.required.len() || args.len() > most {
+            let count = if allowed.optional.is_empty() {
+                format!("{}", allowed.required.len())
+            } else {
+                format!("{} to {most}", allowed.required.len())
+            };
+            return Err((
+                ".args".to_owned(),
+                format!("'{name}' takes {count} argument(s)"),
+            ));
+        }
+        for (j, (arg, rule)) in args
+            .iter()
+            .zip(allowed.required.iter().chain(allowed.optional))
+            .enumerate()
+        {
+            rule.check(arg.as_str())
+                .map_err(|rule| (format!(".args[{j}]"), format!("must be {rule}")))?;
+        }
+        Ok(())
+    }
+
+    /// The arguments of an accepted `directive` as they are written into the configuration:
+    /// site paths become absolute under `home`. `None` when the policy does not accept it.
+    pub fn rendered_args(&self, directive: &ServerDirective, home: &Path) -> Option<Vec<String>> {
+        self.check_one(directive).ok()?;
+        let allowed = self.allowed.iter().find(|a| a.name == directive.name.as_str())?;
+        Some(
+            directive
+                .args
+                .iter()
+                .zip(allowed.required.iter().chain(allowed.optional))
+                .map(|(arg, rule)| match rule {
+                    ArgRule::SitePath => home.join(arg.as_str()).display().to_string(),
+                    _ => arg.as_str().to_owned(),
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Directives no policy may allow a tenant, in any server's spelling (compared without case):
+/// each names a file, socket, module, user, process or upstream of the node. The web
+/// conformance suite refuses a policy that lists one, or any `*_log`, `*_path` or `*_file`
+/// directive that does not type its file argument as [`ArgRule::SitePath`].
+pub const NEVER_FOR_TENANTS: &[&str] = &[
+    "include",
+    "include_optional",
+    "includeoptional",
+    "root",
+    "alias",
+    "load_module",
+    "loadmodule",
+    "loadfile",
+    "user",
+    "group",
+    "pid",
+    "pidfile",
+    "error_log",
+    "access_log",
+    "errorlog",
+    "customlog",
+    "transferlog",
+    "scriptalias",
+    "scriptaliasmatch",
+    "aliasmatch",
+    "directory",
+    "directorymatch",
+    "documentroot",
+    "setenv",
+    "setenvif",
+    "fastcgi_param",
+    "fastcgi_pass",
+    "proxy_pass",
+    "uwsgi_pass",
+    "scgi_pass",
+    "grpc_pass",
+    "memcached_pass",
+    "proxypass",
+    "proxypassmatch",
+    "proxyreverse",
+    "ssl_certificate",
+    "ssl_certificate_key",
+    "ssl_trusted_certificate",
+    "ssl_client_certificate",
+    "sslcertificatefile",
+    "sslcertificatekeyfile",
+    "php_value",
+    "php_admin_value",
+    "php_flag",
+    "php_admin_flag",
+    "lua_code_cache",
+    "perl",
+    "js_import",
+    "mirror",
+    "auth_request",
+    "resolver",
+    "set",
+    "suexecusergroup",
+    "action",
+    "rewritemap",
+    "sethandler",
+    "addhandler",
+    "mutex",
+    "serverroot",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: DirectivePolicy = DirectivePolicy::new(&[
+        AllowedDirective {
+            name: "client_max_body_size",
+            required: &[ArgRule::Size],
+            optional: &[],
+            purpose: "upload limit",
+        },
+        AllowedDirective {
+            name: "add_header",
+            required: &[ArgRule::HeaderName, ArgRule::HeaderValue],
+            optional: &[ArgRule::OneOf(&["always"])],
+            purpose: "a response header",
+        },
+        AllowedDirective {
+            name: "auth_basic_user_file",
+            required: &[ArgRule::SitePath],
+            optional: &[],
+            purpose: "password file",
+        },
+    ]);
+
+    fn directive(name: &str, args: &[&str]) -> ServerDirective {
+        ServerDirective {
+            name: name.parse().expect("name"),
+            args: args.iter().map(|a| a.parse().expect("arg")).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_typed_arguments_and_names_the_failing_one() {
+        assert!(POLICY.check(&[directive("client_max_body_size", &["64m"])]).is_ok());
+        assert!(
+            POLICY
+                .check(&[directive("add_header", &["X-Test", "yes", "always"])])
+                .is_ok()
+        );
+        let e = POLICY
+            .check(&[
+                directive("client_max_body_size", &["1g"]),
+                directive("access_log", &["/etc/x.log"]),
+            ])
+            .expect_err("not allowed");
+        assert_eq!(e.field, "extra_directives[1].name");
+        let e = POLICY
+            .check(&[directive("client_max_body_size", &["/etc/passwd"])])
+            .expect_err("not a size");
+        assert_eq!(e.field, "extra_directives[0].args[0]");
+        let e = POLICY
+            .check(&[directive("add_header", &["X"])])
+            .expect_err("too few");
+        assert_eq!(e.field, "extra_directives[0].args");
+    }
+
+    #[test]
+    fn site_paths_stay_inside_the_home() {
+        for bad in ["/etc/shadow", "../other/x", "a/../../x", "./x", "a//b"] {
+            assert!(
+                POLICY
+                    .check(&[directive("auth_basic_user_file", &[bad])])
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        let good = directive("auth_basic_user_file", &["private/.htpasswd"]);
+        assert_eq!(
+            POLICY.rendered_args(&good, Path::new("/srv/sites/7")),
+            Some(vec!["/srv/sites/7/private/.htpasswd".to_owned()])
+        );
+        let bad = directive("auth_basic_user_file", &["/etc/shadow"]);
+        assert_eq!(POLICY.rendered_args(&bad, Path::new("/srv/sites/7")), None);
+    }
+}
