@@ -62,6 +62,10 @@ macro_rules! every_engine {
                     tenant_limits_are_enforced,
                     alert_rules_crud,
                     audit_log_is_scoped,
+                    node_accounts_crud,
+                    node_account_names_and_uids_are_unique_per_node,
+                    node_accounts_are_scoped_to_their_tenant,
+                    node_accounts_go_with_their_tenant_and_keep_their_node,
                     hostile_values_never_reach_the_store,
                 );
                 suite!($engine, auth_store:

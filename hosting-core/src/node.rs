@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::Result;
-use crate::model::{Website, WebsiteId};
+use crate::model::{Website, WebsiteId, WebsiteStatus};
 use crate::php::PhpRuntime;
 use crate::types::PhpVersion;
 use crate::web::{ApplyReport, WebServer};
@@ -23,16 +23,28 @@ pub struct NodeReport {
     pub php: ApplyReport,
 }
 
+/// The sites whose pools run: every site but the suspended ones, which the web server answers
+/// with a 403 page of its own.
+pub fn pool_sites(sites: &[Website]) -> Vec<Website> {
+    sites
+        .iter()
+        .filter(|s| s.status != WebsiteStatus::Suspended)
+        .cloned()
+        .collect()
+}
+
 /// The pools to run during a transition: every pool of `desired`, plus the pools of
 /// `previous` that `desired` moves away from (same site, other PHP version), so the old socket
-/// keeps answering until the web server has switched.
+/// keeps answering until the web server has switched. Suspended sites run no pool.
 pub fn transition_pools(previous: &[Website], desired: &[Website]) -> Vec<Website> {
+    let previous = pool_sites(previous);
+    let desired = pool_sites(desired);
     let wanted: BTreeSet<(WebsiteId, PhpVersion)> = desired
         .iter()
         .filter_map(|s| s.php_version.map(|v| (s.id, v)))
         .collect();
     let still_served: BTreeSet<WebsiteId> = desired.iter().map(|s| s.id).collect();
-    let mut pools: Vec<Website> = desired.to_vec();
+    let mut pools: Vec<Website> = desired.clone();
     pools.extend(
         previous
             .iter()
@@ -46,7 +58,7 @@ pub fn transition_pools(previous: &[Website], desired: &[Website]) -> Vec<Websit
 }
 
 /// Moves the node from `previous` to `desired`: pools for both, then the web server, then only
-/// the desired pools. When the web server refuses the new state, the PHP side is put back to
+/// the desired pools (suspended sites go to the web server only). When the web server refuses the new state, the PHP side is put back to
 /// `previous` and the web server's error is returned.
 pub async fn apply_node(
     web: &dyn WebServer,
@@ -58,11 +70,11 @@ pub async fn apply_node(
     let web_report = match web.apply(desired).await {
         Ok(report) => report,
         Err(e) => {
-            php.apply(previous).await?;
+            php.apply(&pool_sites(previous)).await?;
             return Err(e);
         }
     };
-    let php_report = php.apply(desired).await?;
+    let php_report = php.apply(&pool_sites(desired)).await?;
     Ok(NodeReport {
         web: web_report,
         php: php_report,

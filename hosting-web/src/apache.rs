@@ -9,11 +9,12 @@ use hosting_core::model::{Ssl, Website};
 use hosting_core::system::SystemRunner;
 use hosting_core::types::WebServerKind;
 use hosting_core::web::RenderedFile;
-use hosting_core::{Command, CommandRunner, HostLayout, Result};
+use hosting_core::{Command, CommandRunner, DirectivePolicy, HostLayout, Result};
 use serde::Serialize;
 
 use crate::apply::{HEALTH_HOST, Managed, Run, SERVICE_SNIPPET, SERVICE_TEST, generation_of};
 use crate::context::{LogMode, Ports, SiteContext, check_layout, config_path};
+use crate::policy::APACHE_POLICY;
 use crate::service::{Management, ServiceParts, check_service_name};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{APACHE_MAIN, APACHE_SERVICE, APACHE_SERVICE_TEST, APACHE_SITE, Templates};
@@ -199,6 +200,11 @@ impl Apache {
         WebServerKind::Apache
     }
 
+    /// [`APACHE_POLICY`]: what a tenant may add to its site.
+    pub fn directive_policy(&self) -> DirectivePolicy {
+        APACHE_POLICY
+    }
+
     /// `sites/site<ID>.conf` for `site`. Pure: the same site always gives the same bytes.
     pub fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
         let context = SiteContext::new(
@@ -207,6 +213,7 @@ impl Apache {
             self.config.ports,
             WebServerKind::Apache,
             self.config.log_mode,
+            &APACHE_POLICY,
         )?;
         let path = format!("sites/{}.conf", context.name);
         let contents = self.templates.render(APACHE_SITE.0, &context)?;

@@ -167,7 +167,8 @@ fn site_files<S: Managed + ?Sized>(
     Ok(files)
 }
 
-/// `WebServer` for a [`Managed`] backend with inherent `render_site`, `validate` and `kind`
+/// `WebServer` for a [`Managed`] backend with inherent `render_site`, `validate`, `kind` and
+/// `directive_policy`
 /// and a `config.runner`: every such server takes the shared apply path.
 macro_rules! managed_web_server {
     ($ty:ident) => {
@@ -175,6 +176,10 @@ macro_rules! managed_web_server {
         impl hosting_core::WebServer for $ty {
             fn kind(&self) -> hosting_core::types::WebServerKind {
                 $ty::kind(self)
+            }
+
+            fn directive_policy(&self) -> hosting_core::DirectivePolicy {
+                $ty::directive_policy(self)
             }
 
             fn render_site(

@@ -4,11 +4,13 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use hosting_core::model::{ServerDirective, Ssl, Website, WwwRedirect};
+use hosting_core::directives::DirectivePolicy;
+use hosting_core::model::{Ssl, Website, WebsiteStatus, WwwRedirect};
 use hosting_core::types::{DomainName, IpNetwork, PhpVersion, WebServerKind};
 use hosting_core::{Error, HostLayout, Result};
 use serde::Serialize;
 
+use crate::policy::{Directive, operator_directives, tenant_directives};
 use crate::templates::word_problem;
 
 /// The ports a node's web server listens on.
@@ -102,8 +104,12 @@ pub(crate) struct SiteContext<'a> {
     pub allowed_ips: &'a BTreeSet<IpNetwork>,
     /// These networks are refused.
     pub blocked_ips: &'a BTreeSet<IpNetwork>,
-    /// Operator directives for the site's server block, in order.
-    pub extra_directives: &'a [ServerDirective],
+    /// The tenant's directives the server's policy accepts, in order, site paths absolute.
+    pub extra_directives: Vec<Directive>,
+    /// The operator's directives, in order, as they are.
+    pub operator_directives: Vec<Directive>,
+    /// The site is suspended: its names answer 403 with a short page, and nothing else.
+    pub suspended: bool,
 }
 
 /// One name that answers with a permanent redirect to another of the site's names.
@@ -136,13 +142,15 @@ pub(crate) struct Tls {
 }
 
 impl<'a> SiteContext<'a> {
-    /// The context of `site` on a node laid out as `layout`, for the server `kind`.
+    /// The context of `site` on a node laid out as `layout`, for the server `kind`, whose
+    /// tenant directives must pass `policy`.
     pub(crate) fn new(
         site: &'a Website,
         layout: &HostLayout,
         ports: Ports,
         kind: WebServerKind,
         log_mode: LogMode,
+        policy: &DirectivePolicy,
     ) -> Result<Self> {
         if site.web_server != kind {
             return Err(Error::Invalid {
@@ -209,7 +217,9 @@ impl<'a> SiteContext<'a> {
             security_headers: settings.security_headers,
             allowed_ips: &settings.allowed_ips,
             blocked_ips: &settings.blocked_ips,
-            extra_directives: settings.extra_directives.as_slice(),
+            extra_directives: tenant_directives(policy, site, &paths.home),
+            operator_directives: operator_directives(site),
+            suspended: site.status == WebsiteStatus::Suspended,
         })
     }
 }

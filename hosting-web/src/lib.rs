@@ -18,6 +18,9 @@
 //! Templates only ever see a typed context, and every value they write passes one character
 //! check (letters, digits and `. _ - : / = + , @ * [ ]`), so no value, and no override
 //! template, can put a line break, quote, brace or `;` into a configuration file from data.
+//! A tenant's extra directives reach a file only through its server's allow-list
+//! ([`NGINX_POLICY`], [`APACHE_POLICY`], [`OPENLITESPEED_POLICY`]); the operator's are written
+//! as they are.
 //!
 //! [`Nginx`] and [`Apache`] implement [`WebServer`](hosting_core::WebServer): `apply` renders
 //! every site of the node, stages a new generation beside the live one, runs the server's own
@@ -33,6 +36,7 @@ mod apply;
 mod context;
 mod nginx;
 mod openlitespeed;
+mod policy;
 mod service;
 mod stage;
 mod templates;
@@ -41,4 +45,5 @@ pub use apache::{Apache, ApacheConfig, ApacheService};
 pub use context::{LogMode, Ports};
 pub use nginx::{Nginx, NginxConfig, NginxService};
 pub use openlitespeed::{OpenLiteSpeed, OpenLiteSpeedConfig};
+pub use policy::{APACHE_POLICY, NGINX_POLICY, OPENLITESPEED_POLICY};
 pub use service::Management;

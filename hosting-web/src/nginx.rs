@@ -9,11 +9,12 @@ use hosting_core::model::Website;
 use hosting_core::system::SystemRunner;
 use hosting_core::types::{PhpBytes, WebServerKind};
 use hosting_core::web::RenderedFile;
-use hosting_core::{Command, CommandRunner, HostLayout, Result};
+use hosting_core::{Command, CommandRunner, DirectivePolicy, HostLayout, Result};
 use serde::Serialize;
 
 use crate::apply::{HEALTH_HOST, Managed, Run, SERVICE_SNIPPET, SERVICE_TEST, generation_of};
 use crate::context::{LogMode, Ports, SiteContext, check_layout, config_path};
+use crate::policy::NGINX_POLICY;
 use crate::service::{Management, ServiceParts, check_service_name};
 use crate::stage::{rendered, run_check, running_as_root, write_tree};
 use crate::templates::{NGINX_MAIN, NGINX_SERVICE, NGINX_SERVICE_TEST, NGINX_SITE, Templates};
@@ -131,7 +132,7 @@ struct NginxSite<'a> {
     site: SiteContext<'a>,
     listen_ipv6: bool,
     /// The PHP pool's `post_max_size`, so nginx does not refuse uploads PHP would take; `None`
-    /// for static sites and when an extra directive sets it.
+    /// for static sites and when a tenant's or the operator's directive sets it.
     client_max_body_size: Option<PhpBytes>,
 }
 
@@ -194,6 +195,11 @@ impl Nginx {
         WebServerKind::Nginx
     }
 
+    /// [`NGINX_POLICY`]: what a tenant may add to its site's `server` block.
+    pub fn directive_policy(&self) -> DirectivePolicy {
+        NGINX_POLICY
+    }
+
     /// `sites/site<ID>.conf` for `site`. Pure: the same site always gives the same bytes.
     pub fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
         let context = SiteContext::new(
@@ -202,11 +208,13 @@ impl Nginx {
             self.config.ports,
             WebServerKind::Nginx,
             self.config.log_mode,
+            &NGINX_POLICY,
         )?;
         let sets_body_size = context
             .extra_directives
             .iter()
-            .any(|d| d.name.as_str() == "client_max_body_size");
+            .chain(&context.operator_directives)
+            .any(|d| d.name == "client_max_body_size");
         let client_max_body_size = match (&context.php, sets_body_size) {
             (Some(_), false) => Some(site.settings.php.post_max_size()),
             _ => None,

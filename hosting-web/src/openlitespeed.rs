@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use hosting_core::model::Website;
 use hosting_core::types::WebServerKind;
 use hosting_core::web::RenderedFile;
-use hosting_core::{Error, HostLayout, Result};
+use hosting_core::{DirectivePolicy, Error, HostLayout, Result};
 
 use crate::context::{LogMode, Ports, SiteContext, check_layout};
+use crate::policy::OPENLITESPEED_POLICY;
 use crate::stage::rendered;
 use crate::templates::{OLS_MAP, OLS_VHCONF, OLS_VHOST, Templates};
 
@@ -61,6 +62,11 @@ impl OpenLiteSpeed {
         WebServerKind::OpenLiteSpeed
     }
 
+    /// [`OPENLITESPEED_POLICY`]: what a tenant may add to its virtual host.
+    pub fn directive_policy(&self) -> DirectivePolicy {
+        OPENLITESPEED_POLICY
+    }
+
     /// The files of `site`, relative to `$SERVER_ROOT/conf`:
     /// - `vhosts/site<ID>/vhconf.conf`: the virtual host itself;
     /// - `sites/site<ID>.conf`: its `virtualhost` declaration, for `httpd_config.conf` to
@@ -77,6 +83,7 @@ impl OpenLiteSpeed {
             WebServerKind::OpenLiteSpeed,
             // No OpenLiteSpeed runs here to prove a shared form; its vhosts keep their own.
             LogMode::PerSite,
+            &OPENLITESPEED_POLICY,
         )?;
         let name = &context.name;
         let map = self.templates.render(OLS_MAP.0, &context)?;

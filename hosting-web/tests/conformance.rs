@@ -250,11 +250,36 @@ fn nginx_and_apache_meet_the_render_contract_with_tls_sites() {
 }
 
 /// OpenLiteSpeed renders only (no binary exists here to validate or run it), so it runs the
-/// render part of the contract through its render function.
+/// render part of the contract through its render function, and the policy part with its
+/// allow-list beside it.
 #[test]
 fn openlitespeed_meets_the_render_contract() {
     let ols = OpenLiteSpeed::new(OpenLiteSpeedConfig::new(HostLayout::under("/srv/hosting")))
         .expect("openlitespeed");
     let sites = web::sample_sites_with_tls(WebServerKind::OpenLiteSpeed, &users());
     web::render_contract_for(&|site| ols.render_site(site), &sites);
+    web::policy_contract_for(
+        ols.directive_policy(),
+        &|site| ols.render_site(site),
+        &sites,
+    );
+}
+
+/// No tenant directive names a node resource, and none the policy refuses is rendered (part
+/// of the render contract above; here on its own, so a failure names it).
+#[test]
+fn nginx_and_apache_policies_confine_tenants() {
+    let layout = HostLayout::under("/srv/hosting");
+    let nginx = Nginx::new(NginxConfig::new(layout.clone())).expect("nginx");
+    let apache = Apache::new(ApacheConfig::new(layout)).expect("apache");
+    for (server, kind) in [
+        (&nginx as &dyn WebServer, WebServerKind::Nginx),
+        (&apache, WebServerKind::Apache),
+    ] {
+        web::directive_policy_names_no_node_resource(server);
+        web::directives_outside_the_policy_are_not_rendered(
+            server,
+            &web::sample_sites(kind, &users()),
+        );
+    }
 }

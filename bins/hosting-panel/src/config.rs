@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use hosting_core::UidRange;
 use hosting_core::types::{EmailAddress, IpNetwork, NodeName};
 use serde::Deserialize;
 
@@ -186,12 +187,19 @@ pub struct DatabaseServerConfig {
 pub struct NodeConfig {
     /// Its name in the panel's records.
     pub name: NodeName,
-    /// The nginx binary; `None`: no web server on this node.
+    /// The nginx binary; `None`: no nginx on this node.
     pub nginx: Option<PathBuf>,
     /// The port the sites are served on.
     pub http_port: u16,
     /// The port HTTPS sites are served on.
     pub https_port: u16,
+    /// The Apache binary (`/usr/sbin/apache2`); `None` (the default): no Apache on this node.
+    /// Sites choose nginx or Apache; Apache listens on its own ports beside nginx.
+    pub apache: Option<PathBuf>,
+    /// The port Apache serves its sites on.
+    pub apache_http_port: u16,
+    /// The port Apache serves its HTTPS sites on.
+    pub apache_https_port: u16,
     /// Where Debian's `php-fpmX.Y` binaries are looked for; `None` skips them.
     pub php_system_dir: Option<PathBuf>,
     /// PHP builds at other prefixes.
@@ -200,6 +208,11 @@ pub struct NodeConfig {
     pub mariadb: Option<DatabaseServerConfig>,
     /// A PostgreSQL server for customer databases.
     pub postgres: Option<DatabaseServerConfig>,
+    /// The uids and gids of the accounts the panel creates for sites (as root).
+    pub uid_range: UidRange,
+    /// Without root every site runs as the panel's own user: whether websites of more than one
+    /// tenant may then share this node (they can read each other's files).
+    pub allow_shared_account: bool,
 }
 
 /// Everything the server needs to start.
@@ -288,6 +301,9 @@ struct NodeLayer {
     nginx: Option<String>,
     http_port: Option<u16>,
     https_port: Option<u16>,
+    apache: Option<String>,
+    apache_http_port: Option<u16>,
+    apache_https_port: Option<u16>,
     php_system_dir: Option<String>,
     php_prefixes: Option<Vec<PhpPrefix>>,
     mariadb_url: Option<String>,
@@ -296,6 +312,8 @@ struct NodeLayer {
     postgres_url: Option<String>,
     postgres_host: Option<String>,
     postgres_port: Option<u16>,
+    uid_range: Option<String>,
+    allow_shared_account: Option<bool>,
 }
 
 macro_rules! over {
@@ -308,8 +326,10 @@ macro_rules! over {
 impl NodeLayer {
     fn over(self, low: NodeLayer) -> NodeLayer {
         over!(self, low, {
-            name, nginx, http_port, https_port, php_system_dir, php_prefixes, mariadb_url,
-            mariadb_host, mariadb_port, postgres_url, postgres_host, postgres_port,
+            name, nginx, http_port, https_port, apache, apache_http_port, apache_https_port,
+            php_system_dir, php_prefixes, mariadb_url,
+            mariadb_host, mariadb_port, postgres_url, postgres_host, postgres_port, uid_range,
+            allow_shared_account,
         })
     }
 }
@@ -357,6 +377,9 @@ pub const KEYS: &[&str] = &[
     "node.nginx",
     "node.http_port",
     "node.https_port",
+    "node.apache",
+    "node.apache_http_port",
+    "node.apache_https_port",
     "node.php_system_dir",
     "node.php_prefixes",
     "node.mariadb_url",
@@ -365,6 +388,8 @@ pub const KEYS: &[&str] = &[
     "node.postgres_url",
     "node.postgres_host",
     "node.postgres_port",
+    "node.uid_range",
+    "node.allow_shared_account",
 ];
 
 /// The environment variable of a key: `node.http_port` -> `HOSTING_PANEL_NODE_HTTP_PORT`.
@@ -431,9 +456,16 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, String> {
         | "shutdown_grace_secs"
         | "node.http_port"
         | "node.https_port"
+        | "node.apache_http_port"
+        | "node.apache_https_port"
         | "node.mariadb_port"
         | "node.postgres_port" => number(raw),
         "trusted_proxies" | "cors_allowed_origins" => Ok(list(raw)),
+        "node.allow_shared_account" => match raw.trim() {
+            "true" => Ok(toml::Value::Boolean(true)),
+            "false" => Ok(toml::Value::Boolean(false)),
+            _ => Err("must be true or false".to_owned()),
+        },
         "node.php_prefixes" => {
             // A TOML inline array of tables, e.g.
             // [{fpm_binary = "/opt/php/8.4/sbin/php-fpm", php_ini = "/opt/php/8.4/php.ini"}]
@@ -611,6 +643,9 @@ impl Config {
             nginx: optional_path(node.nginx, default_nginx).map(|p| absolute(cwd, p)),
             http_port: node.http_port.unwrap_or(8081),
             https_port: node.https_port.unwrap_or(8443),
+            apache: optional_path(node.apache, None).map(|p| absolute(cwd, p)),
+            apache_http_port: node.apache_http_port.unwrap_or(8082),
+            apache_https_port: node.apache_https_port.unwrap_or(8444),
             php_system_dir: optional_path(node.php_system_dir, Some(PathBuf::from("/usr/sbin")))
                 .map(|p| absolute(cwd, p)),
             php_prefixes: node
@@ -631,6 +666,13 @@ impl Config {
                 3306,
                 &["mysql", "mariadb"],
             )?,
+            uid_range: match node.uid_range {
+                Some(raw) => raw
+                    .parse()
+                    .map_err(|e| ConfigError::new(format!("node.{e}")))?,
+                None => UidRange::DEFAULT,
+            },
+            allow_shared_account: node.allow_shared_account.unwrap_or(false),
             postgres: database_server(
                 "postgres",
                 node.postgres_url,
@@ -697,9 +739,23 @@ impl Config {
             ("request_timeout_secs", self.request_timeout_secs),
             ("node.http_port", u64::from(self.node.http_port)),
             ("node.https_port", u64::from(self.node.https_port)),
+            ("node.apache_http_port", u64::from(self.node.apache_http_port)),
+            ("node.apache_https_port", u64::from(self.node.apache_https_port)),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::new(format!("{key}: must be at least 1")));
+        }
+        let node = &self.node;
+        let nginx_ports = [node.http_port, node.https_port];
+        if node.apache.is_some()
+            && (nginx_ports.contains(&node.apache_http_port)
+                || nginx_ports.contains(&node.apache_https_port)
+                || node.apache_http_port == node.apache_https_port)
+        {
+            return Err(ConfigError::new(
+                "node.apache_http_port, node.apache_https_port: must differ from each other \
+                 and from node.http_port and node.https_port (nginx listens there)",
+            ));
         }
         if self.max_header_bytes < 1024 {
             return Err(ConfigError::new("max_header_bytes: must be at least 1024"));

@@ -13,10 +13,12 @@ use chrono::{DateTime, Utc};
 use hosting_core::auth::PermissionSet;
 use hosting_core::auth_store::ApiToken;
 use hosting_core::jobs::{Job, JobKind, JobStatus};
+use hosting_core::Isolation;
 use hosting_core::model::{
-    ApiTokenId, AuditEntry, AuditId, AuditOutcome, JobId, Node, NodeId, NodeRole, Quotas, Role,
-    SessionId, Tenant, TenantChanges, TenantId, TenantStatus, User, UserChanges, UserId,
-    UserStatus, Website, WebsiteId, WebsiteSettings, WebsiteStatus,
+    AccountOrigin, ApiTokenId, AuditEntry, AuditId, AuditOutcome, ExtraDirectives, JobId, Node,
+    NodeAccount, NodeAccountId, NodeId, NodeRole, Quotas, Role, SessionId, Tenant, TenantChanges,
+    TenantId, TenantStatus, User, UserChanges, UserId, UserStatus, Website, WebsiteId,
+    WebsiteSettings, WebsiteStatus,
 };
 use hosting_core::panel::{CreatedWebsite, DatabaseCredentials, Tokens, TotpEnrolment};
 use hosting_core::types::{
@@ -228,8 +230,12 @@ pub struct WebsiteSettingsSchema {
     blocked_ips: Option<Vec<String>>,
     /// `none`, `to_www` or `to_apex`.
     www_redirect: Option<WwwRedirectName>,
-    /// At most 50 directives of at most 16 arguments.
+    /// At most 50 directives of at most 16 arguments, each one the web server's directive
+    /// policy allows tenants (README: "Directives tenants may use").
     extra_directives: Option<Vec<ServerDirectiveSchema>>,
+    /// Read-only: the operator's own directives, outside the policy (set with
+    /// `PUT /websites/{id}/operator-directives`); a request body that carries it is a 422.
+    operator_directives: Option<Vec<ServerDirectiveSchema>>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -633,7 +639,8 @@ pub struct WebsiteView {
     /// PHP version; `null` for a static site.
     #[schema(value_type = Option<PhpVersionName>)]
     pub php_version: Option<PhpVersion>,
-    /// The Unix account its PHP runs as.
+    /// The Unix account its PHP runs as, created by the panel for the site (or adopted by the
+    /// operator).
     #[schema(value_type = String)]
     pub system_user: SystemUser,
     /// Document root, relative to the site's home.
@@ -712,9 +719,11 @@ pub struct NewWebsiteBody {
     #[serde(default)]
     #[schema(value_type = Option<PhpVersionName>)]
     pub php_version: Option<PhpVersion>,
-    /// The Unix account its PHP runs as (must exist on the node).
-    #[schema(value_type = String, example = "shop")]
-    pub system_user: SystemUser,
+    /// An account the panel keeps for your tenant on the node (see a site's `system_user`), to
+    /// run as it too; leave it out and the site gets an account of its own.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = json!(null))]
+    pub system_user: Option<SystemUser>,
     /// Document root relative to the site's home.
     #[schema(value_type = String, example = "public")]
     pub document_root: ConfinedPath,
@@ -724,7 +733,7 @@ pub struct NewWebsiteBody {
     pub settings: WebsiteSettings,
 }
 
-impl From<NewWebsiteBody> for model::NewWebsite {
+impl From<NewWebsiteBody> for model::WebsiteRequest {
     fn from(b: NewWebsiteBody) -> Self {
         Self {
             owner_id: b.owner_id,
@@ -896,25 +905,132 @@ pub struct NodeView {
     pub roles: BTreeSet<NodeRole>,
     /// When it was added.
     pub created_at: DateTime<Utc>,
+    /// How its websites are kept apart: `accounts` (each site runs as a Unix account of its
+    /// own) or `none` (the panel does not run as root: every site runs as `shared_account`);
+    /// `null` when this panel drives no backends for it.
+    #[schema(value_type = Option<IsolationName>)]
+    pub isolation: Option<&'static str>,
+    /// With `isolation: none`: the one account every site runs as.
+    #[schema(value_type = Option<String>)]
+    pub shared_account: Option<SystemUser>,
+    /// With `isolation: none`: whether sites of several tenants may share the node.
+    pub tenants_may_share: Option<bool>,
 }
 
-impl From<Node> for NodeView {
-    fn from(n: Node) -> Self {
+/// How a node keeps its websites apart.
+#[derive(Debug, Clone, ToSchema)]
+#[allow(dead_code)]
+pub enum IsolationName {
+    /// A Unix account per site.
+    #[schema(rename = "accounts")]
+    Accounts,
+    /// One account for every site.
+    #[schema(rename = "none")]
+    None,
+}
+
+impl NodeView {
+    /// `node`, with what the panel knows of its isolation.
+    pub fn new(node: Node, isolation: Option<Isolation>) -> Self {
         let Node {
             id,
             name,
             address,
             roles,
             created_at,
-        } = n;
+        } = node;
+        let (isolation, shared_account, tenants_may_share) = match isolation {
+            Some(Isolation::Accounts) => (Some("accounts"), None, None),
+            Some(Isolation::None {
+                account,
+                tenants_may_share,
+            }) => (Some("none"), Some(account), Some(tenants_may_share)),
+            None => (None, None, None),
+        };
         Self {
             id,
             name,
             address,
             roles,
             created_at,
+            isolation,
+            shared_account,
+            tenants_may_share,
         }
     }
+}
+
+/// A Unix account the panel keeps on a node.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct NodeAccountView {
+    /// Its record's id.
+    #[schema(value_type = i64)]
+    pub id: NodeAccountId,
+    /// The one tenant whose websites may run as it.
+    #[schema(value_type = i64)]
+    pub tenant_id: TenantId,
+    /// The node.
+    #[schema(value_type = i64)]
+    pub node_id: NodeId,
+    /// Its name.
+    #[schema(value_type = String)]
+    pub name: SystemUser,
+    /// Its uid.
+    pub uid: u32,
+    /// Its primary group.
+    pub gid: u32,
+    /// `created` (removed with its last website), `adopted` (the operator's, never removed) or
+    /// `shared` (a node without separate accounts).
+    #[schema(value_type = String, example = "created")]
+    pub origin: AccountOrigin,
+    /// When the panel started keeping it.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<NodeAccount> for NodeAccountView {
+    fn from(a: NodeAccount) -> Self {
+        let NodeAccount {
+            id,
+            tenant_id,
+            node_id,
+            name,
+            uid,
+            gid,
+            origin,
+            created_at,
+        } = a;
+        Self {
+            id,
+            tenant_id,
+            node_id,
+            name,
+            uid,
+            gid,
+            origin,
+            created_at,
+        }
+    }
+}
+
+/// An existing Unix account to adopt for a tenant (the operator only; a migration).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptAccountBody {
+    /// The account's name on the node (uid and gid 1000 or above).
+    #[schema(value_type = String, example = "oldshop")]
+    pub name: SystemUser,
+    /// The tenant whose websites may run as it.
+    #[schema(value_type = i64)]
+    pub tenant_id: TenantId,
+}
+
+/// The operator's own directives for a website, past the directive policy.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorDirectivesBody {
+    /// Replaces them; `[]` removes them. Checked by the web server's own configuration test.
+    #[schema(value_type = Vec<ServerDirectiveSchema>)]
+    pub directives: ExtraDirectives,
 }
 
 /// A node to record.

@@ -1,5 +1,6 @@
-//! The node the panel runs on: nginx and PHP-FPM supervised under `DATA_DIR/node`, the
-//! customer-database servers from the configuration, the sites' directories.
+//! The node the panel runs on: nginx (and Apache, when configured) and PHP-FPM supervised
+//! under `DATA_DIR/node`, the customer-database servers from the configuration, the sites'
+//! directories and Unix accounts.
 //!
 //! Built the way `hostctl node` builds a prefix-mode node, so both drive the same backends the
 //! same way. A piece that is not installed is not attached, and the API says what to install
@@ -12,12 +13,13 @@ use hosting_core::panel::{DatabaseServer, NodeBackends};
 use hosting_core::process::{
     Skipped, StopSignal, Stopped, SupervisedServer, php_fpm_servers, stop_servers,
 };
+use hosting_core::accounts::{LocalAccounts, SharedAccount};
 use hosting_core::site_files::LocalSiteFiles;
 use hosting_core::system::SystemRunner;
-use hosting_core::{CommandRunner, DatabaseBackend, HostLayout, WebServer};
+use hosting_core::{CommandRunner, DatabaseBackend, HostLayout, NodeAccounts, WebServer};
 use hosting_db::customer::{CustomerServerConfig, MySqlBackend, PostgresBackend};
 use hosting_php::{DiscoveryConfig, FpmConfig, FpmService, PhpFpm, PrefixInstall, discover};
-use hosting_web::{Management, Nginx, NginxConfig, Ports};
+use hosting_web::{Apache, ApacheConfig, Management, Nginx, NginxConfig, Ports};
 
 use crate::app::{DatabaseEndpoint, NodeNotes};
 use crate::config::{DatabaseServerConfig, NodeConfig};
@@ -32,6 +34,8 @@ pub struct NodePaths {
     pub layout: HostLayout,
     /// nginx's server root: `DATA_DIR/node/nginx`.
     pub nginx_root: PathBuf,
+    /// Apache's server root: `DATA_DIR/node/apache`.
+    pub apache_root: PathBuf,
     /// PHP-FPM's managed trees: `DATA_DIR/node/php`.
     pub php_root: PathBuf,
 }
@@ -43,6 +47,7 @@ impl NodePaths {
         Self {
             layout: HostLayout::under(&root),
             nginx_root: root.join("nginx"),
+            apache_root: root.join("apache"),
             php_root: root.join("php"),
             root,
         }
@@ -81,6 +86,7 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
     let mut notes = NodeNotes::default();
 
     let mut web: Vec<Arc<dyn WebServer>> = Vec::new();
+    let mut missing_web = Vec::new();
     match config.nginx.as_ref().filter(|p| p.exists()) {
         Some(binary) => {
             let mut nginx = NginxConfig::new(paths.layout.clone());
@@ -97,9 +103,6 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
             web.push(Arc::new(
                 Nginx::new(nginx).map_err(|e| start_error("nginx", e))?,
             ));
-            notes.missing_web_server = Some(
-                "the panel server runs nginx on its local node and no other web server".to_owned(),
-            );
             tracing::info!(binary = %binary.display(), port = config.http_port, "nginx attached");
         }
         None => {
@@ -107,13 +110,47 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
                 Some(p) => format!("node.nginx names {}, which does not exist", p.display()),
                 None => "no nginx was found at /usr/sbin/nginx".to_owned(),
             };
-            tracing::warn!("{why}; this node serves no websites until one is configured");
-            notes.missing_web_server = Some(format!(
+            missing_web.push(format!(
                 "{why}: install it (Debian: apt-get install nginx) or set node.nginx / \
-                 HOSTING_PANEL_NODE_NGINX to its binary, then restart the panel"
+                 HOSTING_PANEL_NODE_NGINX to its binary"
             ));
         }
     }
+    match config.apache.as_ref() {
+        Some(binary) if binary.exists() => {
+            let mut apache = ApacheConfig::new(paths.layout.clone());
+            apache.binary = binary.clone();
+            apache.ports = Ports {
+                http: config.apache_http_port,
+                https: config.apache_https_port,
+            };
+            apache.runner = runner.clone();
+            apache.management = Management::Supervised {
+                server_root: paths.apache_root.clone(),
+            };
+            web.push(Arc::new(
+                Apache::new(apache).map_err(|e| start_error("apache", e))?,
+            ));
+            tracing::info!(binary = %binary.display(), port = config.apache_http_port, "Apache attached");
+        }
+        Some(binary) => missing_web.push(format!(
+            "node.apache names {}, which does not exist: install it (Debian: apt-get install \
+             apache2) or fix node.apache",
+            binary.display()
+        )),
+        None => missing_web.push(
+            "Apache is not configured: install it (Debian: apt-get install apache2) and set \
+             node.apache = \"/usr/sbin/apache2\""
+                .to_owned(),
+        ),
+    }
+    if web.is_empty() {
+        tracing::warn!("{}; this node serves no websites until one is configured", missing_web.join("; "));
+    }
+    notes.missing_web_server = Some(format!(
+        "{}; then restart the panel",
+        missing_web.join("; ")
+    ));
 
     let discovery = DiscoveryConfig {
         system_dir: config.php_system_dir.clone(),
@@ -140,7 +177,8 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
     let mut fpm = FpmConfig::new(paths.layout.clone());
     fpm.managed_root = paths.php_root.clone();
     fpm.service = FpmService::Supervised;
-    if let Some(user) = unprivileged_user(runner.as_ref()).await? {
+    let unprivileged = unprivileged_user(runner.as_ref()).await?;
+    if let Some(user) = unprivileged.clone() {
         // Without root, FPM cannot hand a socket to www-data, and nginx's workers run as
         // this same user anyway: the pools' sockets belong to it.
         tracing::info!(
@@ -190,12 +228,36 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
         missing.join("; ")
     ));
 
+    let files = LocalSiteFiles::new(paths.layout.clone(), runner.clone());
+    let (files, accounts): (LocalSiteFiles, Arc<dyn NodeAccounts>) = match unprivileged {
+        None => (
+            files
+                .with_web_group(WEB_GROUP)
+                .map_err(|e| start_error("the web server's group", e))?,
+            Arc::new(LocalAccounts::new(runner, config.uid_range)),
+        ),
+        Some(user) => {
+            tracing::warn!(
+                user = user.as_str(),
+                allow_shared_account = config.allow_shared_account,
+                "not running as root: no separate Unix accounts (isolation: none), every \
+                 website runs as this user; websites of a second tenant are refused unless \
+                 node.allow_shared_account is set"
+            );
+            let shared = SharedAccount::current(runner, config.allow_shared_account)
+                .await
+                .map_err(|e| start_error("the panel's own account", e))?;
+            (files, Arc::new(shared))
+        }
+    };
+
     Ok(LocalNode {
         backends: NodeBackends {
             web,
             php,
             databases,
-            files: Arc::new(LocalSiteFiles::new(paths.layout.clone(), runner)),
+            files: Arc::new(files),
+            accounts,
         },
         notes,
     })
@@ -212,6 +274,10 @@ async fn connect(
         Arc::new(MySqlBackend::connect(config).await?)
     })
 }
+
+/// The group nginx's workers (and Debian's web servers) run in: site homes are `0750` with
+/// this group, so the web server can enter them and other sites' PHP cannot.
+const WEB_GROUP: &str = "www-data";
 
 /// The account this process runs as, when it is not root (read from `/proc/self/status`, the
 /// name from `id -un`).
@@ -244,12 +310,19 @@ pub async fn stop_local_node(data_dir: &Path) -> Result<(Vec<Stopped>, Vec<Skipp
     // The servers were started with paths under the data directory as it was configured,
     // which `Config::load` made absolute; resolving symlinks and `..` here would hide them.
     let paths = NodePaths::under(data_dir);
-    let mut servers = vec![SupervisedServer {
-        name: "nginx".to_owned(),
-        // A supervised web server keeps its pid in `SERVER_ROOT/run/NAME.pid` (hosting-web).
-        pid_file: paths.nginx_root.join("run").join("nginx.pid"),
-        stop_signal: StopSignal::Quit,
-    }];
+    // A supervised web server keeps its pid in `SERVER_ROOT/run/NAME.pid` (hosting-web).
+    let mut servers = vec![
+        SupervisedServer {
+            name: "nginx".to_owned(),
+            pid_file: paths.nginx_root.join("run").join("nginx.pid"),
+            stop_signal: StopSignal::Quit,
+        },
+        SupervisedServer {
+            name: "apache".to_owned(),
+            pid_file: paths.apache_root.join("run").join("apache2.pid"),
+            stop_signal: StopSignal::Term,
+        },
+    ];
     servers.extend(php_fpm_servers(&paths.layout.php_run_dir));
     stop_servers(&paths.root, &servers, &SystemRunner, NODE_STOP_GRACE)
         .await

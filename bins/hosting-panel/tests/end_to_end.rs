@@ -3,11 +3,12 @@
 //! MariaDB that `scripts/test.sh` starts.
 //!
 //! The operator logs in, creates a tenant and its admin; the admin creates a client; the client
-//! creates a website with a MariaDB database. The site answers over HTTP with PHP 8.2, as its
-//! own system user, and connects to its database with the credentials the API returned once.
+//! creates a website with a MariaDB database and no `system_user`: the panel creates the site's
+//! Unix account (nologin, from the test's uid range). The site answers over HTTP with PHP 8.2,
+//! as that account, and connects to its database with the credentials the API returned once.
 //! Then the client rotates the database password (the old one stops working, the new one
-//! works), the tenant admin suspends and resumes the site (the client may not), and the client
-//! deletes it: no site, database, login or file remains.
+//! works), the tenant admin suspends (403 and a short page) and resumes the site (the client
+//! may not), and the client deletes it: no site, database, login, file or account remains.
 #![allow(clippy::expect_used)]
 
 mod common;
@@ -17,20 +18,17 @@ use std::os::unix::fs::PermissionsExt;
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestPanel};
 use hosting_core::DatabaseBackend;
 use hosting_db::customer::{CustomerServerConfig, MySqlBackend};
-use hosting_tests::{MARIADB_URL, TempDir, env_or_skip, free_port, http_get, server_url};
+use hosting_tests::{
+    MARIADB_URL, TempDir, TestAccounts, env_or_skip, free_port, http_get, server_url,
+};
 use serde_json::{Value, json};
 
 /// A panel whose local node has real nginx, PHP 8.2 and MariaDB, or `None` (skipped; failing
 /// under CI=true).
-async fn panel_with_real_node() -> Option<(TestPanel, u16, String)> {
+async fn panel_with_real_node() -> Option<(TestPanel, u16, TestAccounts)> {
     let nginx = env_or_skip("HOSTING_TEST_NGINX")?;
     let php82 = env_or_skip("HOSTING_TEST_PHP_FPM_82")?;
-    let user = env_or_skip("HOSTING_TEST_SYSTEM_USERS")?
-        .split(',')
-        .next()
-        .expect("a test user")
-        .trim()
-        .to_owned();
+    let accounts = TestAccounts::new();
     let mariadb = server_url(MARIADB_URL)?;
     let dir = TempDir::new();
     // nginx's workers and the site's PHP user walk down to the site's home.
@@ -48,10 +46,12 @@ async fn panel_with_real_node() -> Option<(TestPanel, u16, String)> {
          https_port = {https_port}\n\
          php_system_dir = \"\"\n\
          mariadb_url = {mariadb:?}\n\
+         uid_range = {range:?}\n\
          [[node.php_prefixes]]\n\
          fpm_binary = {php82:?}\n",
         data = dir.path().join("data").display().to_string(),
         https_port = free_port(),
+        range = accounts.range(),
     );
     let config =
         hosting_panel::Config::from_toml(&toml, std::path::Path::new("/")).expect("config");
@@ -71,7 +71,7 @@ async fn panel_with_real_node() -> Option<(TestPanel, u16, String)> {
             dir,
         },
         http_port,
-        user,
+        accounts,
     ))
 }
 
@@ -110,7 +110,7 @@ fn walk(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_hosts_a_php_site_with_a_mariadb_database_through_the_api() {
-    let Some((panel, http_port, system_user)) = panel_with_real_node().await else {
+    let Some((panel, http_port, _accounts)) = panel_with_real_node().await else {
         return;
     };
     let _stop = StopNode(panel.dir.path().join("data"));
@@ -154,7 +154,6 @@ async fn a_client_hosts_a_php_site_with_a_mariadb_database_through_the_api() {
                 "node_id": node_id,
                 "web_server": "nginx",
                 "php_version": "8.2",
-                "system_user": system_user,
                 "document_root": "public",
                 "settings": {"database": {
                     "engine": "mariadb",
@@ -167,6 +166,21 @@ async fn a_client_hosts_a_php_site_with_a_mariadb_database_through_the_api() {
         .await
         .expect(201);
     let site_id = created.body["website"]["id"].as_i64().expect("site id");
+    let system_user = created.body["website"]["system_user"]
+        .as_str()
+        .expect("the account the panel created")
+        .to_owned();
+    assert!(
+        system_user.starts_with("shop-e2e-example"),
+        "named after the domain: {system_user}"
+    );
+    let passwd = std::process::Command::new("getent")
+        .args(["passwd", &system_user])
+        .output()
+        .expect("getent");
+    assert!(passwd.status.success(), "{system_user} exists on the node");
+    let passwd = String::from_utf8_lossy(&passwd.stdout).into_owned();
+    assert!(passwd.trim_end().ends_with(":/usr/sbin/nologin"), "{passwd}");
     assert_eq!(
         created.body["website"]["status"], "active",
         "{}",
@@ -240,10 +254,11 @@ async fn a_client_hosts_a_php_site_with_a_mariadb_database_through_the_api() {
         )
         .await
         .expect(200);
-    let (status, _) = http_get(http_port, "shop.e2e.example", "/")
+    let (status, body) = http_get(http_port, "shop.e2e.example", "/")
         .await
         .expect("GET");
-    assert_eq!(status, 404, "a suspended site is not served");
+    assert_eq!(status, 403, "a suspended site answers 403: {body}");
+    assert!(body.contains("suspended"), "with a short page: {body}");
     panel
         .post(
             &format!("/api/v1/websites/{site_id}/resume"),
@@ -278,6 +293,11 @@ async fn a_client_hosts_a_php_site_with_a_mariadb_database_through_the_api() {
         .expect("GET");
     assert_eq!(status, 404, "a deleted site is not served");
     assert!(!docroot.exists(), "its files are gone");
+    let gone = std::process::Command::new("getent")
+        .args(["passwd", &system_user])
+        .status()
+        .expect("getent");
+    assert!(!gone.success(), "its account {system_user} is gone");
     let mariadb = MySqlBackend::connect(CustomerServerConfig::new(
         server_url(MARIADB_URL).expect("MariaDB URL"),
     ))

@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hosting_core::model::{Ssl, Website, WebsiteId, WwwRedirect};
+use hosting_core::directives::{AllowedDirective, ArgRule, DirectivePolicy};
+use hosting_core::model::{Ssl, Website, WebsiteId, WebsiteStatus, WwwRedirect};
 use hosting_core::system::SystemRunner;
 use hosting_core::tree::{ManagedTree, Staged};
 use hosting_core::types::{ConfinedPath, DomainName, PluginName, WebServerKind};
@@ -46,6 +47,28 @@ const GENERATION_PATH: &str = "/.hosting-generation";
 const HEALTH_WAIT: Duration = Duration::from_secs(10);
 /// Generations kept besides the live one.
 const KEEP_GENERATIONS: usize = 2;
+
+/// What a tenant may add to its site's block: directives written on one line each, typed so
+/// that none names a file, socket or upstream of the node. (`request_body` and `basicauth`
+/// need a block of their own, which a directive line cannot hold.)
+pub static CADDY_POLICY: DirectivePolicy = DirectivePolicy::new(&[
+    AllowedDirective {
+        name: "header",
+        required: &[ArgRule::HeaderName, ArgRule::HeaderValue],
+        optional: &[],
+        purpose: "a response header of the site's own",
+    },
+    AllowedDirective {
+        name: "encode",
+        required: &[ArgRule::OneOf(&["gzip", "zstd"])],
+        optional: &[ArgRule::OneOf(&["gzip", "zstd"])],
+        purpose: "compress responses (gzip, zstd or both, in order of preference)",
+    },
+]);
+
+/// The body of the page a suspended site answers with (status 403).
+const SUSPENDED_PAGE: &str = "<!DOCTYPE html><html><head><title>Site suspended</title></head>\
+                              <body><h1>This site is suspended.</h1></body></html>";
 
 /// How a [`Caddy`] backend is set up.
 #[derive(Debug, Clone)]
@@ -130,6 +153,16 @@ fn config_path(field: &'static str, path: &Path) -> Result<String> {
         });
     }
     word(field, text).map(str::to_owned)
+}
+
+/// `name args...` with every word checked by [`word`].
+fn directive_line(name: &str, args: &[impl AsRef<str>]) -> Result<String> {
+    let mut line = word("directive", name)?.to_owned();
+    for arg in args {
+        line.push(' ');
+        line.push_str(word("directive_argument", arg.as_ref())?);
+    }
+    Ok(line)
 }
 
 /// A Caddyfile being written: tab-indented lines.
@@ -279,6 +312,28 @@ impl Caddy {
             0,
             "# overwritten; customise the site through its settings (extra directives) instead.",
         );
+        if site.status == WebsiteStatus::Suspended {
+            // Every request for every name gets the 403 page: no file is served, no PHP runs.
+            let https = tls.as_ref().map(|tls| ("https", Some(tls)));
+            for (scheme, tls) in std::iter::once(("http", None)).chain(https) {
+                out.blank();
+                out.line(
+                    0,
+                    "# Suspended: every request is answered 403 with a short page.",
+                );
+                out.line(0, format!("{} {{", addresses(&names, scheme)));
+                if let Some(tls) = tls {
+                    out.line(1, tls);
+                }
+                out.line(1, "header Content-Type \"text/html; charset=utf-8\"");
+                out.line(1, format!("respond \"{SUSPENDED_PAGE}\" 403"));
+                out.line(0, "}");
+            }
+            return Ok(vec![RenderedFile {
+                path: format!("sites/{}.caddy", paths.name).parse()?,
+                contents: out.0,
+            }]);
+        }
         let document_root = config_path("document_root", &paths.document_root)?;
         for (from, to) in &redirects {
             out.blank();
@@ -365,14 +420,31 @@ impl Caddy {
         out.line(1, "}");
         let extra = settings.extra_directives.as_slice();
         if !extra.is_empty() {
-            out.line(1, "# Extra directives from the site's settings.");
-            for directive in extra {
-                let mut line = word("directive", directive.name.as_str())?.to_owned();
-                for arg in &directive.args {
-                    line.push(' ');
-                    line.push_str(word("directive_argument", arg.as_str())?);
+            out.line(
+                1,
+                "# Extra directives from the site's settings, as the directive policy accepts them.",
+            );
+            for (i, directive) in extra.iter().enumerate() {
+                // Site paths become absolute under the home; a directive stored before the
+                // policy refused it is left out, and the file says so.
+                match CADDY_POLICY.rendered_args(directive, &paths.home) {
+                    Some(args) => out.line(1, directive_line(directive.name.as_str(), &args)?),
+                    None => out.line(
+                        1,
+                        format!("# extra directive {i} is left out: the policy does not accept it"),
+                    ),
                 }
-                out.line(1, line);
+            }
+        }
+        let operator = settings.operator_directives.as_slice();
+        if !operator.is_empty() {
+            out.line(
+                1,
+                "# Operator directives: the hosting operator's own, written as they are.",
+            );
+            for directive in operator {
+                let args: Vec<&str> = directive.args.iter().map(|a| a.as_str()).collect();
+                out.line(1, directive_line(directive.name.as_str(), &args)?);
             }
         }
         out.line(0, "}");
@@ -666,6 +738,10 @@ async fn probe(port: u16, host: &str, path: &str) -> std::io::Result<String> {
 impl WebServer for Caddy {
     fn kind(&self) -> WebServerKind {
         Self::KIND
+    }
+
+    fn directive_policy(&self) -> DirectivePolicy {
+        CADDY_POLICY
     }
 
     fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {

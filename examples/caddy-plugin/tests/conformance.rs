@@ -148,6 +148,60 @@ fn caddy_meets_the_render_contract() {
     web::render_contract(&caddy, &web::sample_sites_with_tls(KIND, &users()));
 }
 
+/// The policy part of the render contract on its own: no tenant directive names a node
+/// resource, and none the policy refuses is rendered.
+#[test]
+fn caddy_policy_confines_tenants() {
+    let caddy =
+        Caddy::new(CaddyConfig::new(HostLayout::under("/srv/hosting"))).expect("caddy backend");
+    web::directive_policy_names_no_node_resource(&caddy);
+    web::directives_outside_the_policy_are_not_rendered(&caddy, &web::sample_sites(KIND, &users()));
+}
+
+#[test]
+fn tenant_directives_pass_the_policy_and_operator_directives_are_written_as_they_are() {
+    let directive = |name: &str, args: &[&str]| hosting_core::model::ServerDirective {
+        name: name.parse().expect("name"),
+        args: args.iter().map(|a| a.parse().expect("arg")).collect(),
+    };
+    let mut site = web::sample_site(8, "tenant.example.com", KIND, None, &users()[0]);
+    site.settings.extra_directives = vec![
+        directive("header", &["X-Tenant", "yes"]),
+        directive("import", &["/etc/caddy/Caddyfile"]),
+        directive("encode", &["zstd", "gzip"]),
+    ]
+    .try_into()
+    .expect("directives");
+    site.settings.operator_directives = vec![directive("request_header", &["X-Operator", "on"])]
+        .try_into()
+        .expect("directives");
+    let text = render(&site);
+    for needle in [
+        "\theader X-Tenant yes\n\t# extra directive 1 is left out: the policy does not accept it\n\tencode zstd gzip\n",
+        "\trequest_header X-Operator on\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    assert!(!text.contains("/etc/caddy"), "{text}");
+}
+
+#[test]
+fn a_suspended_site_answers_every_request_with_its_403_page() {
+    let mut site = web::sample_sites_with_tls(KIND, &users())[5].clone();
+    site.status = hosting_core::model::WebsiteStatus::Suspended;
+    let text = render(&site);
+    for needle in [
+        "\nhttp://secure.suite.example.com, http://www.secure.suite.example.com {\n",
+        "\nhttps://secure.suite.example.com, https://www.secure.suite.example.com {\n\ttls ",
+        "\trespond \"<!DOCTYPE html><html><head><title>Site suspended</title></head><body><h1>This site is suspended.</h1></body></html>\" 403\n",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    for absent in ["php_fastcgi", "file_server", "root *"] {
+        assert!(!text.contains(absent), "{absent} in\n{text}");
+    }
+}
+
 #[test]
 fn a_php_site_is_served_through_its_pools_socket_with_compression_and_headers() {
     let sites = web::sample_sites(KIND, &users());

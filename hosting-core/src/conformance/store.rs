@@ -10,11 +10,12 @@ use serde::de::IntoDeserializer;
 use crate::conformance::unique_suffix;
 use crate::error::Error;
 use crate::model::{
-    AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, ExtraDirectives, MetricKind,
-    NewAuditEntry, NewNode, NewTenant, NewUser, NewWebsite, Node, NodeRole, NotifyChannel,
-    PhpSettings, Quotas, Role, ServerDirective, Ssl, SslProvider, Tenant, TenantChanges,
-    TenantStatus, Threshold, User, UserChanges, UserStatus, Website, WebsiteChanges, WebsiteId,
-    WebsiteSettings, WebsiteStatus, WwwRedirect,
+    AccountOrigin, AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, ExtraDirectives,
+    MetricKind, NewAuditEntry, NewNode, NewNodeAccount, NewTenant, NewUser, NewWebsite, Node,
+    NodeAccount, NodeAccountId, NodeId, NodeRole, NotifyChannel, PhpSettings, Quotas, Role,
+    ServerDirective, Ssl, SslProvider, Tenant, TenantChanges, TenantId, TenantStatus, Threshold,
+    User, UserChanges, UserStatus, Website, WebsiteChanges, WebsiteId, WebsiteSettings,
+    WebsiteStatus, WwwRedirect,
 };
 use crate::page::{PageLimit, PageRequest};
 use crate::rbac::{self, Caller, Operator};
@@ -42,6 +43,10 @@ pub async fn run_all(store: &dyn PanelStore) {
     tenant_limits_are_enforced(store).await;
     alert_rules_crud(store).await;
     audit_log_is_scoped(store).await;
+    node_accounts_crud(store).await;
+    node_account_names_and_uids_are_unique_per_node(store).await;
+    node_accounts_are_scoped_to_their_tenant(store).await;
+    node_accounts_go_with_their_tenant_and_keep_their_node(store).await;
     hostile_values_never_reach_the_store(store).await;
 }
 
@@ -1247,6 +1252,381 @@ pub async fn audit_log_is_scoped(store: &dyn PanelStore) {
     for e in [&mine, &theirs, &operator] {
         assert!(all.contains(e), "operator sees {e:?}");
     }
+}
+
+/// A web node of its own, named after `tag` and `label`.
+async fn extra_node(store: &dyn PanelStore, tag: &str, label: &str) -> Node {
+    store
+        .create_node(
+            &Operator::assume(),
+            NewNode {
+                name: parse(&format!("{label}-{tag}")),
+                address: parse("127.0.0.1:8443"),
+                roles: BTreeSet::from([NodeRole::Web]),
+            },
+        )
+        .await
+        .expect("create node")
+}
+
+/// A created account `name` with uid and gid `uid`.
+fn account(tenant: TenantId, node: NodeId, name: &str, uid: u32) -> NewNodeAccount {
+    NewNodeAccount {
+        tenant_id: tenant,
+        node_id: node,
+        name: parse(name),
+        uid,
+        gid: uid,
+        origin: AccountOrigin::Created,
+    }
+}
+
+/// Every account on `node`, walking pages of `size`.
+async fn all_node_accounts(store: &dyn PanelStore, node: NodeId, size: u32) -> Vec<NodeAccount> {
+    let op = Operator::assume();
+    let mut all = Vec::new();
+    let mut request = page(size);
+    for _ in 0..100 {
+        let p = store
+            .list_node_accounts(&op, node, request)
+            .await
+            .expect("list node accounts");
+        assert!(p.items.len() <= size as usize);
+        all.extend(p.items);
+        match p.next_after {
+            Some(after) => request.after = Some(after),
+            None => return all,
+        }
+    }
+    panic!("pagination of node accounts does not terminate");
+}
+
+/// Node accounts: record, read by name (the tenant's users, the operator), list in id-ordered
+/// pages, forget; every origin and the whole `u32` range of uids survive the round trip.
+pub async fn node_accounts_crud(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let w = World::create(store).await;
+    let other_node = extra_node(store, &w.tag, "accounts").await;
+    let new = NewNodeAccount {
+        tenant_id: w.tenant.id,
+        node_id: w.node.id,
+        name: parse(&format!("a{}", w.tag)),
+        uid: u32::MAX,
+        gid: u32::MAX - 1,
+        origin: AccountOrigin::Adopted,
+    };
+    let recorded = store
+        .record_node_account(&op, new.clone())
+        .await
+        .expect("record");
+    assert_eq!(
+        (
+            recorded.tenant_id,
+            recorded.node_id,
+            &recorded.name,
+            recorded.uid,
+            recorded.gid,
+            recorded.origin
+        ),
+        (
+            new.tenant_id,
+            new.node_id,
+            &new.name,
+            new.uid,
+            new.gid,
+            new.origin
+        )
+    );
+    for (who, user) in w.users() {
+        assert_eq!(
+            store
+                .get_node_account(&caller(user), w.node.id, &new.name)
+                .await
+                .unwrap_or_else(|e| panic!("{who} reads its tenant's account: {e:?}")),
+            recorded
+        );
+    }
+    assert_eq!(
+        store
+            .find_node_account(&op, w.node.id, &new.name)
+            .await
+            .expect("find"),
+        Some(recorded.clone())
+    );
+    assert_eq!(
+        store
+            .find_node_account(&op, other_node.id, &new.name)
+            .await
+            .expect("find on another node"),
+        None,
+        "an account belongs to one node"
+    );
+    assert_not_found(
+        store
+            .get_node_account(&caller(&w.admin), other_node.id, &new.name)
+            .await,
+        "the name on another node",
+    );
+    assert_eq!(
+        store
+            .find_node_account(&op, w.node.id, &parse(&format!("b{}", w.tag)))
+            .await
+            .expect("find an unknown name"),
+        None
+    );
+
+    let mut expected = vec![recorded.clone()];
+    for (i, origin) in [
+        AccountOrigin::Created,
+        AccountOrigin::Shared,
+        AccountOrigin::Created,
+        AccountOrigin::Adopted,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let uid = 20_000 + u32::try_from(i).expect("small");
+        let mut next = account(w.tenant.id, w.node.id, &format!("a{}-{i}", w.tag), uid);
+        next.origin = origin;
+        let made = store
+            .record_node_account(&op, next)
+            .await
+            .expect("record more");
+        assert_eq!(made.origin, origin);
+        expected.push(made);
+    }
+    store
+        .record_node_account(
+            &op,
+            account(w.tenant.id, other_node.id, "elsewhere", 20_000),
+        )
+        .await
+        .expect("an account on another node");
+    for size in [1, 2, 500] {
+        assert_eq!(
+            all_node_accounts(store, w.node.id, size).await,
+            expected,
+            "pages of {size}: every account of the node once, in id order"
+        );
+    }
+
+    store
+        .delete_node_account(&op, recorded.id)
+        .await
+        .expect("delete");
+    assert_eq!(
+        store
+            .find_node_account(&op, w.node.id, &new.name)
+            .await
+            .expect("find"),
+        None
+    );
+    assert_not_found(
+        store
+            .get_node_account(&caller(&w.admin), w.node.id, &new.name)
+            .await,
+        "a forgotten account",
+    );
+    assert_not_found(
+        store.delete_node_account(&op, recorded.id).await,
+        "delete twice",
+    );
+    assert_not_found(
+        store
+            .delete_node_account(&op, NodeAccountId(i64::MAX))
+            .await,
+        "delete an unknown account",
+    );
+    assert_eq!(
+        all_node_accounts(store, w.node.id, 500).await,
+        expected[1..]
+    );
+
+    assert_not_found(
+        store
+            .record_node_account(
+                &op,
+                account(TenantId(i64::MAX), w.node.id, "orphan", 30_000),
+            )
+            .await,
+        "an unknown tenant",
+    );
+    assert_not_found(
+        store
+            .record_node_account(
+                &op,
+                account(w.tenant.id, NodeId(i64::MAX), "orphan", 30_000),
+            )
+            .await,
+        "an unknown node",
+    );
+}
+
+/// A name, and a uid, names one account per node, whichever tenant asks, also under
+/// concurrent records; another node may reuse both. A refused record writes nothing.
+pub async fn node_account_names_and_uids_are_unique_per_node(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let w = World::create(store).await;
+    let other = World::create(store).await;
+    let name = format!("u{}", w.tag);
+    let first = store
+        .record_node_account(&op, account(w.tenant.id, w.node.id, &name, 21_000))
+        .await
+        .expect("record");
+    assert_exists(
+        store
+            .record_node_account(&op, account(w.tenant.id, w.node.id, &name, 21_001))
+            .await,
+        "the same name with another uid",
+    );
+    assert_exists(
+        store
+            .record_node_account(
+                &op,
+                account(w.tenant.id, w.node.id, &format!("{name}-2"), 21_000),
+            )
+            .await,
+        "the same uid under another name",
+    );
+    assert_exists(
+        store
+            .record_node_account(&op, account(other.tenant.id, w.node.id, &name, 21_002))
+            .await,
+        "the same name for another tenant",
+    );
+    assert_eq!(
+        all_node_accounts(store, w.node.id, 500).await,
+        vec![first.clone()],
+        "refused records write nothing"
+    );
+    let reused = store
+        .record_node_account(&op, account(other.tenant.id, other.node.id, &name, 21_000))
+        .await
+        .expect("another node reuses the name and the uid");
+    assert_eq!((reused.name, reused.uid), (first.name, first.uid));
+
+    let race = format!("r{}", w.tag);
+    let attempts = (0..8).map(|i| {
+        store.record_node_account(&op, account(w.tenant.id, w.node.id, &race, 22_000 + i))
+    });
+    let results = futures::future::join_all(attempts).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one record wins: {results:?}"
+    );
+    for r in results.iter().filter(|r| r.is_err()) {
+        assert!(
+            matches!(r, Err(Error::AlreadyExists { .. })),
+            "losers see AlreadyExists: {r:?}"
+        );
+    }
+    assert_eq!(all_node_accounts(store, w.node.id, 500).await.len(), 2);
+}
+
+/// Another tenant's account is, to a caller, indistinguishable from none; the operator finds
+/// it.
+pub async fn node_accounts_are_scoped_to_their_tenant(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let home = World::create(store).await;
+    let away = World::create(store).await;
+    let theirs = store
+        .record_node_account(
+            &op,
+            account(
+                away.tenant.id,
+                home.node.id,
+                &format!("x{}", away.tag),
+                23_000,
+            ),
+        )
+        .await
+        .expect("record");
+    for (who, user) in home.users() {
+        assert_not_found(
+            store
+                .get_node_account(&caller(user), home.node.id, &theirs.name)
+                .await,
+            &format!("{who} reading another tenant's account"),
+        );
+    }
+    assert_eq!(
+        store
+            .get_node_account(&caller(&away.client_of_a), home.node.id, &theirs.name)
+            .await
+            .expect("its tenant reads it"),
+        theirs
+    );
+    assert_eq!(
+        store
+            .find_node_account(&op, home.node.id, &theirs.name)
+            .await
+            .expect("find"),
+        Some(theirs)
+    );
+}
+
+/// Deleting a tenant forgets its accounts; a node on which the panel keeps accounts is not
+/// deleted (`Conflict`) until they are gone.
+pub async fn node_accounts_go_with_their_tenant_and_keep_their_node(store: &dyn PanelStore) {
+    let op = Operator::assume();
+    let tag = unique_suffix();
+    let tenant = store
+        .create_tenant(
+            &op,
+            NewTenant {
+                name: parse(&format!("Leaving {tag}")),
+                slug: parse(&format!("leaving-{tag}")),
+                quotas: Quotas::default(),
+            },
+        )
+        .await
+        .expect("create tenant");
+    let keeper = World::create(store).await;
+    let node = extra_node(store, &tag, "leaving").await;
+    let gone = store
+        .record_node_account(&op, account(tenant.id, node.id, &format!("g{tag}"), 24_000))
+        .await
+        .expect("record");
+    let kept = store
+        .record_node_account(
+            &op,
+            account(keeper.tenant.id, node.id, &format!("k{tag}"), 24_001),
+        )
+        .await
+        .expect("record");
+    assert_conflict(store.delete_node(&op, node.id).await, "node with accounts");
+    store.get_node(&op, node.id).await.expect("the node stays");
+
+    store
+        .delete_tenant(&op, tenant.id)
+        .await
+        .expect("delete the tenant");
+    assert_eq!(
+        store
+            .find_node_account(&op, node.id, &gone.name)
+            .await
+            .expect("find"),
+        None,
+        "the tenant's account is forgotten"
+    );
+    assert_eq!(
+        all_node_accounts(store, node.id, 500).await,
+        vec![kept.clone()],
+        "other tenants' accounts stay"
+    );
+    assert_conflict(
+        store.delete_node(&op, node.id).await,
+        "node with another tenant's account",
+    );
+    store
+        .delete_node_account(&op, kept.id)
+        .await
+        .expect("forget");
+    store
+        .delete_node(&op, node.id)
+        .await
+        .expect("a node without accounts is deleted");
 }
 
 /// Hostile strings are refused by the types, so they can never be bound into SQL; and a store

@@ -9,13 +9,15 @@
 //! | [`render_is_deterministic`] | the same site gives the same files, in the same order, byte for byte, whatever was rendered before; every site has at least one file, each path once |
 //! | [`file_names_derive_from_the_site_id`] | no path holds a domain; renaming a site keeps its paths; another id gives other paths; no two sites share a path |
 //! | [`every_name_is_rendered`] | the site's domain and every alias appear in its files |
+//! | [`directive_policy_names_no_node_resource`] | the tenants' allow-list holds nothing of [`NEVER_FOR_TENANTS`] (in any case), names each directive once, and every `*log`, `*_path` or `*file` directive types each argument that could hold a path as [`ArgRule::SitePath`] |
+//! | [`directives_outside_the_policy_are_not_rendered`] | a tenant directive the policy refuses (a forbidden name, or an allowed one with the wrong arguments) is not in the site's files; the operator's directives are, as they are |
 //! | [`apply_makes_the_set_live`] | after `apply(sites)` drift is empty and every site is reported changed; the same apply again changes nothing and does not reload |
 //! | [`apply_is_atomic`] | a set the real server refuses fails with [`Error::Validation`] and leaves the live tree byte-identical: no drift, the refused site not live |
 //! | [`remove_leaves_nothing_behind`] | a site left out of the set is reported removed, its files are gone from the live tree, and no other site changes |
 //! | [`drift_is_reported`] | a live file changed behind the server's back shows up in `drift`, and the next apply repairs it |
 //!
-//! The first three are pure ([`render_contract`]; [`render_contract_for`] takes a bare render
-//! function). The others drive a running server the caller set up (under a temporary prefix,
+//! The first five are pure ([`render_contract`]; [`render_contract_for`] takes a bare render
+//! function and [`policy_contract_for`] the policy beside it). The others drive a running server the caller set up (under a temporary prefix,
 //! with free ports): each applies a *complete* site set, replacing whatever was live, so run them
 //! one at a time per server. [`run_all`] runs everything and leaves the server with no sites.
 //!
@@ -35,6 +37,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
+use crate::directives::{ArgRule, DirectivePolicy, NEVER_FOR_TENANTS};
 use crate::error::{Error, Result};
 use crate::model::{
     ExtraDirectives, NodeId, ServerDirective, Ssl, SslProvider, TenantId, UserId, Website,
@@ -187,8 +190,9 @@ pub fn sample_sites_with_tls(kind: WebServerKind, users: &[SystemUser]) -> Vec<W
     sites
 }
 
-/// A static site (id 100) carrying the extra directive `directive on`: name a directive your
-/// server does not know, and its configuration test refuses the site while rendering succeeds.
+/// A static site (id 100) carrying the operator directive `directive on`: name a directive your
+/// server does not know, and its configuration test refuses the site while rendering succeeds
+/// (operator directives are written as they are; a tenant's would be left out by the policy).
 /// The `rejected` site of [`apply_is_atomic`].
 ///
 /// # Panics
@@ -199,7 +203,7 @@ pub fn site_with_unknown_directive(
     directive: &str,
 ) -> Website {
     let mut site = sample_site(100, "rejected.suite.example.com", kind, None, user);
-    site.settings.extra_directives = ExtraDirectives::try_from(vec![ServerDirective {
+    site.settings.operator_directives = ExtraDirectives::try_from(vec![ServerDirective {
         name: directive
             .parse()
             .unwrap_or_else(|e| panic!("directive {directive:?}: {e}")),
@@ -212,10 +216,23 @@ pub fn site_with_unknown_directive(
 // ---------------------------------------------------------------------------------------------
 // Render
 
-/// Runs every render function: [`render_is_deterministic`], [`file_names_derive_from_the_site_id`]
-/// and [`every_name_is_rendered`].
+/// Runs every render function: [`render_is_deterministic`], [`file_names_derive_from_the_site_id`],
+/// [`every_name_is_rendered`], [`directive_policy_names_no_node_resource`] and
+/// [`directives_outside_the_policy_are_not_rendered`].
 pub fn render_contract(server: &dyn WebServer, sites: &[Website]) {
     render_contract_for(&|site| server.render_site(site), sites);
+    policy_contract_for(
+        server.directive_policy(),
+        &|site| server.render_site(site),
+        sites,
+    );
+}
+
+/// The policy part of [`render_contract`] for a backend that renders but has no [`WebServer`]:
+/// `policy` is its allow-list, `render` its pure render function.
+pub fn policy_contract_for(policy: DirectivePolicy, render: Render<'_>, sites: &[Website]) {
+    check_policy(policy);
+    check_outside_policy(policy, render, sites);
 }
 
 /// [`render_contract`] for a backend that renders but has no [`WebServer`]: `render` is its
@@ -243,6 +260,141 @@ pub fn file_names_derive_from_the_site_id(server: &dyn WebServer, sites: &[Websi
 /// answers for each of them.
 pub fn every_name_is_rendered(server: &dyn WebServer, sites: &[Website]) {
     check_names_rendered(&|site| server.render_site(site), sites);
+}
+
+/// The server's allow-list of tenant directives names no node resource: no directive of
+/// [`NEVER_FOR_TENANTS`] (compared without case), each name once (the first entry of a name is
+/// the one that counts), and every directive whose name ends in `log`, `_path` or `file`
+/// (without case) types each argument that could hold a path as [`ArgRule::SitePath`].
+pub fn directive_policy_names_no_node_resource(server: &dyn WebServer) {
+    check_policy(server.directive_policy());
+}
+
+/// Tenant directives the policy refuses are not rendered: `sites[0]` carrying every
+/// [`NEVER_FOR_TENANTS`] name and every allowed directive with one argument too many renders
+/// none of them, while its operator directive is written as it is.
+pub fn directives_outside_the_policy_are_not_rendered(server: &dyn WebServer, sites: &[Website]) {
+    check_outside_policy(
+        server.directive_policy(),
+        &|site| server.render_site(site),
+        sites,
+    );
+}
+
+/// Whether an argument of type `rule` can hold a path (it admits `/`).
+fn may_hold_a_path(rule: ArgRule) -> bool {
+    match rule {
+        ArgRule::HeaderValue | ArgRule::UriPath => true,
+        ArgRule::OneOf(words) => words.iter().any(|w| w.contains('/')),
+        ArgRule::Size
+        | ArgRule::Duration
+        | ArgRule::Number { .. }
+        | ArgRule::OnOff
+        | ArgRule::HeaderName
+        | ArgRule::SitePath => false,
+    }
+}
+
+fn check_policy(policy: DirectivePolicy) {
+    let mut seen = BTreeSet::new();
+    for allowed in policy.allowed() {
+        let lower = allowed.name.to_ascii_lowercase();
+        assert!(
+            !NEVER_FOR_TENANTS.contains(&lower.as_str()),
+            "the directive policy allows {}, which names a node resource (NEVER_FOR_TENANTS)",
+            allowed.name
+        );
+        assert!(
+            seen.insert(lower.clone()),
+            "the directive policy lists {} twice; only its first entry would count",
+            allowed.name
+        );
+        assert!(
+            !allowed.purpose.trim().is_empty(),
+            "the directive policy gives {} no purpose",
+            allowed.name
+        );
+        if lower.ends_with("log") || lower.ends_with("_path") || lower.ends_with("file") {
+            for (i, rule) in allowed.required.iter().chain(allowed.optional).enumerate() {
+                assert!(
+                    !may_hold_a_path(*rule),
+                    "the directive policy lets argument {i} of {} be {rule}; a log, path or file \
+                     directive takes paths only as ArgRule::SitePath, inside the site's home",
+                    allowed.name
+                );
+            }
+        }
+    }
+}
+
+/// Written into every refused directive, so it shows wherever one was rendered.
+const OUTSIDE_MARKER: &str = "conformance-outside-the-policy";
+/// The operator directive's name, which must be rendered.
+const OPERATOR_MARKER: &str = "conformance_operator_directive";
+
+fn check_outside_policy(policy: DirectivePolicy, render: Render<'_>, sites: &[Website]) {
+    let base = sites
+        .first()
+        .expect("the policy check needs a site to render");
+    let arg = |text: &str| {
+        text.parse::<crate::types::DirectiveArg>()
+            .unwrap_or_else(|e| panic!("argument {text:?}: {e}"))
+    };
+    let marker = format!("/{OUTSIDE_MARKER}/x");
+    let directive = |name: &str, args: usize| ServerDirective {
+        name: name
+            .parse()
+            .unwrap_or_else(|e| panic!("directive {name:?}: {e}")),
+        args: (0..args).map(|_| arg(&marker)).collect(),
+    };
+    // Allowed names with one argument too many, then the forbidden names, within the limit of
+    // 50 directives a site may have.
+    let mut refused: Vec<ServerDirective> = policy
+        .allowed()
+        .iter()
+        .map(|a| (a.name, a.required.len() + a.optional.len() + 1))
+        .filter(|(_, args)| *args <= 16)
+        .take(25)
+        .map(|(name, args)| directive(name, args))
+        .collect();
+    refused.extend(
+        NEVER_FOR_TENANTS
+            .iter()
+            .filter(|never| !policy.allowed().iter().any(|a| a.name == **never))
+            .map(|never| directive(never, 1)),
+    );
+    refused.truncate(50);
+    for d in &refused {
+        assert!(
+            policy.check(std::slice::from_ref(d)).is_err(),
+            "the policy accepts {d:?}, built to be refused"
+        );
+    }
+    let mut site = base.clone();
+    site.settings.extra_directives =
+        ExtraDirectives::try_from(refused).expect("at most 50 directives");
+    site.settings.operator_directives = ExtraDirectives::try_from(vec![ServerDirective {
+        name: OPERATOR_MARKER
+            .parse()
+            .expect("a fixed, valid directive name"),
+        args: vec![arg("on")],
+    }])
+    .expect("one directive");
+    let text: String = rendered(render, &site)
+        .iter()
+        .map(|f| f.contents.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        !text.contains(OUTSIDE_MARKER),
+        "site {}: a tenant directive the policy refuses was rendered:\n{text}",
+        site.id
+    );
+    assert!(
+        text.contains(OPERATOR_MARKER),
+        "site {}: the operator's directive {OPERATOR_MARKER} was not rendered:\n{text}",
+        site.id
+    );
 }
 
 fn rendered(render: Render<'_>, site: &Website) -> Vec<RenderedFile> {
@@ -377,7 +529,7 @@ fn check_names_rendered(render: Render<'_>, sites: &[Website]) {
 /// Runs the whole suite against a running server: the render contract, then every live function,
 /// ending with every site removed. `sites` (at least two, e.g. [`sample_sites`]) must be
 /// servable; `rejected` is a site that renders but that the server's own configuration test
-/// refuses (e.g. [`site_with_unknown_directive`]).
+/// refuses (e.g. [`site_with_unknown_directive`], through an operator directive).
 pub async fn run_all(
     server: &dyn WebServer,
     sites: &[Website],

@@ -3,16 +3,17 @@
 use std::time::Duration;
 
 use super::{Actor, Panel};
+use crate::accounts::Isolation;
 use crate::auth::{Permission, generate_password};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOutcome, backoff};
 use crate::model::{
-    AuditEntry, NewNode, NewTenant, NewUser, Node, NodeId, Tenant, TenantChanges, TenantId, User,
-    UserChanges, UserId, UserStatus,
+    AccountOrigin, AuditEntry, NewNode, NewNodeAccount, NewTenant, NewUser, Node, NodeAccount,
+    NodeId, Tenant, TenantChanges, TenantId, User, UserChanges, UserId, UserStatus,
 };
 use crate::page::{Page, PageRequest};
 use crate::rbac::Caller;
-use crate::types::Password;
+use crate::types::{Password, SystemUser};
 
 /// A user as created, with the password to hand over when the panel generated one.
 #[derive(Debug, Clone)]
@@ -22,6 +23,10 @@ pub struct CreatedUser {
     /// The generated first password (shown once); `None` when the creator chose it.
     pub generated_password: Option<Password>,
 }
+
+/// The lowest uid and gid of an ordinary account (Debian's `UID_MIN`): below are the
+/// distribution's system accounts, which nothing a tenant runs may become.
+const FIRST_ORDINARY_ID: u32 = 1000;
 
 /// How long a worker holds a claimed job before another may take it over.
 const JOB_LEASE: Duration = Duration::from_secs(10 * 60);
@@ -367,6 +372,83 @@ impl Panel {
         }
         .await;
         self.audited(actor, "node.apply", format!("node:{node}"), result)
+            .await
+    }
+
+    /// How a node keeps its sites apart; `None` when this panel has no backends for it.
+    pub fn node_isolation(&self, node: NodeId) -> Option<Isolation> {
+        self.node(node)
+            .ok()
+            .map(|entry| entry.backends.accounts.isolation())
+    }
+
+    /// The Unix accounts the panel keeps on a node, with their tenants (the operator only).
+    pub async fn list_node_accounts(
+        &self,
+        actor: &Actor,
+        node: NodeId,
+        page: PageRequest,
+    ) -> Result<Page<NodeAccount>> {
+        actor.require(Permission::NodesRead)?;
+        let op = self.operator(actor)?;
+        self.store.get_node(&op, node).await?;
+        self.store.list_node_accounts(&op, node, page).await
+    }
+
+    /// Adopts an account that already exists on a node for one tenant, so the tenant's sites
+    /// can run as it (a migration from another panel). The operator only; never a system
+    /// account (uid or gid below 1000); the panel never removes an adopted account.
+    pub async fn adopt_node_account(
+        &self,
+        actor: &Actor,
+        node: NodeId,
+        tenant: TenantId,
+        name: SystemUser,
+    ) -> Result<NodeAccount> {
+        let target = format!("node:{node}/account:{name}");
+        let result = async {
+            actor.require(Permission::NodesWrite)?;
+            let op = self.operator(actor)?;
+            let entry = self.node(node)?;
+            let refuse = |reason: String| Error::Invalid {
+                field: "name".into(),
+                reason: reason.into(),
+            };
+            if !matches!(entry.backends.accounts.isolation(), Isolation::Accounts) {
+                return Err(refuse(format!(
+                    "node {node} has no separate Unix accounts (the panel does not run as root)"
+                )));
+            }
+            self.store.get_tenant(&op, tenant).await?;
+            let unix = entry
+                .backends
+                .accounts
+                .find(&name)
+                .await?
+                .ok_or_else(|| refuse(format!("{name} is not an account on node {node}")))?;
+            if unix.uid < FIRST_ORDINARY_ID || unix.gid < FIRST_ORDINARY_ID {
+                return Err(refuse(format!(
+                    "{name} (uid {}, gid {}) is a system account: only accounts with ids from \
+                     {FIRST_ORDINARY_ID} up can be adopted",
+                    unix.uid, unix.gid
+                )));
+            }
+            self.store
+                .record_node_account(
+                    &op,
+                    NewNodeAccount {
+                        tenant_id: tenant,
+                        node_id: node,
+                        name: unix.name,
+                        uid: unix.uid,
+                        gid: unix.gid,
+                        origin: AccountOrigin::Adopted,
+                    },
+                )
+                .await
+        }
+        .await;
+        self.audited(actor, "node.adopt_account", target, result)
             .await
     }
 

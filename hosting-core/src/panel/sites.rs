@@ -4,18 +4,20 @@
 use serde::Serialize;
 
 use super::{Actor, NodeBackends, NodeEntry, Panel};
+use crate::accounts::{Isolation, UnixAccount, derived_account_name};
 use crate::auth::{Permission, generate_password};
 use crate::database::DatabaseOptions;
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOwner, NewJob};
 use crate::model::{
-    DatabaseSettings, NewWebsite, NodeId, Website, WebsiteChanges, WebsiteId, WebsiteStatus,
+    AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NodeAccount, NodeId,
+    Website, WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
 };
-use crate::node::transition_pools;
+use crate::node::{pool_sites, transition_pools};
 use crate::page::{Page, PageLimit, PageRequest};
 use crate::php::PhpInstallation;
 use crate::rbac::{Caller, Operator};
-use crate::types::{DbEngine, DbName, DbUserName, Password, WebServerKind};
+use crate::types::{DbEngine, DbName, DbUserName, Password, SystemUser, WebServerKind};
 
 /// How a site reaches its database. The password is shown once, here, and stored nowhere.
 #[derive(Debug, Clone, Serialize)]
@@ -57,19 +59,19 @@ pub(crate) fn database_user(name: &DbName) -> Result<DbUserName> {
     Ok(cut.trim_end_matches('_').parse()?)
 }
 
-/// Whether a site in this state is served by its node (a suspended site is not).
-fn served(site: &Website) -> bool {
-    site.status != WebsiteStatus::Suspended
+/// Whether a site in this state is on its node (a suspended site is: its names answer 403).
+fn on_node(site: &Website) -> bool {
+    matches!(
+        site.status,
+        WebsiteStatus::Active | WebsiteStatus::Suspended
+    )
 }
 
-/// `sites` with `site` in place of its previous version (or added), or without it when it is
-/// not served.
+/// `sites` with `site` in place of its previous version (or added).
 fn with_site(sites: &[Website], site: &Website) -> Vec<Website> {
     let mut out: Vec<Website> = sites.iter().filter(|s| s.id != site.id).cloned().collect();
-    if served(site) {
-        out.push(site.clone());
-        out.sort_by_key(|s| s.id);
-    }
+    out.push(site.clone());
+    out.sort_by_key(|s| s.id);
     out
 }
 
@@ -98,6 +100,10 @@ fn step(step: &'static str) -> impl FnOnce(Error) -> Error {
 
 /// A saga's completed steps, undone newest first when a later step fails.
 enum Done {
+    /// The panel created the account on the node and recorded it.
+    Account(NodeAccount),
+    /// The panel recorded the node's shared account for the caller's tenant.
+    SharedAccount(NodeAccount),
     /// The store row exists.
     Row(WebsiteId),
     /// The database and its login exist.
@@ -116,7 +122,7 @@ impl Panel {
         let mut page = PageRequest::first(limit);
         loop {
             let Page { items, next_after } = self.store.list_node_websites(op, node, page).await?;
-            sites.extend(items.into_iter().filter(served));
+            sites.extend(items.into_iter().filter(on_node));
             match next_after {
                 Some(after) => page.after = Some(after),
                 None => return Ok(sites),
@@ -157,6 +163,7 @@ impl Panel {
             .php
             .apply(&transition_pools(previous, desired))
             .await?;
+        let (previous_pools, desired_pools) = (pool_sites(previous), pool_sites(desired));
         for (done, web) in backends.web.iter().enumerate() {
             if let Err(e) = web.apply(&share(desired, web.kind())).await {
                 for undo in backends.web.iter().take(done) {
@@ -164,13 +171,13 @@ impl Panel {
                         tracing::error!(error = %again, "putting a web server back failed");
                     }
                 }
-                if let Err(again) = backends.php.apply(previous).await {
+                if let Err(again) = backends.php.apply(&previous_pools).await {
                     tracing::error!(error = %again, "putting the PHP pools back failed");
                 }
                 return Err(e);
             }
         }
-        backends.php.apply(desired).await?;
+        backends.php.apply(&desired_pools).await?;
         Ok(())
     }
 
@@ -180,6 +187,8 @@ impl Panel {
         let op = Operator::assume();
         for step in done.into_iter().rev() {
             let outcome = match &step {
+                Done::Account(account) => self.remove_account(&entry.backends, account).await,
+                Done::SharedAccount(account) => self.store.delete_node_account(&op, account.id).await,
                 Done::Row(id) => self.store.delete_website(caller, *id).await,
                 Done::Database(settings) => drop_database(&entry.backends, settings).await,
                 Done::Files(site) => entry.backends.files.remove(site).await,
@@ -245,33 +254,60 @@ impl Panel {
         Ok(())
     }
 
-    /// Creates a website: the store row, its database (if its settings ask for one), its
-    /// directories, its pool and its vhost. Any failing step undoes the earlier ones.
-    pub async fn create_website(&self, actor: &Actor, new: NewWebsite) -> Result<CreatedWebsite> {
-        let target = format!("website:{}", new.domain);
-        let result = self.create_website_saga(actor, new).await;
+    /// Creates a website: its Unix account (unless it names one of its tenant's), the store row,
+    /// its database (if its settings ask for one), its directories, its pool and its vhost. Any
+    /// failing step undoes the earlier ones.
+    pub async fn create_website(
+        &self,
+        actor: &Actor,
+        request: WebsiteRequest,
+    ) -> Result<CreatedWebsite> {
+        let target = format!("website:{}", request.domain);
+        let result = self.create_website_saga(actor, request).await;
         self.audited(actor, "website.create", target, result).await
     }
 
-    async fn create_website_saga(&self, actor: &Actor, new: NewWebsite) -> Result<CreatedWebsite> {
+    async fn create_website_saga(
+        &self,
+        actor: &Actor,
+        request: WebsiteRequest,
+    ) -> Result<CreatedWebsite> {
         actor.require(Permission::WebsitesWrite)?;
         let caller = actor.caller();
-        let node = new.node_id;
+        if !request.settings.operator_directives.as_slice().is_empty() {
+            self.operator(actor).map_err(|_| operator_directives_denied())?;
+        }
+        let node = request.node_id;
         let entry = self.node(node)?;
         self.check_node_offers(
             &entry.backends,
             &SiteNeeds {
-                web_server: new.web_server,
-                php_version: new.php_version,
-                database: new.settings.database.as_ref(),
+                web_server: request.web_server,
+                php_version: request.php_version,
+                database: request.settings.database.as_ref(),
             },
         )
         .await?;
+        check_directives(&entry.backends, request.web_server, &request.settings)?;
         let _held = entry.apply_lock.lock().await;
         let op = Operator::assume();
         let previous = self.node_sites(&op, node).await?;
-        let site = self.store.create_website(caller, new).await?;
-        let mut done = vec![Done::Row(site.id)];
+        let mut done = Vec::new();
+        let account = self
+            .site_account(caller, &entry.backends, &request, &mut done)
+            .await?;
+        let site = match self
+            .store
+            .create_website(caller, request.with_account(account))
+            .await
+        {
+            Ok(site) => site,
+            Err(e) => {
+                self.undo(caller, &entry, node, done).await;
+                return Err(e);
+            }
+        };
+        done.push(Done::Row(site.id));
         let credentials = match &site.settings.database {
             Some(settings) => match create_database(&entry.backends, settings).await {
                 Ok(credentials) => {
@@ -311,6 +347,189 @@ impl Panel {
                 self.undo(caller, &entry, node, done).await;
                 Err(step("record")(e))
             }
+        }
+    }
+
+    /// The account a new site runs as, under the node's apply lock. A named account must be
+    /// one the panel keeps for the caller's tenant on the node, and every site already running
+    /// as it must be one the caller manages (a client cannot borrow another client's account).
+    /// Otherwise the node creates one for the site, or, on a node without separate accounts,
+    /// the shared one is used if the node's sites belong to the caller's tenant (or the
+    /// operator allowed tenants to share it).
+    async fn site_account(
+        &self,
+        caller: &Caller,
+        backends: &NodeBackends,
+        request: &WebsiteRequest,
+        done: &mut Vec<Done>,
+    ) -> Result<SystemUser> {
+        let op = Operator::assume();
+        let node = request.node_id;
+        match backends.accounts.isolation() {
+            Isolation::None {
+                account,
+                tenants_may_share,
+            } => {
+                if let Some(named) = &request.system_user
+                    && *named != account
+                {
+                    return Err(invalid_account(format!(
+                        "node {node} has no separate Unix accounts (the panel does not run as \
+                         root): every website on it runs as {account}"
+                    )));
+                }
+                match self.store.find_node_account(&op, node, &account).await? {
+                    Some(record) if record.tenant_id == caller.tenant || tenants_may_share => {}
+                    Some(_) => {
+                        return Err(invalid_account(format!(
+                            "node {node} runs every website as {account}, and those websites \
+                             belong to another tenant; the operator can allow tenants to share \
+                             it (node.allow_shared_account)"
+                        )));
+                    }
+                    None => {
+                        let Some(unix) = backends.accounts.find(&account).await? else {
+                            return Err(invalid_account(format!(
+                                "{account} is not an account on node {node}"
+                            )));
+                        };
+                        let record = self
+                            .store
+                            .record_node_account(
+                                &op,
+                                NewNodeAccount {
+                                    tenant_id: caller.tenant,
+                                    node_id: node,
+                                    name: account.clone(),
+                                    uid: unix.uid,
+                                    gid: unix.gid,
+                                    origin: AccountOrigin::Shared,
+                                },
+                            )
+                            .await?;
+                        done.push(Done::SharedAccount(record));
+                    }
+                }
+                Ok(account)
+            }
+            Isolation::Accounts => match &request.system_user {
+                Some(named) => {
+                    let refused = || {
+                        invalid_account(format!(
+                            "{named} is not an account the panel keeps for your tenant on node \
+                             {node} (leave system_user out to give the website its own)"
+                        ))
+                    };
+                    let record = match self.store.get_node_account(caller, node, named).await {
+                        Ok(record) => record,
+                        Err(Error::NotFound { .. }) => return Err(refused()),
+                        Err(e) => return Err(e),
+                    };
+                    for site in self.node_sites(&op, node).await? {
+                        if site.system_user == record.name
+                            && self.store.get_website(caller, site.id).await.is_err()
+                        {
+                            return Err(refused());
+                        }
+                    }
+                    Ok(record.name)
+                }
+                None => {
+                    let record = self.create_account(caller, backends, request).await?;
+                    let name = record.name.clone();
+                    done.push(Done::Account(record));
+                    Ok(name)
+                }
+            },
+        }
+    }
+
+    /// Creates and records a new account named after the site's domain (`-2`, `-3`, … when
+    /// the name is taken on the node or in the store).
+    async fn create_account(
+        &self,
+        caller: &Caller,
+        backends: &NodeBackends,
+        request: &WebsiteRequest,
+    ) -> Result<NodeAccount> {
+        let op = Operator::assume();
+        let node = request.node_id;
+        for attempt in 0..32 {
+            let name = derived_account_name(&request.domain, attempt)?;
+            if self.store.find_node_account(&op, node, &name).await?.is_some()
+                || backends.accounts.find(&name).await?.is_some()
+            {
+                continue;
+            }
+            let unix = match backends.accounts.create(&name).await {
+                Ok(unix) => unix,
+                Err(Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(step("account")(e)),
+            };
+            let new = NewNodeAccount {
+                tenant_id: caller.tenant,
+                node_id: node,
+                name,
+                uid: unix.uid,
+                gid: unix.gid,
+                origin: AccountOrigin::Created,
+            };
+            return match self.store.record_node_account(&op, new).await {
+                Ok(record) => Ok(record),
+                Err(e) => {
+                    if let Err(again) = backends.accounts.remove(&unix).await {
+                        tracing::error!(account = %unix.name, error = %again, "removing an unrecorded account failed");
+                    }
+                    Err(step("account")(e))
+                }
+            };
+        }
+        Err(invalid_account(format!(
+            "no free account name derived from {} on node {node}",
+            request.domain
+        )))
+    }
+
+    /// Removes an account the panel created, then forgets it.
+    async fn remove_account(&self, backends: &NodeBackends, account: &NodeAccount) -> Result<()> {
+        let unix = UnixAccount {
+            name: account.name.clone(),
+            uid: account.uid,
+            gid: account.gid,
+        };
+        backends.accounts.remove(&unix).await?;
+        self.store
+            .delete_node_account(&Operator::assume(), account.id)
+            .await
+    }
+
+    /// After a site left `node`: the account it ran as goes too when no other site uses it and
+    /// the panel created it (an adopted account stays; a shared record is forgotten).
+    async fn release_account(
+        &self,
+        backends: &NodeBackends,
+        node: NodeId,
+        name: &SystemUser,
+    ) -> Result<()> {
+        let op = Operator::assume();
+        let mut page = PageRequest::first(PageLimit::try_from(PageLimit::MAX)?);
+        loop {
+            let Page { items, next_after } = self.store.list_node_websites(&op, node, page).await?;
+            if items.iter().any(|s| s.system_user == *name) {
+                return Ok(());
+            }
+            match next_after {
+                Some(after) => page.after = Some(after),
+                None => break,
+            }
+        }
+        let Some(record) = self.store.find_node_account(&op, node, name).await? else {
+            return Ok(());
+        };
+        match record.origin {
+            AccountOrigin::Created => self.remove_account(backends, &record).await,
+            AccountOrigin::Shared => self.store.delete_node_account(&op, record.id).await,
+            AccountOrigin::Adopted => Ok(()),
         }
     }
 
@@ -373,16 +592,71 @@ impl Panel {
                 reason: "is chosen when the website is created and cannot be changed".into(),
             });
         }
+        let mut changes = changes;
+        if let Some(settings) = &mut changes.settings {
+            settings.operator_directives = current.settings.operator_directives.clone();
+        }
+        self.deploy_changes(caller, current, changes).await
+    }
+
+    /// Replaces the operator's own directives of a website (the escape hatch past the
+    /// directive policy): the operator only, audited, deployed like any change.
+    pub async fn set_operator_directives(
+        &self,
+        actor: &Actor,
+        id: WebsiteId,
+        directives: ExtraDirectives,
+    ) -> Result<Website> {
+        let result = async {
+            actor.require(Permission::WebsitesWrite)?;
+            self.operator(actor)
+                .map_err(|_| operator_directives_denied())?;
+            let current = self.store.get_website(actor.caller(), id).await?;
+            let settings = WebsiteSettings {
+                operator_directives: directives,
+                ..current.settings.clone()
+            };
+            let changes = WebsiteChanges {
+                settings: Some(settings),
+                ..WebsiteChanges::default()
+            };
+            self.deploy_changes(actor.caller(), current, changes).await
+        }
+        .await;
+        self.audited(
+            actor,
+            "website.operator_directives",
+            format!("website:{id}"),
+            result,
+        )
+        .await
+    }
+
+    /// Records `changes` and moves the node to them; when the node refuses, the record and the
+    /// node go back to `current`.
+    async fn deploy_changes(
+        &self,
+        caller: &Caller,
+        current: Website,
+        changes: WebsiteChanges,
+    ) -> Result<Website> {
+        let id = current.id;
         let entry = self.node(current.node_id)?;
+        let web_server = changes.web_server.unwrap_or(current.web_server);
         self.check_node_offers(
             &entry.backends,
             &SiteNeeds {
-                web_server: changes.web_server.unwrap_or(current.web_server),
+                web_server,
                 php_version: changes.php_version.unwrap_or(current.php_version),
                 database: None,
             },
         )
         .await?;
+        check_directives(
+            &entry.backends,
+            web_server,
+            changes.settings.as_ref().unwrap_or(&current.settings),
+        )?;
         let _held = entry.apply_lock.lock().await;
         let op = Operator::assume();
         let previous = self.node_sites(&op, current.node_id).await?;
@@ -443,7 +717,10 @@ impl Panel {
             .files
             .remove(&current)
             .await
-            .map_err(step("files"))
+            .map_err(step("files"))?;
+        self.release_account(&entry.backends, node, &current.system_user)
+            .await
+            .map_err(step("account"))
     }
 
     /// Gives a website's database login a new password and returns it (shown once).
@@ -489,6 +766,36 @@ impl Panel {
         actor.require(Permission::WebsitesRead)?;
         self.node(node)?.backends.php.installed().await
     }
+}
+
+fn invalid_account(reason: String) -> Error {
+    Error::Invalid {
+        field: "system_user".into(),
+        reason: reason.into(),
+    }
+}
+
+fn operator_directives_denied() -> Error {
+    Error::denied(
+        "settings.operator_directives: only the hosting operator may set operator directives",
+    )
+}
+
+/// Checks a site's tenant directives against the policy of the web server that renders them.
+fn check_directives(
+    backends: &NodeBackends,
+    web_server: WebServerKind,
+    settings: &WebsiteSettings,
+) -> Result<()> {
+    let Some(web) = backends.web_server(web_server) else {
+        return Ok(());
+    };
+    web.directive_policy()
+        .check(settings.extra_directives.as_slice())
+        .map_err(|e| Error::Invalid {
+            field: format!("settings.{}", e.field).into(),
+            reason: e.rule,
+        })
 }
 
 /// What a site needs of its node.

@@ -6,6 +6,7 @@
 //! text, and the few real dialect differences (how an insert reports its id, how a write
 //! transaction starts) are explicit `match`es on [`Dialect`]. Migrations are per dialect.
 
+mod accounts;
 mod auth;
 mod feed;
 mod jobs;
@@ -17,13 +18,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use hosting_core::model::{
-    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewTenant, NewUser,
-    NewWebsite, Node, NodeId, Role, Ssl, Tenant, TenantChanges, TenantId, TenantStatus, User,
-    UserChanges, UserId, UserStatus, Website, WebsiteChanges, WebsiteId, WebsiteSettings,
-    WebsiteStatus, check_domains,
+    AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewNodeAccount,
+    NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId, Role, Ssl, Tenant,
+    TenantChanges, TenantId, TenantStatus, User, UserChanges, UserId, UserStatus, Website,
+    WebsiteChanges, WebsiteId, WebsiteSettings, WebsiteStatus, check_domains,
 };
 use hosting_core::rbac::{self, Caller, Operator, UserFacts};
-use hosting_core::types::DomainName;
+use hosting_core::types::{DomainName, SystemUser};
 use hosting_core::{Error, Page, PageRequest, PanelStore, Result, StoreInfo};
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Arguments, AssertSqlSafe, Executor};
@@ -635,21 +636,22 @@ impl SqlStore {
             .text(rows::to_json(&settings.blocked_ips)?)
             .text(settings.www_redirect.to_string())
             .text(rows::to_json(&settings.extra_directives)?)
+            .text(rows::to_json(&settings.operator_directives)?)
             .int(site.0);
         let sql = if insert {
             "INSERT INTO website_configs (php_memory_limit, php_max_execution_time, \
              php_upload_max_size, php_post_max_size, php_extensions, db_engine, db_name, \
              db_charset, db_collation, ssl_enabled, ssl_provider, ssl_auto_renew, gzip, \
              cache_ttl_secs, security_headers, allowed_ips, blocked_ips, www_redirect, \
-             extra_directives, website_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             extra_directives, operator_directives, website_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         } else {
             "UPDATE website_configs SET php_memory_limit = ?, php_max_execution_time = ?, \
              php_upload_max_size = ?, php_post_max_size = ?, php_extensions = ?, db_engine = ?, \
              db_name = ?, db_charset = ?, db_collation = ?, ssl_enabled = ?, ssl_provider = ?, \
              ssl_auto_renew = ?, gzip = ?, cache_ttl_secs = ?, security_headers = ?, \
-             allowed_ips = ?, blocked_ips = ?, www_redirect = ?, extra_directives = ? \
-             WHERE website_id = ?"
+             allowed_ips = ?, blocked_ips = ?, www_redirect = ?, extra_directives = ?, \
+             operator_directives = ? WHERE website_id = ?"
         };
         self.execute(&mut **tx, sql, args, "website", String::new)
             .await?;
@@ -830,6 +832,10 @@ impl PanelStore for SqlStore {
         for (sql, entity) in [
             ("DELETE FROM alert_rules WHERE tenant_id = ?", "alert rule"),
             (
+                "DELETE FROM node_accounts WHERE tenant_id = ?",
+                "node account",
+            ),
+            (
                 "DELETE FROM tenant_security WHERE tenant_id = ?",
                 "tenant security",
             ),
@@ -903,6 +909,18 @@ impl PanelStore for SqlStore {
         if in_use.is_some() {
             return Err(Error::Conflict(
                 "the node still serves websites; move or delete them first".into(),
+            ));
+        }
+        let has_accounts = self
+            .fetch_optional(
+                &mut *tx,
+                "SELECT id FROM node_accounts WHERE node_id = ? LIMIT 1",
+                Args::default().int(id.0),
+            )
+            .await?;
+        if has_accounts.is_some() {
+            return Err(Error::Conflict(
+                "the panel still keeps Unix accounts on the node; remove them first".into(),
             ));
         }
         let removed = self
@@ -1466,6 +1484,49 @@ impl PanelStore for SqlStore {
             e.id.0
         })
         .await
+    }
+
+    // Node accounts: the statements are in `accounts.rs`.
+
+    async fn record_node_account(
+        &self,
+        _op: &Operator,
+        new: NewNodeAccount,
+    ) -> Result<NodeAccount> {
+        self.insert_node_account(new).await
+    }
+
+    async fn get_node_account(
+        &self,
+        caller: &Caller,
+        node: NodeId,
+        name: &SystemUser,
+    ) -> Result<NodeAccount> {
+        self.node_account_named(node, name, Some(caller.tenant))
+            .await?
+            .ok_or_else(|| Error::not_found("node account"))
+    }
+
+    async fn find_node_account(
+        &self,
+        _op: &Operator,
+        node: NodeId,
+        name: &SystemUser,
+    ) -> Result<Option<NodeAccount>> {
+        self.node_account_named(node, name, None).await
+    }
+
+    async fn list_node_accounts(
+        &self,
+        _op: &Operator,
+        node: NodeId,
+        page: PageRequest,
+    ) -> Result<Page<NodeAccount>> {
+        self.node_accounts_page(node, page).await
+    }
+
+    async fn delete_node_account(&self, _op: &Operator, id: NodeAccountId) -> Result<()> {
+        self.remove_node_account(id).await
     }
 }
 

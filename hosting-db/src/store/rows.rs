@@ -13,8 +13,8 @@ use hosting_core::auth_store::{ApiToken, LoginRecord, Session, TotpState};
 use hosting_core::jobs::Job;
 use hosting_core::model::{
     AlertRule, AlertRuleId, AlertRuleSpec, ApiTokenId, AuditEntry, AuditId, DatabaseSettings,
-    JobId, Node, NodeId, PhpSettings, Quotas, Role, SessionId, Ssl, Tenant, TenantId, TenantStatus,
-    Threshold, User, UserId, Website, WebsiteId, WebsiteSettings,
+    JobId, Node, NodeAccount, NodeAccountId, NodeId, PhpSettings, Quotas, Role, SessionId, Ssl,
+    Tenant, TenantId, TenantStatus, Threshold, User, UserId, Website, WebsiteId, WebsiteSettings,
 };
 use hosting_core::types::{PhpBytes, PhpVersion};
 use serde::Serialize;
@@ -184,7 +184,7 @@ pub(crate) const WEBSITE_COLUMNS: &str = "w.id, w.tenant_id, w.owner_id, w.domai
      c.php_upload_max_size, c.php_post_max_size, c.php_extensions, c.db_engine, c.db_name, \
      c.db_charset, c.db_collation, c.ssl_enabled, c.ssl_provider, c.ssl_auto_renew, c.gzip, \
      c.cache_ttl_secs, c.security_headers, c.allowed_ips, c.blocked_ips, c.www_redirect, \
-     c.extra_directives";
+     c.extra_directives, c.operator_directives";
 
 pub(crate) fn website(row: &AnyRow) -> Result<Website, Error> {
     Ok(Website {
@@ -245,6 +245,24 @@ fn settings(row: &AnyRow) -> Result<WebsiteSettings, Error> {
         blocked_ips: json(row, "blocked_ips")?,
         www_redirect: parsed(row, "www_redirect")?,
         extra_directives: json(row, "extra_directives")?,
+        operator_directives: json(row, "operator_directives")?,
+    })
+}
+
+/// The columns [`node_account`] reads.
+pub(crate) const NODE_ACCOUNT_COLUMNS: &str =
+    "id, tenant_id, node_id, name, uid, gid, origin, created_at";
+
+pub(crate) fn node_account(row: &AnyRow) -> Result<NodeAccount, Error> {
+    Ok(NodeAccount {
+        id: NodeAccountId(int(row, "id")?),
+        tenant_id: TenantId(int(row, "tenant_id")?),
+        node_id: NodeId(int(row, "node_id")?),
+        name: parsed(row, "name")?,
+        uid: u32_col(row, "uid")?,
+        gid: u32_col(row, "gid")?,
+        origin: parsed(row, "origin")?,
+        created_at: time(row, "created_at")?,
     })
 }
 

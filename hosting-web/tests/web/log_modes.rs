@@ -3,9 +3,8 @@
 //! per-site logs where shared logs pass; and real NGINX and Apache writing the site's name
 //! into the shared access and error logs.
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hosting_core::model::Website;
@@ -13,7 +12,10 @@ use hosting_core::types::WebServerKind;
 use hosting_core::{Error, HostLayout};
 use hosting_web::{Apache, ApacheConfig, LogMode, Nginx, NginxConfig, Ports};
 
-use crate::support::{SiteBuilder, TempDir, fixtures, node_for, server_binary, snapshot_layout};
+use crate::support::{
+    Running, SiteBuilder, TempDir, fetch, fixtures, free_port, node_for, server_binary,
+    snapshot_layout,
+};
 
 fn nginx_with(layout: &HostLayout, mode: LogMode) -> Nginx {
     let mut config = NginxConfig::new(layout.clone());
@@ -199,68 +201,6 @@ async fn every_fixture_passes_the_real_servers_with_per_site_logs() {
     }
 }
 
-/// A server started on a staged tree by this test, stopped (and waited for) on drop.
-struct Running {
-    pid_file: PathBuf,
-    signal: &'static str,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let Ok(pid) = std::fs::read_to_string(&self.pid_file) else {
-            return;
-        };
-        let pid = pid.trim().to_owned();
-        let _ = std::process::Command::new("kill")
-            .arg(self.signal)
-            .arg(&pid)
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while alive(&pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Whether `pid` is a process that has not exited (a zombie counts as gone).
-fn alive(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            != Some("Z")
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// The status of `GET path` for `host` on 127.0.0.1:`port`, retried while the server starts.
-fn get(port: u16, host: &str, path: &str) -> u16 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let attempt = (|| -> std::io::Result<u16> {
-            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer)?;
-            answer
-                .get(9..12)
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| std::io::Error::other(format!("not HTTP: {answer:?}")))
-        })();
-        match attempt {
-            Ok(status) => return status,
-            Err(e) if Instant::now() >= deadline => panic!("GET {path} on {host}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(25)),
-        }
-    }
-}
-
 /// Waits until `file` has a line satisfying `wanted` (servers write logs asynchronously).
 fn wait_for_line(file: &Path, wanted: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -326,8 +266,8 @@ fn nginx_writes_the_site_into_the_shared_logs() {
         signal: "-QUIT",
     };
 
-    assert_eq!(get(port, "alias.example.com", "/"), 200);
-    assert_eq!(get(port, "logged.example.com", "/.env"), 403);
+    assert_eq!(fetch(port, "alias.example.com", "/").status, 200);
+    assert_eq!(fetch(port, "logged.example.com", "/.env").status, 403);
     let access = root.join("logs/access.log");
     let line = wait_for_line(&access, |l| l.contains("\"GET / HTTP/1.0\" 200"));
     assert!(
@@ -376,8 +316,8 @@ fn apache_writes_the_site_into_the_shared_logs() {
         signal: "-TERM",
     };
 
-    assert_eq!(get(port, "alias.example.com", "/"), 200);
-    assert_eq!(get(port, "logged.example.com", "/.env"), 403);
+    assert_eq!(fetch(port, "alias.example.com", "/").status, 200);
+    assert_eq!(fetch(port, "logged.example.com", "/.env").status, 403);
     let access = root.join("logs/access.log");
     let line = wait_for_line(&access, |l| l.contains("\"GET / HTTP/1.0\" 200"));
     assert!(

@@ -1,5 +1,6 @@
 //! Properties of arbitrary valid sites: rendering is deterministic, nginx answers for exactly
-//! the site's names, and no value, however hostile it looks, splits a directive across lines.
+//! the site's names, and no value, however hostile it looks, splits an operator directive
+//! across lines.
 
 use std::collections::BTreeSet;
 
@@ -55,10 +56,12 @@ fn directive() -> impl Strategy<Value = ServerDirective> {
         })
 }
 
-/// A valid site with every setting drawn at random, rendered by `kind`.
-fn site(
+/// A valid site with every setting drawn at random, rendered by `kind`: `directives` are the
+/// tenant's, `operator` the operator's.
+pub fn site(
     kind: WebServerKind,
     directives: BoxedStrategy<Vec<ServerDirective>>,
+    operator: BoxedStrategy<Vec<ServerDirective>>,
 ) -> impl Strategy<Value = Website> {
     (
         (
@@ -78,14 +81,14 @@ fn site(
             any::<bool>(),
             prop::collection::btree_set(network(), 0..4),
             prop::collection::btree_set(network(), 0..4),
-            directives,
+            (directives, operator),
             1i64..1_000_000,
         ),
     )
         .prop_map(
             move |(
                 (domain, aliases, tls, www, php),
-                (gzip, ttl, headers, allowed, blocked, directives, id),
+                (gzip, ttl, headers, allowed, blocked, (directives, operator), id),
             )| {
                 let mut site = SiteBuilder::new(id, &domain, kind)
                     .tls(tls)
@@ -102,6 +105,7 @@ fn site(
                 site.settings.allowed_ips = allowed;
                 site.settings.blocked_ips = blocked;
                 site.settings.extra_directives = directives.try_into().expect("directives");
+                site.settings.operator_directives = operator.try_into().expect("directives");
                 site
             },
         )
@@ -111,10 +115,19 @@ fn random_directives() -> BoxedStrategy<Vec<ServerDirective>> {
     prop::collection::vec(directive(), 0..4).boxed()
 }
 
-/// A server, and a random site it renders.
+pub fn no_directives() -> BoxedStrategy<Vec<ServerDirective>> {
+    Just(Vec::new()).boxed()
+}
+
+/// A server, and a random site it renders, with random directives from the tenant (which the
+/// policy mostly refuses) and from the operator (which are written as they are).
 fn any_kind_site() -> impl Strategy<Value = (WebServerKind, Website)> {
-    prop::sample::select(KINDS.to_vec())
-        .prop_flat_map(|kind| (Just(kind), site(kind, random_directives())))
+    prop::sample::select(KINDS.to_vec()).prop_flat_map(|kind| {
+        (
+            Just(kind),
+            site(kind, random_directives(), random_directives()),
+        )
+    })
 }
 
 /// The names nginx must answer for, and which of them serve rather than redirect.
@@ -157,7 +170,7 @@ proptest! {
     }
 
     #[test]
-    fn nginx_answers_for_exactly_the_sites_names(site in site(WebServerKind::Nginx, random_directives())) {
+    fn nginx_answers_for_exactly_the_sites_names(site in site(WebServerKind::Nginx, random_directives(), random_directives())) {
         let text = render_all(WebServerKind::Nginx, &snapshot_layout(), &site);
         let blocks: Vec<BTreeSet<String>> = text
             .lines()
@@ -174,7 +187,7 @@ proptest! {
     fn no_value_splits_a_directive((kind, site) in any_kind_site()) {
         let text = render_all(kind, &snapshot_layout(), &site);
         let lines: Vec<&str> = text.lines().map(str::trim).collect();
-        for d in site.settings.extra_directives.as_slice() {
+        for d in site.settings.operator_directives.as_slice() {
             let line = directive_line(kind, d);
             prop_assert!(lines.contains(&line.as_str()), "{line:?} is not one whole line in\n{text}");
         }
@@ -212,7 +225,7 @@ fn known_directives(kind: WebServerKind) -> BoxedStrategy<Vec<ServerDirective>> 
         .boxed()
 }
 
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -225,7 +238,7 @@ proptest! {
 
     /// Arbitrary sites (with directives nginx knows, each at most once) pass the real `nginx -t`.
     #[test]
-    fn random_sites_pass_the_real_nginx(site in site(WebServerKind::Nginx, known_directives(WebServerKind::Nginx))) {
+    fn random_sites_pass_the_real_nginx(site in site(WebServerKind::Nginx, known_directives(WebServerKind::Nginx), no_directives())) {
         let Some(binary) = server_binary("HOSTING_TEST_NGINX") else {
             return Ok(());
         };
@@ -242,7 +255,7 @@ proptest! {
 
     /// The same for Apache and the real `apache2 -t`.
     #[test]
-    fn random_sites_pass_the_real_apache(site in site(WebServerKind::Apache, known_directives(WebServerKind::Apache))) {
+    fn random_sites_pass_the_real_apache(site in site(WebServerKind::Apache, known_directives(WebServerKind::Apache), no_directives())) {
         let Some(binary) = server_binary("HOSTING_TEST_APACHE") else {
             return Ok(());
         };

@@ -1,13 +1,15 @@
 //! Fixtures, temporary directories, the test certificate and the real-binary switch.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use hosting_core::HostLayout;
 use hosting_core::model::{
-    NodeId, ServerDirective, Ssl, SslProvider, TenantId, UserId, Website, WebsiteId,
-    WebsiteSettings, WebsiteStatus, WwwRedirect,
+    ExtraDirectives, NodeId, ServerDirective, Ssl, SslProvider, TenantId, UserId, Website,
+    WebsiteId, WebsiteSettings, WebsiteStatus, WwwRedirect,
 };
 use hosting_core::types::{PhpVersion, WebServerKind};
 use hosting_web::{
@@ -85,18 +87,20 @@ impl SiteBuilder {
         self
     }
 
+    /// The tenant's extra directives (rendered only as far as the server's policy accepts them).
     pub fn directives(mut self, directives: &[(&str, &[&str])]) -> Self {
-        let list: Vec<ServerDirective> = directives
-            .iter()
-            .map(|(name, args)| ServerDirective {
-                name: name.parse().expect("fixture directive"),
-                args: args
-                    .iter()
-                    .map(|a| a.parse().expect("fixture argument"))
-                    .collect(),
-            })
-            .collect();
-        self.0.settings.extra_directives = list.try_into().expect("fixture directives");
+        self.0.settings.extra_directives = directive_list(directives);
+        self
+    }
+
+    /// The operator's directives (rendered as they are).
+    pub fn operator_directives(mut self, directives: &[(&str, &[&str])]) -> Self {
+        self.0.settings.operator_directives = directive_list(directives);
+        self
+    }
+
+    pub fn status(mut self, status: WebsiteStatus) -> Self {
+        self.0.status = status;
         self
     }
 
@@ -112,20 +116,54 @@ impl SiteBuilder {
     }
 }
 
-/// A directive each server accepts inside a site's block, with its arguments.
+fn directive_list(directives: &[(&str, &[&str])]) -> ExtraDirectives {
+    let list: Vec<ServerDirective> = directives
+        .iter()
+        .map(|(name, args)| ServerDirective {
+            name: name.parse().expect("fixture directive"),
+            args: args
+                .iter()
+                .map(|a| a.parse().expect("fixture argument"))
+                .collect(),
+        })
+        .collect();
+    list.try_into().expect("fixture directives")
+}
+
+/// Tenant directives each server's policy accepts (and the server itself), with arguments.
 pub fn valid_directives(kind: WebServerKind) -> &'static [(&'static str, &'static [&'static str])] {
     match kind {
         WebServerKind::Nginx => &[
             ("client_max_body_size", &["128m"]),
             ("keepalive_timeout", &["30"]),
             ("charset", &["utf-8"]),
+            ("auth_basic_user_file", &["private/htpasswd"]),
         ],
         WebServerKind::Apache => &[
             ("LimitRequestBody", &["134217728"]),
-            ("KeepAliveTimeout", &["30"]),
+            ("Header", &["set", "X-Tuned", "yes"]),
             ("AddDefaultCharset", &["utf-8"]),
+            ("AuthUserFile", &["private/htpasswd"]),
         ],
         _ => &[("enableIpGeo", &["0"]), ("addDefaultCharset", &["on"])],
+    }
+}
+
+/// A tenant directive outside each server's policy: a log file of the node.
+pub fn refused_directive(kind: WebServerKind) -> (&'static str, &'static [&'static str]) {
+    match kind {
+        WebServerKind::Nginx => ("access_log", &["/etc/tenant.log"]),
+        WebServerKind::Apache => ("CustomLog", &["/etc/tenant.log", "combined"]),
+        _ => ("errorlog", &["/etc/tenant.log"]),
+    }
+}
+
+/// An operator directive (outside the policy) each server accepts inside a site's block.
+pub fn operator_directive(kind: WebServerKind) -> (&'static str, &'static [&'static str]) {
+    match kind {
+        WebServerKind::Nginx => ("sendfile", &["off"]),
+        WebServerKind::Apache => ("KeepAliveTimeout", &["30"]),
+        _ => ("enableBr", &["1"]),
     }
 }
 
@@ -196,7 +234,10 @@ pub fn fixtures(kind: WebServerKind) -> Vec<(String, Website)> {
     variant(
         "extra-directives",
         &|b| {
-            b.directives(valid_directives(kind))
+            let mut tenant = valid_directives(kind).to_vec();
+            tenant.push(refused_directive(kind));
+            b.directives(&tenant)
+                .operator_directives(&[operator_directive(kind)])
                 .php(Some(PhpVersion::V8_1))
                 .tls(true)
         },
@@ -215,6 +256,26 @@ pub fn fixtures(kind: WebServerKind) -> Vec<(String, Website)> {
         "gzip-cache-headers-http",
         &|b| b.performance(true, Some(600), true),
         "fast-http.example.com",
+    );
+    variant(
+        "suspended",
+        &|b| {
+            b.status(WebsiteStatus::Suspended)
+                .aliases(&["www.paused.example.com", "shop.paused.example.com"])
+                .www(WwwRedirect::ToWww)
+                .php(Some(PhpVersion::V8_3))
+                .directives(valid_directives(kind))
+        },
+        "paused.example.com",
+    );
+    variant(
+        "suspended-https",
+        &|b| {
+            b.status(WebsiteStatus::Suspended)
+                .tls(true)
+                .php(Some(PhpVersion::V8_2))
+        },
+        "paused-tls.example.com",
     );
     out
 }
@@ -358,4 +419,106 @@ pub fn node_for(dir: &Path, sites: &[Website]) -> HostLayout {
         }
     }
     layout
+}
+
+/// Whether this test runs as root; otherwise `SKIPPED: needs root` is printed (a failure under
+/// `CI=true`).
+pub fn needs_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1));
+    if euid == Some("0") {
+        return true;
+    }
+    assert!(!in_ci(), "this test needs root, and CI=true");
+    eprintln!("SKIPPED: needs root");
+    false
+}
+
+/// A server started by a test, stopped with `signal` (and waited for) on drop, also when the
+/// test failed half-way.
+pub struct Running {
+    pub pid_file: PathBuf,
+    pub signal: &'static str,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Ok(pid) = std::fs::read_to_string(&self.pid_file) else {
+            return;
+        };
+        let pid = pid.trim().to_owned();
+        let _ = std::process::Command::new("kill")
+            .arg(self.signal)
+            .arg(&pid)
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(&pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Whether `pid` is a process that has not exited (a zombie counts as gone).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// An HTTP answer: status, head (header names lower-cased) and body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// `GET path` for `host` on 127.0.0.1:`port`, retried while the server starts.
+pub fn fetch(port: u16, host: &str, path: &str) -> Answer {
+    fetch_with(port, host, path, "")
+}
+
+/// [`fetch`] with `headers` (each ending in `\r\n`) added to the request.
+pub fn fetch_with(port: u16, host: &str, path: &str, headers: &str) -> Answer {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = (|| -> std::io::Result<Answer> {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            write!(
+                stream,
+                "GET {path} HTTP/1.0\r\nHost: {host}\r\n{headers}\r\n"
+            )?;
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw)?;
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+            let status = head
+                .get(9..12)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:?}")))?;
+            Ok(Answer {
+                status,
+                head: head.to_ascii_lowercase(),
+                body: body.to_owned(),
+            })
+        })();
+        match attempt {
+            Ok(answer) => return answer,
+            Err(e) if Instant::now() >= deadline => panic!("GET {path} on {host}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(25)),
+        }
+    }
 }

@@ -79,11 +79,11 @@ async fn apache_accepts_every_fixture() {
     every_fixture_passes(WebServerKind::Apache, &apache).await;
 }
 
-/// An unknown directive renders (it is a well-formed value) but the real server refuses it,
-/// and the error carries the server's own words naming it.
+/// An unknown operator directive renders (operator directives are written as they are) but
+/// the real server refuses it, and the error carries the server's own words naming it.
 async fn unknown_directive_is_refused(kind: WebServerKind, binary: &Path, directive: &str) {
     let site = SiteBuilder::new(1, "example.com", kind)
-        .directives(&[(directive, &["on"])])
+        .operator_directives(&[(directive, &["on"])])
         .build();
     match stage_and_validate(kind, binary, &[site]).await {
         Err(Error::Validation { tool, output }) => {
@@ -98,7 +98,7 @@ async fn unknown_directive_is_refused(kind: WebServerKind, binary: &Path, direct
 }
 
 #[tokio::test]
-async fn nginx_refuses_an_unknown_extra_directive() {
+async fn nginx_refuses_an_unknown_operator_directive() {
     let Some(nginx) = server_binary("HOSTING_TEST_NGINX") else {
         return;
     };
@@ -106,7 +106,7 @@ async fn nginx_refuses_an_unknown_extra_directive() {
 }
 
 #[tokio::test]
-async fn apache_refuses_an_unknown_extra_directive() {
+async fn apache_refuses_an_unknown_operator_directive() {
     let Some(apache) = server_binary("HOSTING_TEST_APACHE") else {
         return;
     };

@@ -14,7 +14,10 @@ use utoipa_axum::routes;
 
 use super::{Errors, PageParams, detached};
 use crate::app::AppState;
-use crate::dto::{AuditView, HealthView, JobView, NewNodeBody, NodeView, PageOf, PhpVersionView};
+use crate::dto::{
+    AdoptAccountBody, AuditView, HealthView, JobView, NewNodeBody, NodeAccountView, NodeView,
+    PageOf, PhpVersionView,
+};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Authed, JsonBody, NoQuery, Paging, PathId};
 
@@ -23,6 +26,7 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_nodes, create_node))
         .routes(routes!(get_node, delete_node))
         .routes(routes!(php_versions))
+        .routes(routes!(list_node_accounts, adopt_node_account))
         .routes(routes!(apply_node))
         .routes(routes!(list_audit))
         .routes(routes!(list_jobs))
@@ -50,7 +54,11 @@ async fn list_nodes(
     Paging(page): Paging,
 ) -> ApiResult<Json<PageOf<NodeView>>> {
     let page = state.panel().list_nodes(&actor, page).await?;
-    Ok(Json(PageOf::from_page(page, Into::into)))
+    let panel = state.panel();
+    Ok(Json(PageOf::from_page(page, |node| {
+        let isolation = panel.node_isolation(node.id);
+        NodeView::new(node, isolation)
+    })))
 }
 
 /// Record a node (the operator only). Its backends are attached by the server (the local
@@ -67,7 +75,8 @@ async fn create_node(
 ) -> ApiResult<(StatusCode, Json<NodeView>)> {
     let panel = state.panel().clone();
     let node = detached(async move { panel.create_node(&actor, body.into()).await }).await?;
-    Ok((StatusCode::CREATED, Json(node.into())))
+    let isolation = state.panel().node_isolation(node.id);
+    Ok((StatusCode::CREATED, Json(NodeView::new(node, isolation))))
 }
 
 /// One node.
@@ -82,7 +91,49 @@ async fn get_node(
     _: NoQuery,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<Json<NodeView>> {
-    Ok(Json(state.panel().get_node(&actor, id).await?.into()))
+    let node = state.panel().get_node(&actor, id).await?;
+    Ok(Json(NodeView::new(node, state.panel().node_isolation(id))))
+}
+
+/// The Unix accounts the panel keeps on a node, each with its one tenant (the operator only).
+#[utoipa::path(
+    get, path = "/nodes/{id}/accounts", tag = "nodes",
+    params(("id" = i64, Path, description = "The node"), PageParams),
+    responses((status = 200, description = "A page of accounts", body = PageOf<NodeAccountView>), Errors)
+)]
+async fn list_node_accounts(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    PathId(id): PathId<NodeId>,
+    Paging(page): Paging,
+) -> ApiResult<Json<PageOf<NodeAccountView>>> {
+    let page = state.panel().list_node_accounts(&actor, id, page).await?;
+    Ok(Json(PageOf::from_page(page, Into::into)))
+}
+
+/// Adopt an existing Unix account on the node for a tenant, so its websites can run as it
+/// (a migration; the operator only, audited). Never a system account (uid or gid below 1000).
+#[utoipa::path(
+    post, path = "/nodes/{id}/accounts", tag = "nodes",
+    params(("id" = i64, Path, description = "The node")),
+    request_body = AdoptAccountBody,
+    responses((status = 201, description = "Adopted", body = NodeAccountView), Errors)
+)]
+async fn adopt_node_account(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    _: NoQuery,
+    PathId(id): PathId<NodeId>,
+    JsonBody(body): JsonBody<AdoptAccountBody>,
+) -> ApiResult<(StatusCode, Json<NodeAccountView>)> {
+    let panel = state.panel().clone();
+    let account = detached(async move {
+        panel
+            .adopt_node_account(&actor, id, body.tenant_id, body.name)
+            .await
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(account.into())))
 }
 
 /// Remove a node that serves no websites (the operator only).

@@ -12,8 +12,8 @@ use utoipa_axum::routes;
 use super::{Errors, PageParams, detached};
 use crate::app::AppState;
 use crate::dto::{
-    CreatedWebsiteView, DatabaseCredentialsView, DatabaseView, NewWebsiteBody, PageOf, PhpBody,
-    WebServerBody, WebsitePatchBody, WebsiteView,
+    CreatedWebsiteView, DatabaseCredentialsView, DatabaseView, NewWebsiteBody,
+    OperatorDirectivesBody, PageOf, PhpBody, WebServerBody, WebsitePatchBody, WebsiteView,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Authed, JsonBody, NoQuery, Paging, PathId};
@@ -27,6 +27,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(switch_web_server))
         .routes(routes!(suspend_website))
         .routes(routes!(resume_website))
+        .routes(routes!(set_operator_directives))
         .routes(routes!(rotate_database_password))
         .routes(routes!(list_databases))
 }
@@ -218,7 +219,8 @@ async fn switch_web_server(
     change_website(&state, actor, id, changes).await
 }
 
-/// Suspend a website: its node stops serving it; its files and database stay.
+/// Suspend a website: its names answer 403 with a short page and its PHP stops; its files and
+/// database stay.
 #[utoipa::path(
     post, path = "/websites/{id}/suspend", tag = "websites",
     params(("id" = i64, Path, description = "The website")),
@@ -235,6 +237,32 @@ async fn suspend_website(
         ..WebsiteChanges::default()
     };
     change_website(&state, actor, id, changes).await
+}
+
+/// Replace a website's operator directives: raw directives past the directive policy, for
+/// what tenants may not do (the operator only; audited; shown in the website's
+/// `settings.operator_directives`). The web server's own configuration test still applies.
+#[utoipa::path(
+    put, path = "/websites/{id}/operator-directives", tag = "websites",
+    params(("id" = i64, Path, description = "The website")),
+    request_body = OperatorDirectivesBody,
+    responses((status = 200, description = "The website, deployed", body = WebsiteView), Errors)
+)]
+async fn set_operator_directives(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    _: NoQuery,
+    PathId(id): PathId<WebsiteId>,
+    JsonBody(body): JsonBody<OperatorDirectivesBody>,
+) -> ApiResult<Json<WebsiteView>> {
+    let panel = state.panel().clone();
+    let website = detached(async move {
+        panel
+            .set_operator_directives(&actor, id, body.directives)
+            .await
+    })
+    .await?;
+    Ok(Json(website.into()))
 }
 
 /// Serve a suspended website again.
