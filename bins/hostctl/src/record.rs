@@ -4,20 +4,60 @@
 //! web server has moved) and the baseline `plan` compares the state file with. It is written
 //! only after an apply succeeded, atomically (temporary file, fsync, rename, fsync of the
 //! directory), so it never holds half a state.
+//!
+//! It also remembers the Unix accounts hostctl created (name, uid, gid): only those are ever
+//! removed, and a site may name one without adopting it. An account is recorded the moment it
+//! exists, before anything else happens, so a failed apply never loses track of one; sites
+//! whose account and directories an unfinished apply prepared are kept as `pending`.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use hosting_core::UnixAccount;
 use hosting_core::model::Website;
-use hosting_core::types::WebServerKind;
+use hosting_core::types::{SystemUser, WebServerKind};
 use serde::{Deserialize, Serialize};
 
 use crate::state::{DesiredState, Mode};
 
-/// The format written by this version.
-const FORMAT: u32 = 1;
+/// The format written by this version: 2 added `accounts` and `pending`.
+const FORMAT: u32 = 2;
+/// The format before: read as having no accounts and nothing pending.
+const FORMAT_WITHOUT_ACCOUNTS: u32 = 1;
+
+/// A Unix account hostctl created for a site (as root, with `LocalAccounts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedAccount {
+    /// Its name.
+    pub name: SystemUser,
+    /// Its uid when it was created.
+    pub uid: u32,
+    /// Its primary group's gid.
+    pub gid: u32,
+}
+
+impl RecordedAccount {
+    /// As the account tools know it.
+    pub fn unix(&self) -> UnixAccount {
+        UnixAccount {
+            name: self.name.clone(),
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+}
+
+impl From<UnixAccount> for RecordedAccount {
+    fn from(a: UnixAccount) -> Self {
+        Self {
+            name: a.name,
+            uid: a.uid,
+            gid: a.gid,
+        }
+    }
+}
 
 /// The node-wide settings an apply used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,10 +81,19 @@ pub struct Recorded {
     pub node: RecordedNode,
     /// Every site that is live, as applied.
     pub sites: Vec<Website>,
+    /// Sites that are not live but may have directories (and an account) on the node: an
+    /// apply that failed after preparing them, or a removed site whose files are still to be
+    /// deleted. The next apply makes them live or deletes their files.
+    #[serde(default)]
+    pub pending: Vec<Website>,
+    /// The accounts hostctl created and has not removed yet.
+    #[serde(default)]
+    pub accounts: Vec<RecordedAccount>,
 }
 
 impl Recorded {
-    /// The record of applying `sites` with `state`'s node settings.
+    /// The record of applying `sites` with `state`'s node settings, nothing pending and no
+    /// account.
     pub fn of(state: &DesiredState, sites: Vec<Website>) -> Self {
         Self {
             format: FORMAT,
@@ -55,7 +104,22 @@ impl Recorded {
                 https_port: state.node.ports.https,
             },
             sites,
+            pending: Vec::new(),
+            accounts: Vec::new(),
         }
+    }
+
+    /// The account hostctl created under `name`, if it did.
+    pub fn account(&self, name: &SystemUser) -> Option<&RecordedAccount> {
+        self.accounts.iter().find(|a| a.name == *name)
+    }
+
+    /// The live or pending site `id`: the account it runs as is fixed while hostctl keeps it.
+    pub fn known_site(&self, id: i64) -> Option<&Website> {
+        self.sites
+            .iter()
+            .chain(&self.pending)
+            .find(|s| s.id.0 == id)
     }
 }
 
@@ -92,14 +156,19 @@ impl StateDir {
                 path.display()
             )
         })?;
-        if recorded.format != FORMAT {
-            anyhow::bail!(
-                "{} has format {}, this hostctl reads format {FORMAT}",
-                path.display(),
-                recorded.format
-            );
+        match recorded.format {
+            FORMAT => Ok(Some(recorded)),
+            // Written before hostctl created accounts: it has none, and nothing pending.
+            FORMAT_WITHOUT_ACCOUNTS => Ok(Some(Recorded {
+                format: FORMAT,
+                ..recorded
+            })),
+            other => anyhow::bail!(
+                "{} has format {other}, this hostctl reads formats {FORMAT_WITHOUT_ACCOUNTS} \
+                 and {FORMAT}",
+                path.display()
+            ),
         }
-        Ok(Some(recorded))
     }
 
     /// Replaces the record atomically.
@@ -168,13 +237,33 @@ mod tests {
              domain = \"a.example.com\"\nsystem_user = \"u\"\nphp_version = \"8.2\"\n",
         )
         .expect("state");
-        let first = Recorded::of(&state, state.sites.clone());
+        let mut first = Recorded::of(&state, state.websites());
+        first.accounts.push(RecordedAccount {
+            name: "shop".parse().expect("name"),
+            uid: 20_001,
+            gid: 20_001,
+        });
+        first.pending = state.websites();
         dir.save(&first).expect("save");
-        assert_eq!(dir.load().expect("load"), Some(first));
+        assert_eq!(dir.load().expect("load"), Some(first.clone()));
+        assert!(first.account(&"shop".parse().expect("name")).is_some());
+        assert!(first.known_site(1).is_some() && first.known_site(2).is_none());
         let empty = Recorded::of(&state, Vec::new());
         dir.save(&empty).expect("save");
-        assert_eq!(dir.load().expect("load"), Some(empty));
+        assert_eq!(dir.load().expect("load"), Some(empty.clone()));
         assert!(!dir.dir.join("applied.json.tmp").exists());
+        // A record of the format before accounts reads as one without accounts.
+        let mut old = serde_json::to_value(&empty).expect("json");
+        old["format"] = 1.into();
+        if let Some(fields) = old.as_object_mut() {
+            fields.remove("accounts");
+            fields.remove("pending");
+        }
+        std::fs::write(dir.record_path(), old.to_string()).expect("write");
+        assert_eq!(dir.load().expect("load"), Some(empty));
+        old["format"] = 3.into();
+        std::fs::write(dir.record_path(), old.to_string()).expect("write");
+        assert!(dir.load().is_err(), "a newer format is refused");
         let _lock = dir.lock().expect("lock");
         std::fs::remove_dir_all(root).expect("cleanup");
     }

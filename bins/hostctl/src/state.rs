@@ -3,17 +3,23 @@
 //! Every value that ends up in a server configuration is one of hosting-core's newtypes
 //! (`DomainName`, `PhpVersion`, `SystemUser`, `ConfinedPath`, `WebsiteSettings`, ...), whose
 //! `Deserialize` runs the same checks as their parsers, so a bad value is refused here, with
-//! the field's name, before anything is rendered or touched.
+//! the field's name, before anything is rendered or touched. A site's `extra_directives` must
+//! also pass the node's web server's directive policy, as they must in the panel; the
+//! operator's own directives (`operator_directives`) are taken as written, since the state
+//! file is the operator's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use hosting_core::accounts::derived_account_name;
 use hosting_core::model::{
-    NodeId, TenantId, UserId, Website, WebsiteId, WebsiteSettings, WebsiteStatus, check_domains,
+    ExtraDirectives, NodeId, TenantId, UserId, Website, WebsiteId, WebsiteSettings, WebsiteStatus,
+    check_domains,
 };
 use hosting_core::types::{ConfinedPath, DomainName, PhpVersion, SystemUser, WebServerKind};
-use hosting_web::Ports;
+use hosting_core::{DirectivePolicy, UidRange};
+use hosting_web::{APACHE_POLICY, NGINX_POLICY, Ports};
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
@@ -87,6 +93,14 @@ impl NodeServer {
             NodeServer::Apache => "apache",
         }
     }
+
+    /// The directives a site's `extra_directives` may use on this server: the panel's rules.
+    pub fn directive_policy(self) -> DirectivePolicy {
+        match self {
+            NodeServer::Nginx => NGINX_POLICY,
+            NodeServer::Apache => APACHE_POLICY,
+        }
+    }
 }
 
 /// The error is the rule `node.web_server` breaks, so every kind hostctl cannot run is refused
@@ -127,6 +141,35 @@ pub struct NodeSettings {
     pub apache_binary: PathBuf,
     /// Extra PHP installations, in file order.
     pub php: Vec<PhpInstallEntry>,
+    /// The uids and gids of the accounts hostctl creates for sites (as root).
+    pub uid_range: UidRange,
+}
+
+/// How a site's Unix account is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountChoice {
+    /// No `system_user`: hostctl gives the site an account of its own, named after its domain
+    /// (created by `apply` as root; the current user without root).
+    Own,
+    /// `system_user` without `adopt_account`: an account hostctl created (for another site, or
+    /// in this apply), or the current user without root.
+    Named,
+    /// `system_user` with `adopt_account = true`: an existing account of the operator's (uid
+    /// and gid 1000 or above), used as is and never removed by hostctl.
+    Adopted,
+}
+
+/// One `[[site]]`, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteSpec {
+    /// Its position in the file (`site[i]` in messages).
+    pub index: usize,
+    /// The SDK's website record. Its `system_user` is the named account, or for
+    /// [`AccountChoice::Own`] the name derived from the domain until the accounts are resolved
+    /// (`crate::accounts::resolve`), which may pick another (`-2`, ... when it is taken).
+    pub site: Website,
+    /// How its account is chosen.
+    pub account: AccountChoice,
 }
 
 /// A parsed, checked state file.
@@ -134,8 +177,15 @@ pub struct NodeSettings {
 pub struct DesiredState {
     /// The `[node]` table.
     pub node: NodeSettings,
-    /// Every `[[site]]`, as the SDK's website records, sorted by id.
-    pub sites: Vec<Website>,
+    /// Every `[[site]]`, sorted by id.
+    pub sites: Vec<SiteSpec>,
+}
+
+impl DesiredState {
+    /// The website records, sorted by id (accounts not resolved yet).
+    pub fn websites(&self) -> Vec<Website> {
+        self.sites.iter().map(|s| s.site.clone()).collect()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +210,7 @@ struct RawNode {
     apache_binary: Option<PathBuf>,
     #[serde(default)]
     php: Vec<PhpInstallEntry>,
+    uid_range: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,10 +221,14 @@ struct RawSite {
     #[serde(default)]
     aliases: Vec<DomainName>,
     php_version: Option<PhpVersion>,
-    system_user: SystemUser,
+    system_user: Option<SystemUser>,
+    #[serde(default)]
+    adopt_account: bool,
     document_root: Option<ConfinedPath>,
     #[serde(default)]
     settings: WebsiteSettings,
+    #[serde(default)]
+    operator_directives: ExtraDirectives,
 }
 
 fn default_http_port() -> u16 {
@@ -202,6 +257,9 @@ pub fn load(path: &Path) -> anyhow::Result<DesiredState> {
 pub fn parse(text: &str) -> Result<DesiredState, String> {
     let raw: RawFile = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
     let node = check_node(raw.node)?;
+    let server =
+        NodeServer::try_from(node.web_server).map_err(|rule| format!("node.web_server: {rule}"))?;
+    let policy = server.directive_policy();
     let mut sites = Vec::with_capacity(raw.site.len());
     let mut ids: BTreeMap<i64, usize> = BTreeMap::new();
     let mut names: BTreeMap<DomainName, usize> = BTreeMap::new();
@@ -236,25 +294,62 @@ pub fn parse(text: &str) -> Result<DesiredState, String> {
                 .parse()
                 .map_err(|e| format!("site[{i}].document_root: {e}"))?,
         };
-        sites.push(Website {
-            id: WebsiteId(site.id),
-            tenant_id: LOCAL_TENANT,
-            owner_id: LOCAL_OWNER,
-            domain: site.domain,
-            aliases: site.aliases,
-            node_id: LOCAL_NODE,
-            web_server: node.web_server,
-            php_version: site.php_version,
-            system_user: site.system_user,
-            document_root,
-            status: WebsiteStatus::Active,
-            settings: site.settings,
-            created_at: TIMESTAMP,
-            updated_at: TIMESTAMP,
+        policy
+            .check(site.settings.extra_directives.as_slice())
+            .map_err(|e| {
+                format!(
+                    "site[{i}].settings.{}: {} (the operator's own directives go in the \
+                     site's operator_directives)",
+                    e.field, e.rule
+                )
+            })?;
+        let (system_user, account) = match (site.system_user, site.adopt_account) {
+            (Some(name), false) => (name, AccountChoice::Named),
+            (Some(name), true) => (name, AccountChoice::Adopted),
+            (None, false) => (first_derived_name(&site.domain, i)?, AccountChoice::Own),
+            (None, true) => {
+                return Err(format!(
+                    "site[{i}].adopt_account: names no account; set system_user to the \
+                     existing account to adopt"
+                ));
+            }
+        };
+        let mut settings = site.settings;
+        settings.operator_directives = site.operator_directives;
+        sites.push(SiteSpec {
+            index: i,
+            site: Website {
+                id: WebsiteId(site.id),
+                tenant_id: LOCAL_TENANT,
+                owner_id: LOCAL_OWNER,
+                domain: site.domain,
+                aliases: site.aliases,
+                node_id: LOCAL_NODE,
+                web_server: node.web_server,
+                php_version: site.php_version,
+                system_user,
+                document_root,
+                status: WebsiteStatus::Active,
+                settings,
+                created_at: TIMESTAMP,
+                updated_at: TIMESTAMP,
+            },
+            account,
         });
     }
-    sites.sort_by_key(|s| s.id);
+    sites.sort_by_key(|s| s.site.id);
     Ok(DesiredState { node, sites })
+}
+
+/// How many derived names are tried for one site (`name`, `name-2`, ...).
+pub const DERIVED_ATTEMPTS: u32 = 32;
+
+/// The first valid account name derived from `domain` (a derived name can be a reserved one,
+/// such as `www-data` for `www.data`; the next attempt is not).
+fn first_derived_name(domain: &DomainName, i: usize) -> Result<SystemUser, String> {
+    (0..DERIVED_ATTEMPTS)
+        .find_map(|attempt| derived_account_name(domain, attempt).ok())
+        .ok_or_else(|| format!("site[{i}].domain: no account name can be derived from {domain}"))
 }
 
 fn check_node(raw: RawNode) -> Result<NodeSettings, String> {
@@ -302,6 +397,12 @@ fn check_node(raw: RawNode) -> Result<NodeSettings, String> {
             .apache_binary
             .unwrap_or_else(|| PathBuf::from("/usr/sbin/apache2")),
         php: raw.php,
+        uid_range: match raw.uid_range {
+            Some(range) => range
+                .parse()
+                .map_err(|e: hosting_core::InvalidValue| format!("node.uid_range: {}", e.rule))?,
+            None => UidRange::DEFAULT,
+        },
     })
 }
 
@@ -352,9 +453,11 @@ mod tests {
         assert!(!state.node.listen_ipv6, "prefix mode defaults to IPv4 only");
         assert_eq!(state.node.nginx_binary, PathBuf::from("/usr/sbin/nginx"));
         assert_eq!(state.node.php.len(), 1);
-        let ids: Vec<i64> = state.sites.iter().map(|s| s.id.0).collect();
+        assert_eq!(state.node.uid_range, UidRange::DEFAULT);
+        let ids: Vec<i64> = state.sites.iter().map(|s| s.site.id.0).collect();
         assert_eq!(ids, [1, 2], "sorted by id");
-        let shop = &state.sites[1];
+        assert_eq!(state.sites[1].index, 0, "the position in the file");
+        let shop = &state.sites[1].site;
         assert_eq!(shop.domain.as_str(), "shop.example.com", "lower-cased");
         assert_eq!(shop.php_version, Some(PhpVersion::V8_2));
         assert_eq!(shop.document_root.as_str(), "public_html");
@@ -366,10 +469,85 @@ mod tests {
         );
         assert_eq!(shop.status, WebsiteStatus::Active);
         assert_eq!(shop.created_at, TIMESTAMP);
-        let plain = &state.sites[0];
+        assert_eq!(state.sites[1].account, AccountChoice::Named);
+        let plain = &state.sites[0].site;
         assert_eq!(plain.php_version, None);
         assert_eq!(plain.document_root.as_str(), DEFAULT_DOCUMENT_ROOT);
         assert_eq!(plain.settings, WebsiteSettings::default());
+        assert_eq!(state.sites[0].account, AccountChoice::Own);
+        assert_eq!(
+            plain.system_user.as_str(),
+            "static-example-com",
+            "derived from the domain until resolved"
+        );
+    }
+
+    #[test]
+    fn accounts_are_derived_named_or_adopted() {
+        let state = parse(&format!(
+            "[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nuid_range = \"30000-30099\"\n\
+             [[site]]\nid = 1\ndomain = \"www.data\"\n\
+             [[site]]\nid = 2\ndomain = \"b.example.com\"\nsystem_user = \"legacy\"\nadopt_account = true\n"
+        ))
+        .expect("parses");
+        assert_eq!(state.node.uid_range, "30000-30099".parse().expect("range"));
+        assert_eq!(
+            state.sites[0].site.system_user.as_str(),
+            "www-data-2",
+            "www-data is reserved: the next derived name"
+        );
+        assert_eq!(state.sites[1].account, AccountChoice::Adopted);
+        let err = error_of(&with_site("id = 1\ndomain = \"a.example.com\"\nadopt_account = true"));
+        assert!(err.starts_with("site[0].adopt_account:"), "{err}");
+        let err = error_of("[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nuid_range = \"100-200\"\n");
+        assert!(err.starts_with("node.uid_range: must start at 1000"), "{err}");
+        let err = error_of("[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nuid_range = \"20000\"\n");
+        assert!(err.starts_with("node.uid_range:"), "{err}");
+    }
+
+    #[test]
+    fn extra_directives_pass_the_web_servers_policy_and_operator_directives_are_the_operators() {
+        let err = error_of(&with_site(
+            "id = 1\ndomain = \"a.example.com\"\n[site.settings]\nextra_directives = [\
+             { name = \"client_max_body_size\", args = [\"64m\"] },\
+             { name = \"access_log\", args = [\"/etc/x.log\"] }]",
+        ));
+        assert!(
+            err.starts_with("site[0].settings.extra_directives[1].name: 'access_log' is not a directive"),
+            "{err}"
+        );
+        let err = error_of(&with_site(
+            "id = 1\ndomain = \"a.example.com\"\n[site.settings]\nextra_directives = [\
+             { name = \"client_max_body_size\", args = [\"lots\"] }]",
+        ));
+        assert!(
+            err.starts_with("site[0].settings.extra_directives[0].args[0]: must be a size"),
+            "{err}"
+        );
+        // Apache's policy for an Apache node.
+        let err = error_of(
+            "[node]\nweb_server = \"apache\"\nmode = \"prefix\"\n[[site]]\nid = 1\n\
+             domain = \"a.example.com\"\n[site.settings]\nextra_directives = [\
+             { name = \"client_max_body_size\", args = [\"64m\"] }]",
+        );
+        assert!(err.starts_with("site[0].settings.extra_directives[0].name"), "{err}");
+        // Operator directives are the operator's, outside the policy.
+        let state = parse(&with_site(
+            "id = 1\ndomain = \"a.example.com\"\n\
+             operator_directives = [{ name = \"access_log\", args = [\"/var/log/x.log\"] }]\n\
+             [site.settings]\nextra_directives = [{ name = \"client_max_body_size\", args = [\"64m\"] }]",
+        ))
+        .expect("parses");
+        let settings = &state.sites[0].site.settings;
+        assert_eq!(settings.operator_directives.as_slice().len(), 1);
+        assert_eq!(settings.operator_directives.as_slice()[0].name.as_str(), "access_log");
+        assert_eq!(settings.extra_directives.as_slice().len(), 1);
+        // Never inside settings, where a tenant's settings would be.
+        let err = error_of(&with_site(
+            "id = 1\ndomain = \"a.example.com\"\n[site.settings]\n\
+             operator_directives = [{ name = \"access_log\", args = [\"/var/log/x.log\"] }]",
+        ));
+        assert!(err.contains("operator_directives"), "{err}");
     }
 
     #[test]

@@ -363,7 +363,14 @@ async fn every_sample_site_passes_caddy_validate_including_https() {
         return;
     };
     let dir = TempDir::new();
-    let sites = web::sample_sites_with_tls(KIND, &users());
+    let mut sites = web::sample_sites_with_tls(KIND, &users());
+    // A suspended HTTPS site too: its blocks are of their own.
+    let mut suspended = sites[5].clone();
+    suspended.id = hosting_core::model::WebsiteId(20);
+    suspended.domain = "suspended.suite.example.com".parse().expect("domain");
+    suspended.aliases = vec![];
+    suspended.status = hosting_core::model::WebsiteStatus::Suspended;
+    sites.push(suspended);
     let layout = node(&dir.0, &sites);
     let (caddy, _stop, _) = backend(binary, &dir.0, layout);
     let staged = dir.0.join("staged");
@@ -452,5 +459,18 @@ async fn caddy_serves_redirects_challenges_headers_and_hides_dotfiles() {
     }
     let (status, _, _) = get(port, "restricted.suite.example.com", "/").await;
     assert_eq!(status, 200, "127.0.0.1 is in the allow list");
+
+    // Suspended: every path of every name answers the 403 page, nothing of the site.
+    let mut suspended = sites.clone();
+    suspended[3].status = hosting_core::model::WebsiteStatus::Suspended;
+    caddy.apply(&suspended).await.expect("apply a suspension");
+    for host in ["suite-aliases.example.net", "www.suite-aliases.example.net"] {
+        for path in ["/", challenge, "/.env"] {
+            let (status, head, body) = get(port, host, path).await;
+            assert_eq!(status, 403, "{host}{path}: {head}");
+            assert!(head.contains("content-type: text/html"), "{head}");
+            assert!(body.contains("<h1>This site is suspended.</h1>"), "{body}");
+        }
+    }
     caddy.apply(&[]).await.expect("remove every site");
 }

@@ -151,9 +151,10 @@ pub struct CreateSite {
     /// The PHP version (installed on the node); leave out for a static site.
     #[arg(long, value_name = "VERSION")]
     php: Option<String>,
-    /// The Unix account the site's PHP runs as (it must exist on the node).
+    /// Run as an account the panel already keeps for your tenant on the node (another site's
+    /// `system_user`); leave out and the panel creates one for the site.
     #[arg(long, value_name = "USER")]
-    system_user: String,
+    system_user: Option<String>,
     /// The document root, under the site's home.
     #[arg(long, value_name = "PATH", default_value = "public")]
     document_root: String,
