@@ -289,6 +289,9 @@ impl WebServer for TimedWeb<'_> {
     fn kind(&self) -> WebServerKind {
         WebServer::kind(self.0)
     }
+    fn directive_policy(&self) -> hosting_core::DirectivePolicy {
+        WebServer::directive_policy(self.0)
+    }
     fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
         Nginx::render_site(self.0, site)
     }

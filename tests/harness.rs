@@ -5,6 +5,14 @@
 //! variable the test is reported as skipped with the variable's name; under `CI=true` it fails
 //! instead, so a CI run can never pass by skipping. No test talks to a server it did not get
 //! from here.
+//!
+//! A test that creates real Unix accounts (a panel node with `LocalAccounts`) checks
+//! [`root_or_skip`] first, then claims its own uids with [`TestUids::claim`]: 50 uids in
+//! 20000-59999 that no account or group of the machine uses and no other test of the process
+//! holds, to give `LocalAccounts::new` as its range. When the guard drops, also after a failed
+//! assertion, every process of a uid in that range is killed and every account and group in
+//! it deleted, so a failing test leaves nothing behind and tests run side by side in one
+//! `cargo test`.
 
 use sqlx::Connection;
 
@@ -168,6 +176,162 @@ impl Default for TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether this process runs as root (what creating Unix accounts needs); otherwise the test is
+/// reported as skipped (`SKIPPED: needs root`).
+///
+/// # Panics
+/// Under `CI=true` when not root: CI runs the account tests as root.
+pub fn root_or_skip() -> bool {
+    let out = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("run id -u");
+    if String::from_utf8_lossy(&out.stdout).trim() == "0" {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "this test creates Unix accounts and needs root, and CI=true"
+    );
+    eprintln!("SKIPPED: needs root (it creates Unix accounts)");
+    false
+}
+
+/// The uid ranges the tests of this process hold, so two never share one.
+static CLAIMED: std::sync::Mutex<Vec<hosting_core::UidRange>> = std::sync::Mutex::new(Vec::new());
+
+/// A number no other call (in this process or another) is likely to draw.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// `getent DATABASE`'s entries as (name, id): uids of `passwd`, gids of `group`.
+fn getent_ids(database: &str) -> Vec<(String, u32)> {
+    let out = std::process::Command::new("getent")
+        .arg(database)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run getent {database}: {e}"));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            let id = fields.get(2)?.parse().ok()?;
+            Some(((*fields.first()?).to_owned(), id))
+        })
+        .collect()
+}
+
+/// Runs a program directly and answers its exit code (`None` when killed or not started).
+fn status_of(program: &str, args: &[&str]) -> Option<i32> {
+    std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()
+        .and_then(|s| s.code())
+}
+
+/// A range of uids (and gids) of one test's own, for the Unix accounts a panel node creates
+/// in it. Dropping it kills every process of a uid in the range and deletes every account and
+/// group in it, whatever the test did or left half-done.
+#[derive(Debug)]
+pub struct TestUids {
+    range: hosting_core::UidRange,
+}
+
+impl TestUids {
+    /// How many uids a test gets.
+    pub const LEN: u32 = 50;
+
+    /// Claims [`TestUids::LEN`] uids of 20000-59999 that no account or group on this machine
+    /// has and no other test of this process holds. Needs root to clean up: check
+    /// [`root_or_skip`] first.
+    ///
+    /// # Panics
+    /// When no free range turns up in 1000 draws.
+    pub fn claim() -> Self {
+        let (low, high) = (20_000u32, 59_999u32);
+        let starts = u64::from(high - low + 2 - Self::LEN);
+        let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..1000 {
+            let first = low + u32::try_from(random() % starts).expect("below 40000");
+            let range = hosting_core::UidRange::new(first, first + Self::LEN - 1).expect("range");
+            let overlaps = |other: &hosting_core::UidRange| {
+                other.first() <= range.last() && range.first() <= other.last()
+            };
+            if claimed.iter().any(overlaps) {
+                continue;
+            }
+            let used = getent_ids("passwd")
+                .into_iter()
+                .chain(getent_ids("group"))
+                .any(|(_, id)| range.contains(id));
+            if !used {
+                claimed.push(range);
+                return Self { range };
+            }
+        }
+        panic!("no free range of {} uids in {low}-{high}", Self::LEN)
+    }
+
+    /// The range, for `LocalAccounts::new`.
+    pub fn range(&self) -> hosting_core::UidRange {
+        self.range
+    }
+
+    /// The accounts on this machine whose uid is in the range: (name, uid), by uid.
+    pub fn accounts(&self) -> Vec<(String, u32)> {
+        let mut found: Vec<(String, u32)> = getent_ids("passwd")
+            .into_iter()
+            .filter(|(_, uid)| self.range.contains(*uid))
+            .collect();
+        found.sort_by_key(|(_, uid)| *uid);
+        found
+    }
+}
+
+impl Drop for TestUids {
+    fn drop(&mut self) {
+        // Each may already be gone: the outcome is only that nothing of the range is left.
+        for (name, uid) in self.accounts() {
+            let uid = uid.to_string();
+            for attempt in 0..100 {
+                for selector in ["-U", "-u"] {
+                    status_of("pkill", &["-KILL", selector, &uid]);
+                }
+                // userdel: 8 is "currently used by a process" (a killed one not reaped yet).
+                if status_of("userdel", &[&name]) != Some(8) {
+                    break;
+                }
+                if attempt == 99 {
+                    status_of("userdel", &["--force", &name]);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        for (group, gid) in getent_ids("group") {
+            if self.range.contains(gid) {
+                status_of("groupdel", &[&group]);
+            }
+        }
+        let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+        claimed.retain(|r| *r != self.range);
     }
 }
 

@@ -1,43 +1,58 @@
 //! The `Panel` service's website sagas on real servers: nginx and PHP-FPM 8.2 started by the SDK
 //! under a temporary prefix, customer databases on the MariaDB that `scripts/test.sh` starts,
-//! the panel's records on SQLite.
+//! the panel's records on SQLite, and real Unix accounts (`LocalAccounts`, so the tests need
+//! root) in a uid range of each test's own ([`TestUids`], which removes whatever is left in it).
+//! Site homes are `0750` in the web server's group (`www-data`), as the panel runs as root.
 //!
-//! - a website created with a database serves PHP 8.2 over HTTP, runs as its own user and
-//!   connects to its database with the credentials the panel returned once; switching it to
-//!   PHP 8.4 and deleting it leave nothing behind (no pool, vhost, database, login or files);
-//! - a failure injected at each step of the create saga (database, files, PHP pools, vhost,
-//!   and the final record update, failed inside SQLite by a trigger) leaves no partial site behind: no record, database, login, directory, pool or vhost, and
-//!   the neighbouring site keeps answering.
+//! - a website created with a database gets a Unix account of its own, named after its domain,
+//!   with a uid in the node's range, recorded for its tenant; it serves PHP 8.2 over HTTP
+//!   running as that account and connects to its database with the credentials the panel
+//!   returned once; switching it to PHP 8.4 and deleting it leave nothing behind (no pool,
+//!   vhost, database, login, files, account, account record, process of its uid or file of its
+//!   uid in the shared temporary directory);
+//! - a failure injected at each step of the create saga (the account, created before it
+//!   fails; database, files, PHP pools, vhost, and the final record update, failed inside
+//!   SQLite by a trigger) leaves no partial site behind: no record, database, login, directory,
+//!   pool, vhost, Unix account or account record, and the neighbouring site keeps answering;
+//! - a second site of the same tenant may name the first one's account: it runs as it, the
+//!   account outlives the first site's deletion and goes with the last site using it;
+//! - another tenant's admin naming that account (or an account of the node the panel did not
+//!   create) is `Invalid` on `system_user`, and nothing is created.
 #![allow(clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
+use hosting_core::accounts::{LocalAccounts, derived_account_name};
 use hosting_core::auth::{Keyring, SigningKey};
 use hosting_core::auth_store::AuthStore;
 use hosting_core::jobs::JobStore;
 use hosting_core::model::{
-    DatabaseSettings, NewNode, NewTenant, NewUser, NewWebsite, NodeRole, Role, Website,
-    WebsiteChanges, WebsiteSettings, WebsiteStatus,
+    AuditOutcome, DatabaseSettings, NewNode, NewTenant, NewUser, NodeRole, Role, TenantId, Website,
+    WebsiteChanges, WebsiteRequest, WebsiteSettings, WebsiteStatus,
 };
 use hosting_core::panel::{Actor, AuthSettings, DatabaseServer, NodeBackends, Panel, PanelParts};
 use hosting_core::php::{PhpInstallation, PhpRuntime};
 use hosting_core::site_files::{LocalSiteFiles, SiteFiles};
 use hosting_core::system::SystemRunner;
-use hosting_core::types::{DbEngine, DbName, DbUserName, Password, PhpVersion, WebServerKind};
+use hosting_core::types::{
+    DbEngine, DbName, DbUserName, Password, PhpVersion, SystemUser, WebServerKind,
+};
 use hosting_core::{
-    ApplyReport, Caller, DatabaseBackend, DatabaseOptions, DbCapabilities, Drift, Error,
-    HostLayout, Operator, PanelStore, RenderedFile, Result, SystemClock, WebServer,
+    ApplyReport, Caller, DatabaseBackend, DatabaseOptions, DbCapabilities, DirectivePolicy, Drift,
+    Error, HostLayout, Isolation, NodeAccounts, Operator, PageRequest, PanelStore, RenderedFile,
+    Result, SystemClock, UidRange, UnixAccount, WebServer,
 };
 use hosting_db::customer::{CustomerServerConfig, MySqlBackend};
 use hosting_db::{SqlStore, StoreOptions};
 use hosting_php::{DiscoveryConfig, FpmConfig, FpmService, PhpFpm, PrefixInstall};
 use hosting_tests::{
-    MARIADB_URL, TempDir, env_or_skip, free_port, fresh_sqlite, http_get, server_url,
+    MARIADB_URL, TempDir, TestUids, env_or_skip, free_port, fresh_sqlite, http_get, root_or_skip,
+    server_url,
 };
 use hosting_web::{Management, Nginx, NginxConfig, Ports};
 use sqlx::Connection;
@@ -45,6 +60,7 @@ use sqlx::Connection;
 /// Which saga step fails next (each flag fails one call, then clears itself).
 #[derive(Debug, Default)]
 struct Faults {
+    account: AtomicBool,
     database: AtomicBool,
     files: AtomicBool,
     php: AtomicBool,
@@ -66,6 +82,9 @@ struct FaultyWeb(Arc<dyn WebServer>, Arc<Faults>);
 impl WebServer for FaultyWeb {
     fn kind(&self) -> WebServerKind {
         self.0.kind()
+    }
+    fn directive_policy(&self) -> DirectivePolicy {
+        self.0.directive_policy()
     }
     fn render_site(&self, site: &Website) -> Result<Vec<RenderedFile>> {
         self.0.render_site(site)
@@ -182,7 +201,35 @@ impl SiteFiles for FaultyFiles {
     }
 }
 
-/// A panel over SQLite with one node: nginx + PHP-FPM 8.2 and 8.4 under a prefix, MariaDB.
+/// Creates the account, then fails: the saga must remove the account it asked for.
+#[derive(Debug)]
+struct FaultyAccounts(LocalAccounts, Arc<Faults>);
+
+#[async_trait]
+impl NodeAccounts for FaultyAccounts {
+    fn isolation(&self) -> Isolation {
+        self.0.isolation()
+    }
+    fn uid_range(&self) -> UidRange {
+        self.0.uid_range()
+    }
+    async fn find(&self, name: &SystemUser) -> Result<Option<UnixAccount>> {
+        self.0.find(name).await
+    }
+    async fn create(&self, name: &SystemUser) -> Result<UnixAccount> {
+        let account = self.0.create(name).await?;
+        if tripped(&self.1.account) {
+            return Err(injected("account"));
+        }
+        Ok(account)
+    }
+    async fn remove(&self, account: &UnixAccount) -> Result<()> {
+        self.0.remove(account).await
+    }
+}
+
+/// A panel over SQLite with one node: nginx + PHP-FPM 8.2 and 8.4 under a prefix, MariaDB,
+/// site homes in `www-data`, and Unix accounts from the test's own uids.
 struct World {
     _stop: Stop,
     _dir: TempDir,
@@ -191,16 +238,22 @@ struct World {
     store: Arc<SqlStore>,
     faults: Arc<Faults>,
     admin: Actor,
+    /// The admin of a second tenant.
+    other_admin: Actor,
     node: hosting_core::model::NodeId,
     nginx: Arc<Nginx>,
     php: Arc<PhpFpm>,
     mariadb: Arc<MySqlBackend>,
     layout: HostLayout,
     port: u16,
-    user: hosting_core::types::SystemUser,
     prefix: String,
     /// The store's SQLite URL, for injecting a failure into the database itself.
     store_url: String,
+    /// The shared temporary directory the node's accounts clean on removal (the test's own:
+    /// the machine's `/tmp` is walked by other tests at the same time, see the report).
+    shared_tmp: PathBuf,
+    /// Last: the servers are told to stop first, then every account left is removed.
+    uids: TestUids,
 }
 
 /// Stops the servers started under the prefix, even when a test fails half-way.
@@ -220,13 +273,9 @@ impl Drop for Stop {
 }
 
 async fn world(name: &str) -> Option<World> {
-    let user: hosting_core::types::SystemUser = env_or_skip("HOSTING_TEST_SYSTEM_USERS")?
-        .split(',')
-        .next()
-        .expect("a test user")
-        .trim()
-        .parse()
-        .expect("user");
+    if !root_or_skip() {
+        return None;
+    }
     let nginx_binary = env_or_skip("HOSTING_TEST_NGINX")?;
     let php82 = PrefixInstall {
         fpm_binary: env_or_skip("HOSTING_TEST_PHP_FPM_82")?.into(),
@@ -247,6 +296,11 @@ async fn world(name: &str) -> Option<World> {
     for d in [&layout.php_run_dir, &layout.log_dir] {
         std::fs::create_dir_all(d).expect("mkdir layout");
     }
+    let shared_tmp = root.join("shared-tmp");
+    std::fs::create_dir(&shared_tmp).expect("mkdir shared tmp");
+    std::fs::set_permissions(&shared_tmp, std::fs::Permissions::from_mode(0o1777))
+        .expect("chmod shared tmp");
+    let uids = TestUids::claim();
     let port = free_port();
     let runner: Arc<dyn hosting_core::CommandRunner> = Arc::new(SystemRunner);
     let mut config = NginxConfig::new(layout.clone());
@@ -338,6 +392,28 @@ async fn world(name: &str) -> Option<World> {
         )
         .await
         .expect("node");
+    let other_tenant = store
+        .create_tenant(
+            &op,
+            NewTenant {
+                name: "Globex".parse().expect("name"),
+                slug: "globex".parse().expect("slug"),
+                quotas: Default::default(),
+            },
+        )
+        .await
+        .expect("second tenant");
+    let other_admin = store
+        .create_user_as_operator(
+            &op,
+            other_tenant.id,
+            NewUser {
+                role: Role::Admin,
+                email: "admin@globex.example".parse().expect("email"),
+            },
+        )
+        .await
+        .expect("second admin");
     let faults = Arc::new(Faults::default());
     let panel = Panel::new(PanelParts {
         store: store.clone() as Arc<dyn PanelStore>,
@@ -360,19 +436,28 @@ async fn world(name: &str) -> Option<World> {
                 port: db_port,
             }],
             files: Arc::new(FaultyFiles(
-                LocalSiteFiles::new(layout.clone(), runner),
+                LocalSiteFiles::new(layout.clone(), runner.clone())
+                    .with_web_group("www-data")
+                    .expect("web group"),
+                faults.clone(),
+            )),
+            accounts: Arc::new(FaultyAccounts(
+                LocalAccounts::new(runner, uids.range())
+                    .with_shared_temp_dirs([shared_tmp.clone()]),
                 faults.clone(),
             )),
         },
     );
-    let actor = Actor::trusted(
-        Caller {
-            tenant: tenant.id,
-            user: admin.id,
-            role: Role::Admin,
-        },
-        None,
-    );
+    let admin_of = |tenant: TenantId, user| {
+        Actor::trusted(
+            Caller {
+                tenant,
+                user,
+                role: Role::Admin,
+            },
+            None,
+        )
+    };
     Some(World {
         _stop: stop,
         _dir: dir,
@@ -380,16 +465,18 @@ async fn world(name: &str) -> Option<World> {
         panel,
         store,
         faults,
-        admin: actor,
+        admin: admin_of(tenant.id, admin.id),
+        other_admin: admin_of(other_tenant.id, other_admin.id),
         node: node.id,
         nginx,
         php,
         mariadb,
         layout,
         port,
-        user,
         prefix: format!("ps{}{name}", std::process::id()),
         store_url: url,
+        shared_tmp,
+        uids,
     })
 }
 
@@ -405,7 +492,8 @@ fn host_and_port(url: &str) -> (String, u16) {
 }
 
 impl World {
-    fn new_site(&self, n: u32, database: bool) -> NewWebsite {
+    /// Site `n` of `actor`, which leaves its account to the panel.
+    fn request(&self, actor: &Actor, n: u32, database: bool) -> WebsiteRequest {
         let mut settings = WebsiteSettings::default();
         if database {
             settings.database = Some(DatabaseSettings {
@@ -415,8 +503,8 @@ impl World {
                 collation: "utf8mb4_unicode_ci".parse().expect("collation"),
             });
         }
-        NewWebsite {
-            owner_id: self.admin.caller().user,
+        WebsiteRequest {
+            owner_id: actor.caller().user,
             domain: format!("site{n}.{}.example.com", self.prefix)
                 .parse()
                 .expect("domain"),
@@ -424,10 +512,44 @@ impl World {
             node_id: self.node,
             web_server: WebServerKind::Nginx,
             php_version: Some(PhpVersion::V8_2),
-            system_user: self.user.clone(),
+            system_user: None,
             document_root: "public".parse().expect("document root"),
             settings,
         }
+    }
+
+    /// Site `n` of the first tenant's admin.
+    fn new_site(&self, n: u32, database: bool) -> WebsiteRequest {
+        self.request(&self.admin, n, database)
+    }
+
+    /// The account the panel derives for `request` (its first choice).
+    fn derived_account(request: &WebsiteRequest) -> SystemUser {
+        derived_account_name(&request.domain, 0).expect("derived name")
+    }
+
+    /// The node's account records: (name, uid, tenant), by id.
+    async fn account_records(&self) -> Vec<(String, u32, TenantId)> {
+        self.store
+            .list_node_accounts(&Operator::assume(), self.node, PageRequest::default())
+            .await
+            .expect("list node accounts")
+            .items
+            .into_iter()
+            .map(|a| (a.name.as_str().to_owned(), a.uid, a.tenant_id))
+            .collect()
+    }
+
+    /// Every website record on the node, across tenants.
+    async fn node_site_ids(&self) -> Vec<hosting_core::model::WebsiteId> {
+        self.store
+            .list_node_websites(&Operator::assume(), self.node, PageRequest::default())
+            .await
+            .expect("list node websites")
+            .items
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
     }
 
     async fn sites(&self) -> Vec<Website> {
@@ -519,25 +641,113 @@ impl World {
     }
 }
 
+/// `getent passwd NAME`'s uid and gid, or `None` when the machine has no such account.
+fn passwd(name: &str) -> Option<(u32, u32)> {
+    let out = std::process::Command::new("getent")
+        .args(["passwd", name])
+        .output()
+        .expect("run getent");
+    if !out.status.success() {
+        return None;
+    }
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fields: Vec<&str> = line.trim().split(':').collect();
+    Some((
+        fields[2].parse().expect("uid"),
+        fields[3].parse().expect("gid"),
+    ))
+}
+
+/// Whether a process runs with `uid` as its real or effective uid.
+fn runs_as(uid: u32) -> bool {
+    ["-U", "-u"].iter().any(|selector| {
+        std::process::Command::new("pgrep")
+            .args([*selector, &uid.to_string()])
+            .output()
+            .expect("run pgrep")
+            .status
+            .success()
+    })
+}
+
+/// Everything under `dir` (itself included) owned by `uid`, never following a symlink.
+fn owned_by(dir: &Path, uid: u32) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.uid() == uid {
+            found.push(path.clone());
+        }
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(&path)
+        {
+            todo.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    found
+}
+
+/// A page that prints the PHP version and the name and uid PHP runs as.
+const WHOAMI: &str = "<?php $me = posix_getpwuid(posix_geteuid());\n\
+                      echo PHP_VERSION, ' ', $me['name'], ' ', $me['uid'];\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_with_a_database_serves_php_switches_version_and_is_deleted_without_a_trace() {
     let Some(w) = world("life").await else {
         return;
     };
+    let request = w.new_site(1, true);
+    let account = World::derived_account(&request);
     let created = w
         .panel
-        .create_website(&w.admin, w.new_site(1, true))
+        .create_website(&w.admin, request)
         .await
         .expect("create");
     assert_eq!(created.website.status, WebsiteStatus::Active);
-    let db = created.database.clone().expect("credentials");
     let site = created.website.clone();
+    assert_eq!(
+        site.system_user, account,
+        "an account of its own, named after the domain"
+    );
+    let (uid, gid) = passwd(account.as_str()).expect("the account exists");
+    assert!(
+        w.uids.range().contains(uid) && w.uids.range().contains(gid),
+        "uid {uid} and gid {gid} in the node's range {}",
+        w.uids.range()
+    );
+    assert_eq!(
+        w.account_records().await,
+        vec![(account.to_string(), uid, w.admin.caller().tenant)],
+        "recorded for the site's tenant"
+    );
+    let home = std::fs::metadata(w.layout.site(&site).home).expect("home");
+    let www_data = std::process::Command::new("getent")
+        .args(["group", "www-data"])
+        .output()
+        .expect("getent group");
+    let www_data: u32 = String::from_utf8_lossy(&www_data.stdout)
+        .split(':')
+        .nth(2)
+        .expect("gid field")
+        .parse()
+        .expect("gid");
+    assert_eq!(
+        (home.uid(), home.gid(), home.mode() & 0o7777),
+        (uid, www_data, 0o750),
+        "the home is the account's, in the web server's group, closed to others"
+    );
+
+    let db = created.database.clone().expect("credentials");
     w.write_page(
         &site,
         "index.php",
         &format!(
             "<?php $db = new PDO('mysql:host={};port={};dbname={}', '{}', '{}');\n\
-             echo PHP_VERSION, ' ', posix_getpwuid(posix_geteuid())['name'], ' ',\n\
+             $me = posix_getpwuid(posix_geteuid());\n\
+             echo PHP_VERSION, ' ', $me['name'], ' ', $me['uid'], ' ',\n\
              $db->query('SELECT DATABASE()')->fetchColumn();\n",
             db.host,
             db.port,
@@ -550,8 +760,8 @@ async fn a_site_with_a_database_serves_php_switches_version_and_is_deleted_witho
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("8.2."), "{body}");
     assert!(
-        body.ends_with(&format!(" {} {}", w.user, db.database)),
-        "{body}"
+        body.ends_with(&format!(" {account} {uid} {}", db.database)),
+        "PHP runs as the site's own account: {body}"
     );
 
     let switched = w
@@ -570,6 +780,7 @@ async fn a_site_with_a_database_serves_php_switches_version_and_is_deleted_witho
     let (status, body) = w.get(&site, "/").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("8.4."), "{body}");
+    assert!(body.contains(&format!(" {account} {uid} ")), "{body}");
     assert!(
         w.nginx
             .drift(std::slice::from_ref(&switched))
@@ -584,6 +795,11 @@ async fn a_site_with_a_database_serves_php_switches_version_and_is_deleted_witho
             .expect("drift")
             .is_empty()
     );
+    assert!(runs_as(uid), "a PHP worker runs as the account");
+    // What the site's PHP could leave in a shared temporary directory.
+    let left = w.shared_tmp.join("upload.tmp");
+    std::fs::write(&left, "x").expect("write");
+    std::os::unix::fs::chown(&left, Some(uid), Some(gid)).expect("chown");
 
     w.panel
         .delete_website(&w.admin, site.id)
@@ -596,6 +812,19 @@ async fn a_site_with_a_database_serves_php_switches_version_and_is_deleted_witho
         "the site's files are gone"
     );
     assert_eq!(w.live_configs(), Vec::<String>::new());
+    assert_eq!(passwd(account.as_str()), None, "the account is gone");
+    assert_eq!(w.uids.accounts(), vec![], "no account left in the range");
+    assert_eq!(w.account_records().await, vec![], "no account record left");
+    assert!(!runs_as(uid), "no process of the account is left");
+    assert_eq!(
+        owned_by(&w.layout.sites_root, uid),
+        Vec::<PathBuf>::new(),
+        "nothing of the account's uid is left where the site's home was"
+    );
+    assert!(
+        !left.exists(),
+        "its file in the shared temporary directory is gone"
+    );
     let (status, _) = w.get(&site, "/").await;
     assert_eq!(
         status, 404,
@@ -617,16 +846,26 @@ async fn a_failure_at_any_create_step_leaves_no_partial_site_behind() {
     w.write_page(&neighbour, "index.php", "<?php echo 'neighbour';\n");
     let configs = w.live_configs();
     assert_eq!(configs.len(), 2, "{configs:?}");
+    let records = w.account_records().await;
+    assert_eq!(
+        records.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+        vec![neighbour.system_user.as_str()]
+    );
+    let accounts = w.uids.accounts();
+    assert_eq!(
+        accounts.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(),
+        vec![neighbour.system_user.as_str()]
+    );
 
-    let steps: [(&str, &AtomicBool); 4] = [
+    let record = AtomicBool::new(false);
+    let steps: [(&str, &AtomicBool); 6] = [
+        ("account", &w.faults.account),
         ("database", &w.faults.database),
         ("files", &w.faults.files),
         ("deploy", &w.faults.php),
         ("deploy", &w.faults.web),
+        ("record", &record),
     ];
-    let record = AtomicBool::new(false);
-    let steps: [(&str, &AtomicBool); 5] =
-        [steps[0], steps[1], steps[2], steps[3], ("record", &record)];
     for (n, (step, flag)) in (2u32..).zip(steps) {
         flag.store(true, Ordering::SeqCst);
         // The last step (marking the site active) fails inside the database itself.
@@ -637,6 +876,7 @@ async fn a_failure_at_any_create_step_leaves_no_partial_site_behind() {
         }
         let new = w.new_site(n, true);
         let domain = new.domain.clone();
+        let account = World::derived_account(&new);
         let err = w
             .panel
             .create_website(&w.admin, new)
@@ -672,6 +912,21 @@ async fn a_failure_at_any_create_step_leaves_no_partial_site_behind() {
             configs,
             "live configs after a failed {step}"
         );
+        assert_eq!(
+            passwd(account.as_str()),
+            None,
+            "no account {account} after a failed {step}"
+        );
+        assert_eq!(
+            w.uids.accounts(),
+            accounts,
+            "accounts after a failed {step}"
+        );
+        assert_eq!(
+            w.account_records().await,
+            records,
+            "account records after a failed {step}"
+        );
         let (status, body) = w.get(&neighbour, "/").await;
         assert_eq!((status, body.as_str()), (200, "neighbour"), "after {step}");
     }
@@ -685,5 +940,155 @@ async fn a_failure_at_any_create_step_leaves_no_partial_site_behind() {
         .iter()
         .filter(|e| e.action == "website.create" && e.outcome.to_string() == "failed")
         .count();
-    assert_eq!(failed, 5, "every failed create is audited");
+    assert_eq!(failed, 6, "every failed create is audited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_named_account_of_the_tenant_is_shared_and_goes_with_its_last_site() {
+    let Some(w) = world("share").await else {
+        return;
+    };
+    let first = w
+        .panel
+        .create_website(&w.admin, w.new_site(1, false))
+        .await
+        .expect("first site")
+        .website;
+    let account = first.system_user.clone();
+    let (uid, _) = passwd(account.as_str()).expect("the first site's account");
+    let mut request = w.new_site(2, false);
+    request.system_user = Some(account.clone());
+    let unused = World::derived_account(&request);
+    let second = w
+        .panel
+        .create_website(&w.admin, request)
+        .await
+        .expect("a second site naming the tenant's account")
+        .website;
+    assert_eq!(second.system_user, account);
+    assert_eq!(
+        passwd(unused.as_str()),
+        None,
+        "no account of its own was made"
+    );
+    assert_eq!(
+        w.account_records().await,
+        vec![(account.to_string(), uid, w.admin.caller().tenant)],
+        "still one account, the tenant's"
+    );
+    for site in [&first, &second] {
+        w.write_page(site, "index.php", WHOAMI);
+        let (status, body) = w.get(site, "/").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.ends_with(&format!(" {account} {uid}")),
+            "site {} runs as {account}: {body}",
+            site.id
+        );
+    }
+
+    w.panel
+        .delete_website(&w.admin, first.id)
+        .await
+        .expect("delete the first site");
+    assert_eq!(
+        passwd(account.as_str()),
+        Some((uid, passwd(account.as_str()).expect("kept").1)),
+        "the account stays while the second site uses it"
+    );
+    assert_eq!(
+        w.account_records().await,
+        vec![(account.to_string(), uid, w.admin.caller().tenant)]
+    );
+    let (status, body) = w.get(&second, "/").await;
+    assert_eq!(status, 200, "the second site still serves: {body}");
+    assert!(body.ends_with(&format!(" {account} {uid}")), "{body}");
+
+    w.panel
+        .delete_website(&w.admin, second.id)
+        .await
+        .expect("delete the second site");
+    assert_eq!(passwd(account.as_str()), None, "gone with its last site");
+    assert_eq!(w.account_records().await, vec![]);
+    assert_eq!(w.uids.accounts(), vec![]);
+    assert!(!runs_as(uid), "no process of the account is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenant_cannot_name_an_account_and_nothing_is_created() {
+    let Some(w) = world("cross").await else {
+        return;
+    };
+    let theirs = w
+        .panel
+        .create_website(&w.admin, w.new_site(1, false))
+        .await
+        .expect("the first tenant's site")
+        .website;
+    let records = w.account_records().await;
+    assert_eq!(records.len(), 1);
+    w.write_page(&theirs, "index.php", WHOAMI);
+    let (status, body) = w.get(&theirs, "/").await;
+    assert_eq!(status, 200, "{body}");
+
+    // An account of the node the panel did not create (made here, in the node's range, so
+    // only the panel's record of it is missing).
+    let stranger: SystemUser = format!("{}x", w.prefix).parse().expect("name");
+    LocalAccounts::new(Arc::new(SystemRunner), w.uids.range())
+        .create(&stranger)
+        .await
+        .expect("an account outside the panel");
+    let accounts = w.uids.accounts();
+    let names: [SystemUser; 2] = [theirs.system_user.clone(), stranger];
+    for (n, named) in (2u32..).zip(names) {
+        let mut request = w.request(&w.other_admin, n, true);
+        request.system_user = Some(named.clone());
+        let own = World::derived_account(&request);
+        let err = w
+            .panel
+            .create_website(&w.other_admin, request)
+            .await
+            .expect_err("another tenant's account is refused");
+        match &err {
+            Error::Invalid { field, .. } => {
+                assert_eq!(field.as_ref(), "system_user", "{err}");
+            }
+            other => panic!("naming {named}: expected Invalid on system_user, got {other:?}"),
+        }
+        assert_eq!(
+            w.node_site_ids().await,
+            vec![theirs.id],
+            "no site record after naming {named}"
+        );
+        assert_eq!(w.account_records().await, records, "after naming {named}");
+        assert_eq!(w.uids.accounts(), accounts, "after naming {named}");
+        assert_eq!(
+            passwd(own.as_str()),
+            None,
+            "no account made for the request"
+        );
+        assert_eq!(
+            w.customer_db_objects().await,
+            (vec![], vec![]),
+            "no database after naming {named}"
+        );
+    }
+    let audit = w
+        .panel
+        .list_audit(&w.other_admin, Default::default())
+        .await
+        .expect("audit")
+        .items;
+    let creates: Vec<AuditOutcome> = audit
+        .iter()
+        .filter(|e| e.action == "website.create")
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(
+        creates,
+        vec![AuditOutcome::Failed; 2],
+        "both refusals are audited: {audit:?}"
+    );
+    let (status, body) = w.get(&theirs, "/").await;
+    assert_eq!(status, 200, "the first tenant's site still answers: {body}");
 }

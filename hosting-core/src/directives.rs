@@ -9,6 +9,26 @@ use std::path::Path;
 use crate::error::InvalidValue;
 use crate::model::ServerDirective;
 
+const SIZE_UNITS: &[(&str, u64)] = &[
+    ("", 1),
+    ("k", 1 << 10),
+    ("K", 1 << 10),
+    ("m", 1 << 20),
+    ("M", 1 << 20),
+    ("g", 1 << 30),
+    ("G", 1 << 30),
+];
+const MAX_SIZE_BYTES: u64 = 1 << 40;
+const DURATION_UNITS: &[(&str, u64)] = &[
+    ("", 1000),
+    ("ms", 1),
+    ("s", 1000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+];
+const MAX_DURATION_MS: u64 = 365 * 86_400_000;
+
 /// The type of one directive argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgRule {
@@ -42,16 +62,22 @@ pub enum ArgRule {
 impl ArgRule {
     /// Checks `arg`; the error is the rule, in words.
     fn check(self, arg: &str) -> Result<(), String> {
-        let digits_then = |units: &[&str]| {
+        // A number with a unit, at most `limit` in the unit's multiples (servers refuse, or
+        // overflow on, values past their own limits, which would fail the node's apply).
+        let scaled = |units: &[(&str, u64)], limit: u64| {
             let split = arg
                 .find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(arg.len());
             let (number, unit) = arg.split_at(split);
-            !number.is_empty() && number.len() <= 12 && (unit.is_empty() || units.contains(&unit))
+            let multiple = units.iter().find(|(u, _)| *u == unit).map(|(_, m)| *m);
+            match (number.parse::<u64>(), multiple) {
+                (Ok(n), Some(m)) => n.checked_mul(m).is_some_and(|v| v <= limit),
+                _ => false,
+            }
         };
         let ok = match self {
-            Self::Size => digits_then(&["k", "K", "m", "M", "g", "G"]),
-            Self::Duration => digits_then(&["ms", "s", "m", "h", "d"]),
+            Self::Size => scaled(SIZE_UNITS, MAX_SIZE_BYTES),
+            Self::Duration => scaled(DURATION_UNITS, MAX_DURATION_MS),
             Self::Number { min, max } => arg
                 .parse::<u64>()
                 .is_ok_and(|n| (min..=max).contains(&n) && !arg.starts_with('+')),
@@ -94,8 +120,12 @@ impl ArgRule {
 impl fmt::Display for ArgRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Size => f.write_str("a size such as 64m (digits, then k, m or g)"),
-            Self::Duration => f.write_str("a duration such as 30s (digits, then ms, s, m, h or d)"),
+            Self::Size => {
+                f.write_str("a size such as 64m (digits, then k, m or g), at most 1024g")
+            }
+            Self::Duration => f.write_str(
+                "a duration such as 30s (digits, then ms, s, m, h or d), at most 365d",
+            ),
             Self::Number { min, max } => write!(f, "a whole number from {min} to {max}"),
             Self::OnOff => f.write_str("on or off"),
             Self::OneOf(words) => write!(f, "one of {}", words.join(", ")),
@@ -121,6 +151,9 @@ pub struct AllowedDirective {
     pub required: &'static [ArgRule],
     /// Arguments that may follow, in order.
     pub optional: &'static [ArgRule],
+    /// Whether a site may list it more than once (`add_header`); most directives may appear
+    /// once, and a second one fails the server's configuration test.
+    pub repeatable: bool,
     /// Why a tenant wants it (shown in documentation).
     pub purpose: &'static str,
 }
@@ -150,8 +183,24 @@ impl DirectivePolicy {
     /// rule it broke.
     pub fn check(&self, directives: &[ServerDirective]) -> Result<(), InvalidValue> {
         for (i, directive) in directives.iter().enumerate() {
-            self.check_one(directive)
-                .map_err(|(field, rule)| InvalidValue::new(format!("extra_directives[{i}]{field}"), rule))?;
+            self.check_one(directive).map_err(|(field, rule)| {
+                InvalidValue::new(format!("extra_directives[{i}]{field}"), rule)
+            })?;
+            let repeatable = self
+                .allowed
+                .iter()
+                .any(|a| a.name == directive.name.as_str() && a.repeatable);
+            if !repeatable
+                && let Some(first) = directives[..i].iter().position(|d| d.name == directive.name)
+            {
+                return Err(InvalidValue::new(
+                    format!("extra_directives[{i}].name"),
+                    format!(
+                        "'{}' may appear once (it is already extra_directives[{first}])",
+                        directive.name
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -285,18 +334,21 @@ mod tests {
             name: "client_max_body_size",
             required: &[ArgRule::Size],
             optional: &[],
+            repeatable: false,
             purpose: "upload limit",
         },
         AllowedDirective {
             name: "add_header",
             required: &[ArgRule::HeaderName, ArgRule::HeaderValue],
             optional: &[ArgRule::OneOf(&["always"])],
+            repeatable: true,
             purpose: "a response header",
         },
         AllowedDirective {
             name: "auth_basic_user_file",
             required: &[ArgRule::SitePath],
             optional: &[],
+            repeatable: false,
             purpose: "password file",
         },
     ]);
@@ -331,6 +383,34 @@ mod tests {
             .check(&[directive("add_header", &["X"])])
             .expect_err("too few");
         assert_eq!(e.field, "extra_directives[0].args");
+    }
+
+    #[test]
+    fn sizes_are_bounded_and_directives_appear_once_unless_repeatable() {
+        assert!(POLICY.check(&[directive("client_max_body_size", &["1024g"])]).is_ok());
+        for bad in ["1025g", "99999999999999g", "1t", "m", "-1"] {
+            assert!(
+                POLICY
+                    .check(&[directive("client_max_body_size", &[bad])])
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        let e = POLICY
+            .check(&[
+                directive("client_max_body_size", &["1m"]),
+                directive("client_max_body_size", &["2m"]),
+            ])
+            .expect_err("twice");
+        assert_eq!(e.field, "extra_directives[1].name");
+        assert!(
+            POLICY
+                .check(&[
+                    directive("add_header", &["X-A", "1"]),
+                    directive("add_header", &["X-B", "2"]),
+                ])
+                .is_ok()
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! failure), `drift` says which live files or servers differ, `remove` takes one site off,
 //! `stop` stops the servers hostctl started. Run `hostctl node --help` for the file format.
 
+mod accounts;
 mod error;
 mod node;
 mod panel;
@@ -29,6 +30,7 @@ use hosting_core::node::NodeReport;
 use hosting_core::system::SystemRunner;
 use serde_json::{Value, json};
 
+use crate::accounts::Resolved;
 use crate::error::{EXIT_DRIFT, EXIT_OK, exit_code, invalid, is_invalid};
 use crate::node::{DriftReport, FileDiff, Node};
 use crate::plan::{Change, Plan};
@@ -69,6 +71,7 @@ checked before anything is touched: a bad one is refused naming its field (exit 
   listen_ipv6 = false           # nginx only; default false in prefix mode, true in system mode
   nginx_binary = \"/usr/sbin/nginx\"      # default
   apache_binary = \"/usr/sbin/apache2\"   # default
+  uid_range = \"20000-59999\"     # default: the uids of the accounts hostctl creates (root)
 
   [[node.php]]                  # extra PHP-FPM builds at any prefix; Debian's
   fpm_binary = \"/opt/php/8.4/sbin/php-fpm\"   # /usr/sbin/php-fpmX.Y are always found, and a
@@ -80,11 +83,25 @@ checked before anything is touched: a bad one is refused naming its field (exit 
   domain = \"shop.example.com\"
   aliases = [\"www.shop.example.com\"]
   php_version = \"8.2\"           # 8.0 to 8.4, installed here; leave out for a static site
-  system_user = \"shop\"          # an existing Unix account; the site's PHP runs as it
+  # system_user = \"shop\"        # optional, see Accounts below
+  # adopt_account = true
   document_root = \"public\"      # under the site's home; default \"public\"
+  operator_directives = [{ name = \"access_log\", args = [\"/var/log/shop.log\"] }]
+                                # yours, written as is (no policy)
   [site.settings]               # all optional: gzip, cache_ttl_secs, security_headers,
-  gzip = true                   # allowed_ips, blocked_ips, www_redirect, extra_directives,
+  gzip = true                   # allowed_ips, blocked_ips, www_redirect, extra_directives
+                                # (must pass the web server's directive policy),
                                 # php = { memory_limit, max_execution_time, ... }, ssl
+
+Accounts (the panel's rules):
+  As root every site runs as a Unix account of its own: without system_user, apply creates
+  one named after the domain (uid and gid from node.uid_range, no password, nologin) and
+  removes it, after the site's files, with the last site that runs as it. system_user may
+  name an account hostctl created for another site (sites then share it), or, with
+  adopt_account = true, an existing account of yours (uid and gid 1000 or above), which
+  hostctl never removes. Any other account is refused (exit 2). Without root there are no
+  separate accounts: every site runs as the current user (isolation: none). A site's account
+  never changes while hostctl keeps the site.
 
 Modes:
   prefix  everything lives under --root: sites in ROOT/node/sites/site<ID>, sockets and
@@ -105,7 +122,8 @@ Modes:
           service is down).
 
 hostctl records what it applied in ROOT/state/applied.json (the `previous` of the next
-apply, so a PHP version switch keeps the old pool until the web server moved).";
+apply, so a PHP version switch keeps the old pool until the web server moved), and the
+accounts it created.";
 
 /// The hosting SDK's command line.
 #[derive(Debug, Parser)]
@@ -147,10 +165,12 @@ enum NodeCommand {
     Plan(Target),
     /// Make the node serve exactly the sites of the state file.
     ///
-    /// Creates each site's missing directories (home, document root, tmp, sessions; owned by
-    /// its system user; existing ones are never touched), then applies through the SDK: PHP
-    /// pools for the old and new state, the web server, then only the new pools. A failure
-    /// leaves the previous configuration live. Records the result in ROOT/state/applied.json.
+    /// Creates the sites' new accounts (as root), each site's missing directories (home,
+    /// document root, tmp, sessions; owned by its account; as root the home is 0750 in the web
+    /// server's group), then applies through the SDK: PHP pools for the old and new state, the
+    /// web server, then only the new pools. A failure leaves the previous configuration live.
+    /// Then deletes the homes of removed sites that ran as accounts hostctl created, and the
+    /// accounts no site runs as any more. Records the result in ROOT/state/applied.json.
     Apply {
         #[command(flatten)]
         target: Target,
@@ -164,9 +184,11 @@ enum NodeCommand {
     Drift(Target),
     /// Take one site off this node: apply the state file without it and record that.
     ///
-    /// Its vhost and PHP pool go; its files under the site's home are kept. hostctl never
-    /// edits the state file, which is yours: delete the site's [[site]] block from it too,
-    /// or `plan` shows the site as added and the next `apply` puts it back. Other pending
+    /// Its vhost and PHP pool go. When it ran as an account hostctl created, its home is
+    /// deleted, and the account is removed when no other site runs as it; a site running as
+    /// an adopted account (or, without root, as the current user) keeps its files. hostctl
+    /// never edits the state file, which is yours: delete the site's [[site]] block from it
+    /// too, or `plan` shows the site as added and the next `apply` puts it back. Other pending
     /// changes in the file are applied with the removal (run `plan` first).
     Remove {
         #[command(flatten)]
@@ -259,10 +281,12 @@ struct Loaded {
     state_dir: StateDir,
     recorded: Option<Recorded>,
     node: Node,
+    /// The sites with their accounts.
+    resolved: Resolved,
 }
 
-/// Parses the state file, reads the record, builds the backends and renders every site once,
-/// so every invalid input is reported before anything changes.
+/// Parses the state file, reads the record, builds the backends, renders every site once and
+/// gives each its account, so every invalid input is reported before anything changes.
 async fn load(target: &Target, root: PathBuf, state: DesiredState) -> anyhow::Result<Loaded> {
     let state_dir = StateDir::new(&root);
     let recorded = state_dir.load()?;
@@ -279,13 +303,15 @@ async fn load(target: &Target, root: PathBuf, state: DesiredState) -> anyhow::Re
         )));
     }
     let node = Node::open(&root, &state).await?;
-    node.check_sites(&state.sites)?;
+    node.check_sites(&state.websites())?;
+    let resolved = node.resolve(&state, recorded.as_ref()).await?;
     Ok(Loaded {
         root,
         state,
         state_dir,
         recorded,
         node,
+        resolved,
     })
 }
 
@@ -334,6 +360,23 @@ fn plan_text(loaded: &Loaded, plan: &Plan) -> String {
             php.join(", ")
         }
     );
+    let accounts = &plan.accounts;
+    match (&accounts.account, &accounts.uid_range) {
+        (Some(account), _) => {
+            let _ = writeln!(
+                out,
+                "isolation: none: hostctl does not run as root, so every site runs as {account}"
+            );
+        }
+        (None, range) => {
+            let _ = writeln!(
+                out,
+                "isolation: accounts: every site runs as an account of its own (new ones get \
+                 uids {})",
+                range.as_deref().unwrap_or("-")
+            );
+        }
+    }
     if loaded.recorded.is_none() {
         out.push_str("nothing applied yet under this root\n");
     }
@@ -347,6 +390,7 @@ fn plan_text(loaded: &Loaded, plan: &Plan) -> String {
             vec![
                 s.id.to_string(),
                 s.domain.clone(),
+                s.system_user.to_string(),
                 php_label(s.php_version.from, s.php_version.to),
                 s.change.as_str().to_owned(),
                 s.details.join(", "),
@@ -357,9 +401,28 @@ fn plan_text(loaded: &Loaded, plan: &Plan) -> String {
         out.push_str("no sites\n");
     } else {
         out.push_str(&table(
-            &["SITE", "DOMAIN", "PHP", "CHANGE", "DETAIL"],
+            &["SITE", "DOMAIN", "ACCOUNT", "PHP", "CHANGE", "DETAIL"],
             &rows,
         ));
+    }
+    for new in &accounts.create {
+        let _ = writeln!(out, "account to create: {} (site {})", new.name, new.site);
+    }
+    for files in &accounts.delete_files {
+        let _ = writeln!(
+            out,
+            "files to delete: {} (site {}, {})",
+            files.home.display(),
+            files.site,
+            files.domain
+        );
+    }
+    for account in &accounts.remove {
+        let _ = writeln!(
+            out,
+            "account to remove: {} (uid {}; no site runs as it)",
+            account.name, account.uid
+        );
     }
     if plan.is_empty() && loaded.recorded.is_some() {
         out.push_str("nothing to change: the state file is what was applied\n");
@@ -393,6 +456,7 @@ fn plan_json(loaded: &Loaded, plan: &Plan) -> Value {
         "applied_before": loaded.recorded.is_some(),
         "node_changes": plan.node_changes,
         "sites": plan.sites,
+        "accounts": plan.accounts,
         "summary": {
             "added": plan.count(Change::Added),
             "changed": plan.count(Change::Changed),
@@ -402,10 +466,19 @@ fn plan_json(loaded: &Loaded, plan: &Plan) -> Value {
     })
 }
 
+/// The plan of `loaded`: its state file compared with its record.
+fn plan_of(loaded: &Loaded) -> Plan {
+    Plan::between(
+        loaded.recorded.as_ref(),
+        &loaded.state.node,
+        &loaded.resolved,
+        &loaded.node.paths.layout,
+    )
+}
+
 async fn plan(target: &Target, as_json: bool) -> anyhow::Result<u8> {
     let loaded = load_target(target).await?;
-    loaded.node.owners(&loaded.state.sites).await?;
-    let plan = Plan::between(loaded.recorded.as_ref(), &loaded.state);
+    let plan = plan_of(&loaded);
     if as_json {
         println!("{}", plan_json(&loaded, &plan));
     } else {
@@ -425,9 +498,8 @@ fn not_running_text(report: &DriftReport) -> String {
 
 async fn dry_run_apply(target: &Target, as_json: bool) -> anyhow::Result<u8> {
     let loaded = load_target(target).await?;
-    loaded.node.owners(&loaded.state.sites).await?;
-    let plan = Plan::between(loaded.recorded.as_ref(), &loaded.state);
-    let (report, diffs) = loaded.node.diff(&loaded.state.sites).await?;
+    let plan = plan_of(&loaded);
+    let (report, diffs) = loaded.node.diff(&loaded.resolved.sites).await?;
     if as_json {
         println!(
             "{}",
@@ -518,14 +590,18 @@ fn applied_text(loaded: &Loaded, before: &DriftReport, report: &NodeReport) -> S
 async fn apply(target: &Target, remove: Option<i64>, as_json: bool) -> anyhow::Result<u8> {
     let root = absolute_root(&target.root)?;
     let mut state = state::load(&target.state)?;
-    let in_file = remove.is_some_and(|id| state.sites.iter().any(|s| s.id.0 == id));
+    let in_file = remove.is_some_and(|id| state.sites.iter().any(|s| s.site.id.0 == id));
     let mut removed: Option<Website> = None;
     if let Some(id) = remove {
         let recorded = StateDir::new(&root).load()?;
         let applied = recorded
             .as_ref()
             .and_then(|r| r.sites.iter().find(|s| s.id.0 == id).cloned());
-        let listed = state.sites.iter().find(|s| s.id.0 == id).cloned();
+        let listed = state
+            .sites
+            .iter()
+            .find(|s| s.site.id.0 == id)
+            .map(|s| s.site.clone());
         removed = applied.or(listed);
         if removed.is_none() {
             return Err(invalid(format!(
@@ -534,7 +610,7 @@ async fn apply(target: &Target, remove: Option<i64>, as_json: bool) -> anyhow::R
                 root.display()
             )));
         }
-        state.sites.retain(|s| s.id.0 != id);
+        state.sites.retain(|s| s.site.id.0 != id);
     }
     let mut loaded = load(target, root, state).await?;
     if let Some(r) = &loaded.recorded
@@ -550,22 +626,32 @@ async fn apply(target: &Target, remove: Option<i64>, as_json: bool) -> anyhow::R
             node::stop_command(&loaded.root, r.node.mode, old)
         )));
     }
-    let owners = loaded.node.owners(&loaded.state.sites).await?;
     // Everything is checked; only now is anything written (the lock file first). The record
-    // is read again under the lock: another hostctl may have applied while this one waited.
+    // is read again under the lock, and the accounts resolved again: another hostctl may have
+    // applied while this one waited.
     let lock = loaded.state_dir.lock()?;
     loaded.recorded = loaded.state_dir.load()?;
-    let plan = Plan::between(loaded.recorded.as_ref(), &loaded.state);
-    let previous: &[Website] = loaded.recorded.as_ref().map_or(&[], |r| r.sites.as_slice());
+    loaded.resolved = loaded
+        .node
+        .resolve(&loaded.state, loaded.recorded.as_ref())
+        .await?;
+    let plan = plan_of(&loaded);
     // What differs now is what the apply changes: the report of `apply_node` only covers its
     // last (pruning) PHP step.
-    let before = loaded.node.drift(&loaded.state.sites).await?;
+    let before = loaded.node.drift(&loaded.resolved.sites).await?;
+    let mut record = loaded
+        .recorded
+        .clone()
+        .unwrap_or_else(|| Recorded::of(&loaded.state, Vec::new()));
     let report: NodeReport = loaded
         .node
-        .apply(previous, &loaded.state.sites, &owners)
+        .apply(
+            &loaded.state,
+            &loaded.state_dir,
+            &mut record,
+            &loaded.resolved,
+        )
         .await?;
-    let record = Recorded::of(&loaded.state, loaded.state.sites.clone());
-    loaded.state_dir.save(&record)?;
     drop(lock);
     let record_path = loaded.state_dir.record_path();
     if as_json {
@@ -600,13 +686,39 @@ async fn apply(target: &Target, remove: Option<i64>, as_json: bool) -> anyhow::R
     }
     print!("{}", plan_text(&loaded, &plan));
     print!("{}", applied_text(&loaded, &before, &report));
+    for new in &plan.accounts.create {
+        println!("created account {} (site {})", new.name, new.site);
+    }
+    for files in &plan.accounts.delete_files {
+        println!(
+            "deleted {} (site {}, {})",
+            files.home.display(),
+            files.site,
+            files.domain
+        );
+    }
+    for account in &plan.accounts.remove {
+        println!("removed account {} (uid {})", account.name, account.uid);
+    }
     println!("recorded in {}", record_path.display());
     if let Some(site) = &removed {
+        let home = loaded.node.paths.layout.site(site).home;
+        let files = if plan
+            .accounts
+            .delete_files
+            .iter()
+            .any(|f| f.site == site.id.0)
+        {
+            format!("its files under {} are deleted", home.display())
+        } else {
+            format!(
+                "its files under {} are kept (it did not run as an account hostctl created)",
+                home.display()
+            )
+        };
         println!(
-            "removed site {} ({}): its vhost and PHP pool are gone; its files under {} are kept",
-            site.id,
-            site.domain,
-            loaded.node.paths.layout.site(site).home.display()
+            "removed site {} ({}): its vhost and PHP pool are gone; {files}",
+            site.id, site.domain
         );
         if in_file {
             println!(
@@ -621,7 +733,7 @@ async fn apply(target: &Target, remove: Option<i64>, as_json: bool) -> anyhow::R
 
 async fn drift(target: &Target, as_json: bool) -> anyhow::Result<u8> {
     let loaded = load_target(target).await?;
-    let report = loaded.node.drift(&loaded.state.sites).await?;
+    let report = loaded.node.drift(&loaded.resolved.sites).await?;
     let code = if report.is_clean() {
         EXIT_OK
     } else {

@@ -1,21 +1,26 @@
-//! One machine's web server and PHP-FPM, assembled from a state file and a root directory, and
-//! what hostctl does with them: check, apply, drift, diff and stop.
+//! One machine's web server, PHP-FPM, Unix accounts and site directories, assembled from a
+//! state file and a root directory, and what hostctl does with them: check, apply, drift, diff
+//! and stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hosting_core::accounts::{LocalAccounts, SharedAccount};
 use hosting_core::model::Website;
 use hosting_core::node::{NodeReport, apply_node};
 use hosting_core::php::{PhpInstallation, PhpRuntime};
 pub use hosting_core::process::{Skipped, Stopped};
 use hosting_core::process::{StopSignal, SupervisedServer, php_fpm_servers, running, stop_servers};
+use hosting_core::site_files::{LocalSiteFiles, SiteFiles};
 use hosting_core::system::SystemRunner;
 use hosting_core::tree::ManagedTree;
-use hosting_core::types::{PhpVersion, SystemUser};
-use hosting_core::{Command, CommandRunner, Drift, Error, HostLayout, WebServer};
+use hosting_core::types::PhpVersion;
+use hosting_core::{
+    Command, CommandRunner, Drift, Error, HostLayout, Isolation, NodeAccounts, UidRange, WebServer,
+};
 use hosting_php::{
     DiscoveryConfig, FpmConfig, FpmService, InitScript, PhpFpm, PrefixInstall, discover,
 };
@@ -24,11 +29,16 @@ use hosting_web::{
 };
 use serde::Serialize;
 
+use crate::accounts::{Resolved, resolve};
 use crate::error::invalid;
+use crate::record::{Recorded, StateDir};
 use crate::state::{DesiredState, Mode, NodeServer, PhpInstallEntry};
 
 /// Where Debian keeps its `php-fpmX.Y` binaries; always searched.
 const SYSTEM_PHP_DIR: &str = "/usr/sbin";
+/// The group the web server runs as (Debian's, and the workers of the servers hostctl starts
+/// as root): as root, site homes are `0750` in it.
+const WEB_GROUP: &str = "www-data";
 /// How long a server may take to stop gracefully before it is killed.
 const STOP_WAIT: Duration = Duration::from_secs(15);
 
@@ -117,13 +127,6 @@ impl NodePaths {
                 .join(format!("php{}-fpm.pid", version.as_str())),
         }
     }
-}
-
-/// The owner of a site's directories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owner {
-    uid: u32,
-    gid: u32,
 }
 
 /// Which backend a drifted file belongs to.
@@ -229,6 +232,9 @@ pub struct Node {
     runner: Arc<dyn CommandRunner>,
     web: Box<dyn WebServer>,
     php: PhpFpm,
+    accounts: Arc<dyn NodeAccounts>,
+    uid_range: UidRange,
+    files: LocalSiteFiles,
 }
 
 /// A backend refused its settings: invalid input when it says which value is wrong.
@@ -244,7 +250,9 @@ fn setup_error(what: &str, e: Error) -> anyhow::Error {
 impl Node {
     /// Builds the web server and PHP-FPM backends for `state` under `root`: finds the PHP
     /// installations (Debian's in `/usr/sbin`, then `[[node.php]]`, which win for their
-    /// version) by asking each binary. Changes nothing on disk.
+    /// version) by asking each binary. As root, sites get accounts of their own
+    /// (`LocalAccounts` from `[node] uid_range`) and homes in the web server's group; without
+    /// root every site runs as the current user. Changes nothing on disk.
     pub async fn open(root: &Path, state: &DesiredState) -> anyhow::Result<Node> {
         let node = &state.node;
         // `state::parse` refused any other kind already; a hand-built state is refused here.
@@ -252,6 +260,29 @@ impl Node {
             .map_err(|rule| invalid(format!("node.web_server: {rule}")))?;
         let paths = NodePaths::new(root, node.mode, server);
         let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
+        let as_root = is_root(runner.as_ref()).await?;
+        if node.mode == Mode::System && !as_root {
+            return Err(invalid(
+                "node.mode: system mode drives the distro's services and paths and needs root",
+            ));
+        }
+        let (accounts, files): (Arc<dyn NodeAccounts>, LocalSiteFiles) = if as_root {
+            (
+                Arc::new(LocalAccounts::new(runner.clone(), node.uid_range)),
+                LocalSiteFiles::new(paths.layout.clone(), runner.clone())
+                    .with_web_group(WEB_GROUP)
+                    .map_err(|e| anyhow::anyhow!("web group {WEB_GROUP}: {e}"))?,
+            )
+        } else {
+            (
+                Arc::new(
+                    SharedAccount::current(runner.clone(), false)
+                        .await
+                        .context("cannot tell which account hostctl runs as")?,
+                ),
+                LocalSiteFiles::new(paths.layout.clone(), runner.clone()),
+            )
+        };
         let web: Box<dyn WebServer> = match server {
             NodeServer::Apache => {
                 let mut config = ApacheConfig::new(paths.layout.clone());
@@ -293,6 +324,14 @@ impl Node {
         let mut config = FpmConfig::new(paths.layout.clone());
         config.managed_root = paths.php_root.clone();
         config.service = paths.fpm_service.clone();
+        if let Isolation::None { account, .. } = accounts.isolation() {
+            // Without root FPM cannot hand a socket to www-data, and the web server's workers
+            // run as this same user: the pools' sockets belong to it.
+            config.web_user = account
+                .as_str()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("account {account}: {e}"))?;
+        }
         let php = PhpFpm::new(runner.clone(), config, installations)
             .map_err(|e| setup_error("php-fpm", e))?;
         Ok(Node {
@@ -301,7 +340,39 @@ impl Node {
             runner,
             web,
             php,
+            accounts,
+            uid_range: node.uid_range,
+            files,
         })
+    }
+
+    /// Gives every site of `state` its Unix account (see `crate::accounts`) and checks that
+    /// each site's home, where it exists, is a directory. Changes nothing.
+    pub async fn resolve(
+        &self,
+        state: &DesiredState,
+        recorded: Option<&Recorded>,
+    ) -> anyhow::Result<Resolved> {
+        let resolved = resolve(state, recorded, self.accounts.as_ref()).await?;
+        for site in &resolved.sites {
+            let home = self.paths.layout.site(site).home;
+            match std::fs::symlink_metadata(&home) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(invalid(format!(
+                        "site {} ({}): {} exists and is not a directory",
+                        site.id,
+                        site.domain,
+                        home.display()
+                    )));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot check {}", home.display()));
+                }
+            }
+        }
+        Ok(resolved)
     }
 
     /// The PHP installations found, oldest first.
@@ -327,83 +398,126 @@ impl Node {
         Ok(())
     }
 
-    /// The Unix account of every site's `system_user`; a missing account is invalid input.
-    pub async fn owners(&self, sites: &[Website]) -> anyhow::Result<BTreeMap<SystemUser, Owner>> {
-        let mut owners = BTreeMap::new();
-        for site in sites {
-            if owners.contains_key(&site.system_user) {
-                continue;
-            }
-            let user = site.system_user.as_str();
-            let out = self
-                .runner
-                .run(&Command::new("getent").arg("passwd").arg(user))
-                .await
-                .context("cannot look up Unix accounts with getent")?;
-            let fields: Vec<&str> = out.stdout.trim().split(':').collect();
-            let owner = match (out.code, fields.get(2), fields.get(3)) {
-                (Some(0), Some(uid), Some(gid)) => Owner {
-                    uid: uid
-                        .parse()
-                        .with_context(|| format!("getent passwd {user}: bad uid"))?,
-                    gid: gid
-                        .parse()
-                        .with_context(|| format!("getent passwd {user}: bad gid"))?,
-                },
-                (Some(2), _, _) => {
-                    return Err(invalid(format!(
-                        "site {} ({}): system_user {user} does not exist on this machine; \
-                         create the account first (e.g. useradd --system --user-group \
-                         --shell /usr/sbin/nologin {user})",
-                        site.id, site.domain
-                    )));
-                }
-                _ => anyhow::bail!("getent passwd {user} failed: {}", out.stderr.trim()),
-            };
-            owners.insert(site.system_user.clone(), owner);
-        }
-        Ok(owners)
-    }
-
-    /// Moves the node from `previous` to `desired` through the SDK's node apply (pools for
-    /// both, then the web server, then only the desired pools), after creating the layout's
-    /// directories and each site's missing directories.
+    /// Moves the node from what `record` says is applied to `resolved`, keeping `record` (saved
+    /// in `state_dir` after each step) true to the machine throughout:
+    ///
+    /// 1. creates the new accounts, recording each as soon as it exists;
+    /// 2. records the sites that are not live yet as pending and prepares every site's
+    ///    directories (`LocalSiteFiles`: as root, homes `0750` in the web server's group);
+    /// 3. the SDK's node apply (pools for both, then the web server, then only the desired
+    ///    pools), then records the desired sites as live;
+    /// 4. deletes the homes of removed sites that ran as accounts hostctl created, now that no
+    ///    server serves them;
+    /// 5. removes the accounts hostctl created that no site runs as (their processes, their
+    ///    files in the shared temporary directories, the account and its group).
+    ///
+    /// A failure stops there: the record says what exists, and the next apply carries on.
     pub async fn apply(
         &self,
-        previous: &[Website],
-        desired: &[Website],
-        owners: &BTreeMap<SystemUser, Owner>,
+        state: &DesiredState,
+        state_dir: &StateDir,
+        record: &mut Recorded,
+        resolved: &Resolved,
     ) -> anyhow::Result<NodeReport> {
         self.create_layout()?;
-        for site in desired {
-            let owner = owners
-                .get(&site.system_user)
-                .copied()
-                .with_context(|| format!("no account looked up for {}", site.system_user))?;
-            ensure_site_dirs(site, &self.paths.layout, owner)?;
+        for new in &resolved.create {
+            let account = self.accounts.create(&new.name).await.with_context(|| {
+                format!(
+                    "cannot create the account {} for site {}",
+                    new.name, new.site
+                )
+            })?;
+            record.accounts.push(account.clone().into());
+            if let Err(e) = state_dir.save(record) {
+                // Not recorded: hostctl would never remove it.
+                let _ = self.accounts.remove(&account).await;
+                return Err(e);
+            }
+        }
+        let live: BTreeSet<i64> = record.sites.iter().map(|s| s.id.0).collect();
+        let mut pending_changed = false;
+        for site in resolved.sites.iter().filter(|s| !live.contains(&s.id.0)) {
+            match record.pending.iter_mut().find(|p| p.id == site.id) {
+                Some(p) if p == site => {}
+                Some(p) => {
+                    *p = site.clone();
+                    pending_changed = true;
+                }
+                None => {
+                    record.pending.push(site.clone());
+                    pending_changed = true;
+                }
+            }
+        }
+        if pending_changed {
+            state_dir.save(record)?;
+        }
+        for site in &resolved.sites {
+            self.files.prepare(site).await.with_context(|| {
+                format!(
+                    "site {} ({}): cannot prepare its directories",
+                    site.id, site.domain
+                )
+            })?;
         }
         // A previous pool on a version that is no longer installed is not running: nothing to
         // keep alive during a switch, and it could not be rendered.
-        let previous: Vec<Website> = previous
+        let previous: Vec<Website> = record
+            .sites
             .iter()
             .filter(|s| s.php_version.is_none_or(|v| self.php.find(v).is_ok()))
             .cloned()
             .collect();
         let parked = self.park_stopped_php()?;
-        match apply_node(self.web.as_ref(), &self.php, &previous, desired).await {
-            Ok(report) => Ok(report),
-            Err(e) => {
-                for (tree, generation) in parked {
-                    if matches!(tree.current(), Ok(None)) {
-                        let _ = tree.reactivate(&generation);
+        let report =
+            match apply_node(self.web.as_ref(), &self.php, &previous, &resolved.sites).await {
+                Ok(report) => report,
+                Err(e) => {
+                    for (tree, generation) in parked {
+                        if matches!(tree.current(), Ok(None)) {
+                            let _ = tree.reactivate(&generation);
+                        }
                     }
+                    return Err(anyhow::Error::new(e).context(
+                        "the apply failed; the recorded sites are unchanged (run `hostctl node \
+                     drift` to see where the node stands)",
+                    ));
                 }
-                Err(anyhow::Error::new(e).context(
-                    "the apply failed; the recorded state is unchanged (run `hostctl node drift` \
-                     to see where the node stands)",
-                ))
-            }
+            };
+        let accounts = std::mem::take(&mut record.accounts);
+        *record = Recorded::of(state, resolved.sites.clone());
+        record.accounts = accounts;
+        record.pending = resolved.delete_files.clone();
+        state_dir.save(record)?;
+        for site in &resolved.delete_files {
+            self.files.remove(site).await.with_context(|| {
+                format!(
+                    "site {} ({}): cannot delete {}",
+                    site.id,
+                    site.domain,
+                    self.paths.layout.site(site).home.display()
+                )
+            })?;
+            record.pending.retain(|p| p.id != site.id);
+            state_dir.save(record)?;
         }
+        for account in &resolved.remove {
+            let unix = account.unix();
+            // The record proves hostctl created it, also outside a uid_range changed since.
+            let range = if self.uid_range.contains(unix.uid) {
+                self.uid_range
+            } else {
+                UidRange::new(unix.uid, unix.uid)
+                    .map_err(|e| anyhow::anyhow!("account {}: {e}", unix.name))?
+            };
+            LocalAccounts::new(self.runner.clone(), range)
+                .remove(&unix)
+                .await
+                .with_context(|| format!("cannot remove the account {}", unix.name))?;
+            record.accounts.retain(|a| a.name != account.name);
+            state_dir.save(record)?;
+        }
+        Ok(report)
     }
 
     fn create_layout(&self) -> anyhow::Result<()> {
@@ -640,59 +754,16 @@ async fn php_installations(
     Ok(found)
 }
 
-/// Creates `site`'s home, document root, tmp and session directories where they are missing,
-/// owned by `owner` (home 0711, document root 0755, tmp and sessions 0700). Existing
-/// directories and their content are never touched; nothing is created inside a symlink.
-fn ensure_site_dirs(site: &Website, layout: &HostLayout, owner: Owner) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-
-    let paths = layout.site(site);
-    let home = &paths.home;
-    let mut dirs: Vec<(PathBuf, u32)> = vec![(home.clone(), 0o711)];
-    let mut dir = home.clone();
-    if let Ok(relative) = paths.document_root.strip_prefix(home) {
-        for part in relative.components() {
-            dir.push(part);
-            dirs.push((dir.clone(), 0o755));
-        }
+/// Whether `runner` runs processes as root (`id -u`).
+async fn is_root(runner: &dyn CommandRunner) -> anyhow::Result<bool> {
+    let out = runner
+        .run(&Command::new("id").arg("-u"))
+        .await
+        .context("cannot run id -u")?;
+    if !out.success() {
+        anyhow::bail!("id -u failed: {}", out.stderr.trim());
     }
-    dirs.push((paths.tmp_dir, 0o700));
-    dirs.push((paths.session_dir, 0o700));
-    for (i, (dir, mode)) in dirs.into_iter().enumerate() {
-        match std::fs::metadata(&dir) {
-            Ok(meta) if meta.is_dir() => continue,
-            Ok(_) => {
-                return Err(invalid(format!(
-                    "site {}: {} exists and is not a directory",
-                    site.id,
-                    dir.display()
-                )));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot check {}", dir.display()));
-            }
-        }
-        if i > 0
-            && let Some(parent) = dir.parent()
-        {
-            let plain = std::fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir());
-            if !plain {
-                return Err(invalid(format!(
-                    "site {}: {} is not a plain directory (a symlink?); hostctl creates \
-                     nothing inside it",
-                    site.id,
-                    parent.display()
-                )));
-            }
-        }
-        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot chmod {}", dir.display()))?;
-        std::os::unix::fs::chown(&dir, Some(owner.uid), Some(owner.gid))
-            .with_context(|| format!("cannot chown {}", dir.display()))?;
-    }
-    Ok(())
+    Ok(out.stdout.trim() == "0")
 }
 
 /// Stops every server hostctl started under `root` (the web servers first, then each PHP-FPM

@@ -80,11 +80,12 @@ pub struct Recorded {
     /// Node-wide settings.
     pub node: RecordedNode,
     /// Every site that is live, as applied.
+    #[serde(with = "sites_with_operator_directives")]
     pub sites: Vec<Website>,
     /// Sites that are not live but may have directories (and an account) on the node: an
     /// apply that failed after preparing them, or a removed site whose files are still to be
     /// deleted. The next apply makes them live or deletes their files.
-    #[serde(default)]
+    #[serde(default, with = "sites_with_operator_directives")]
     pub pending: Vec<Website>,
     /// The accounts hostctl created and has not removed yet.
     #[serde(default)]
@@ -109,17 +110,60 @@ impl Recorded {
         }
     }
 
-    /// The account hostctl created under `name`, if it did.
-    pub fn account(&self, name: &SystemUser) -> Option<&RecordedAccount> {
-        self.accounts.iter().find(|a| a.name == *name)
-    }
-
     /// The live or pending site `id`: the account it runs as is fixed while hostctl keeps it.
     pub fn known_site(&self, id: i64) -> Option<&Website> {
         self.sites
             .iter()
             .chain(&self.pending)
             .find(|s| s.id.0 == id)
+    }
+}
+
+/// Websites with their operator directives, which `WebsiteSettings` writes but never reads
+/// (they are not taken from request bodies): each site's are kept next to its `settings`, as
+/// `operator_directives`, and put back when the record is read.
+mod sites_with_operator_directives {
+    use hosting_core::model::{ExtraDirectives, Website};
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::Value;
+
+    const KEY: &str = "operator_directives";
+
+    pub fn serialize<S: Serializer>(sites: &[Website], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = Vec::with_capacity(sites.len());
+        for site in sites {
+            let mut value = serde_json::to_value(site).map_err(S::Error::custom)?;
+            let directives = value
+                .get_mut("settings")
+                .and_then(Value::as_object_mut)
+                .and_then(|settings| settings.remove(KEY))
+                .unwrap_or(Value::Array(Vec::new()));
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert(KEY.to_owned(), directives);
+            }
+            out.push(value);
+        }
+        out.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Website>, D::Error> {
+        let values = Vec::<Value>::deserialize(deserializer)?;
+        let mut sites = Vec::with_capacity(values.len());
+        for mut value in values {
+            let directives = value
+                .as_object_mut()
+                .and_then(|fields| fields.remove(KEY))
+                .unwrap_or(Value::Array(Vec::new()));
+            let mut site: Website = serde_json::from_value(value).map_err(D::Error::custom)?;
+            site.settings.operator_directives =
+                ExtraDirectives::deserialize(directives).map_err(D::Error::custom)?;
+            sites.push(site);
+        }
+        Ok(sites)
     }
 }
 
@@ -225,6 +269,8 @@ impl StateDir {
 
 #[cfg(test)]
 mod tests {
+    use hosting_core::model::ServerDirective;
+
     use super::*;
 
     #[test]
@@ -244,9 +290,14 @@ mod tests {
             gid: 20_001,
         });
         first.pending = state.websites();
+        first.pending[0].settings.operator_directives = vec![ServerDirective {
+            name: "access_log".parse().expect("name"),
+            args: vec!["/var/log/x.log".parse().expect("arg")],
+        }]
+        .try_into()
+        .expect("directives");
         dir.save(&first).expect("save");
         assert_eq!(dir.load().expect("load"), Some(first.clone()));
-        assert!(first.account(&"shop".parse().expect("name")).is_some());
         assert!(first.known_site(1).is_some() && first.known_site(2).is_none());
         let empty = Recorded::of(&state, Vec::new());
         dir.save(&empty).expect("save");

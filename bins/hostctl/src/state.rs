@@ -435,7 +435,6 @@ mod tests {
         [[site]]
         id = 1
         domain = "static.example.com"
-        system_user = "web1"
     "#;
 
     fn error_of(text: &str) -> String {
@@ -484,11 +483,11 @@ mod tests {
 
     #[test]
     fn accounts_are_derived_named_or_adopted() {
-        let state = parse(&format!(
+        let state = parse(
             "[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nuid_range = \"30000-30099\"\n\
              [[site]]\nid = 1\ndomain = \"www.data\"\n\
-             [[site]]\nid = 2\ndomain = \"b.example.com\"\nsystem_user = \"legacy\"\nadopt_account = true\n"
-        ))
+             [[site]]\nid = 2\ndomain = \"b.example.com\"\nsystem_user = \"legacy\"\nadopt_account = true\n",
+        )
         .expect("parses");
         assert_eq!(state.node.uid_range, "30000-30099".parse().expect("range"));
         assert_eq!(
@@ -497,11 +496,19 @@ mod tests {
             "www-data is reserved: the next derived name"
         );
         assert_eq!(state.sites[1].account, AccountChoice::Adopted);
-        let err = error_of(&with_site("id = 1\ndomain = \"a.example.com\"\nadopt_account = true"));
+        let err = error_of(&with_site(
+            "id = 1\ndomain = \"a.example.com\"\nadopt_account = true",
+        ));
         assert!(err.starts_with("site[0].adopt_account:"), "{err}");
-        let err = error_of("[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nuid_range = \"100-200\"\n");
-        assert!(err.starts_with("node.uid_range: must start at 1000"), "{err}");
-        let err = error_of("[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nuid_range = \"20000\"\n");
+        let err = error_of(
+            "[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nuid_range = \"100-200\"\n",
+        );
+        assert!(
+            err.starts_with("node.uid_range: must start at 1000"),
+            "{err}"
+        );
+        let err =
+            error_of("[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nuid_range = \"20000\"\n");
         assert!(err.starts_with("node.uid_range:"), "{err}");
     }
 
@@ -513,7 +520,9 @@ mod tests {
              { name = \"access_log\", args = [\"/etc/x.log\"] }]",
         ));
         assert!(
-            err.starts_with("site[0].settings.extra_directives[1].name: 'access_log' is not a directive"),
+            err.starts_with(
+                "site[0].settings.extra_directives[1].name: 'access_log' is not a directive"
+            ),
             "{err}"
         );
         let err = error_of(&with_site(
@@ -530,7 +539,10 @@ mod tests {
              domain = \"a.example.com\"\n[site.settings]\nextra_directives = [\
              { name = \"client_max_body_size\", args = [\"64m\"] }]",
         );
-        assert!(err.starts_with("site[0].settings.extra_directives[0].name"), "{err}");
+        assert!(
+            err.starts_with("site[0].settings.extra_directives[0].name"),
+            "{err}"
+        );
         // Operator directives are the operator's, outside the policy.
         let state = parse(&with_site(
             "id = 1\ndomain = \"a.example.com\"\n\
@@ -540,7 +552,10 @@ mod tests {
         .expect("parses");
         let settings = &state.sites[0].site.settings;
         assert_eq!(settings.operator_directives.as_slice().len(), 1);
-        assert_eq!(settings.operator_directives.as_slice()[0].name.as_str(), "access_log");
+        assert_eq!(
+            settings.operator_directives.as_slice()[0].name.as_str(),
+            "access_log"
+        );
         assert_eq!(settings.extra_directives.as_slice().len(), 1);
         // Never inside settings, where a tenant's settings would be.
         let err = error_of(&with_site(

@@ -1,13 +1,25 @@
 //! `hostctl node` end to end: the real binary against real nginx or Apache in front of real
 //! PHP-FPM 8.2 (Debian) and 8.4 (trixie), all started by hostctl under a temporary prefix.
 //!
-//! One life of a node, per web server: apply two sites (8.2 and 8.4) and both answer with their
-//! PHP version; `drift` is clean; a hand-edited live file is drift (exit 3) naming the file, and
-//! `apply` repairs it; a PHP version change shows in `plan`, `apply --dry-run` prints the diff
-//! and changes nothing, `apply` switches it; `remove --site` takes a site's vhost and pool away
-//! while the other keeps answering; an invalid state file exits 2 naming `domain` and changes
-//! nothing; `stop` leaves no process behind. The servers are stopped even when a step fails.
+//! One life of a node, per web server: apply two sites (8.2 and 8.4) without `system_user`, and
+//! both answer with their PHP version, each as the fresh account hostctl created for it (uid in
+//! the test's own range, home `0750` in `www-data`); `drift` is clean; a hand-edited live file is
+//! drift (exit 3) naming the file, and `apply` repairs it; a PHP version change shows in `plan`,
+//! `apply --dry-run` prints the diff and changes nothing, `apply` switches it; `remove --site`
+//! takes a site's vhost, pool, home and account away while the other keeps answering; an invalid
+//! state file exits 2 naming `domain` and changes nothing; `stop` leaves no process behind.
+//!
+//! The panel's account rules (nginx): a system account, an existing account hostctl did not
+//! create, an unknown one and a tenant directive outside the policy are refused naming the field,
+//! before anything changes; sites share an account hostctl created, another runs as an adopted
+//! account with an operator directive (an `access_log` no tenant may write) that takes effect;
+//! the shared account goes with its last site, the adopted one stays. Without root (hostctl run
+//! as a test user) every site runs as that user and a named other account is refused.
+//!
+//! The servers are stopped and every account the test made is removed even when a step fails.
 #![allow(clippy::expect_used)]
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -19,6 +31,7 @@ use std::time::Duration;
 
 use hosting_tests::{TempDir, env_or_skip, free_port};
 use serde_json::Value;
+use support::{TestAccounts, getent};
 
 /// The real binaries and users this machine provides, or `None` (skipped / failing in CI).
 struct Machine {
@@ -90,13 +103,25 @@ impl Drop for StopServers {
     }
 }
 
-/// A site in a state file: id, PHP version, index of its test user.
-type SiteSpec<'a> = (i64, &'a str, usize);
+/// How a site in a state file gets its account.
+#[derive(Debug, Clone, Copy)]
+enum Account<'a> {
+    /// No `system_user`: one of its own.
+    Own,
+    /// `system_user = NAME`.
+    Named(&'a str),
+    /// `system_user = NAME`, `adopt_account = true`.
+    Adopted(&'a str),
+}
+
+/// A site in a state file: id, PHP version, account.
+type SiteSpec<'a> = (i64, &'a str, Account<'a>);
 
 /// One node under a temporary prefix, driven only through the binary.
 struct Node<'m> {
-    /// First, so the servers stop before the prefix is removed.
+    /// First, so the servers stop before the accounts and the prefix are removed.
     _stop: StopServers,
+    accounts: TestAccounts,
     dir: TempDir,
     machine: &'m Machine,
     web: &'static str,
@@ -109,6 +134,7 @@ impl<'m> Node<'m> {
         let dir = TempDir::new();
         Node {
             _stop: StopServers(dir.path().join("root")),
+            accounts: TestAccounts::new(),
             dir,
             machine,
             web,
@@ -125,41 +151,65 @@ impl<'m> Node<'m> {
         self.dir.path().join("node.toml")
     }
 
-    fn domain(id: i64) -> String {
-        format!("site{id}.hostctl.example.com")
+    fn domain(&self, id: i64) -> String {
+        self.accounts.domain(id)
     }
 
-    /// Writes the state file; `domain_of` may replace a site's domain.
-    fn write_state_with(&self, sites: &[SiteSpec<'_>], domain_of: impl Fn(i64) -> String) {
+    /// The `[node]` table and the PHP builds.
+    fn node_table(&self) -> String {
+        self.node_table_with(true)
+    }
+
+    /// The `[node]` table; PHP 8.4 only with `php84` (its build lives in root's home).
+    fn node_table_with(&self, php84: bool) -> String {
         let m = self.machine;
-        let mut toml = format!(
+        let mut table = format!(
             "[node]\nweb_server = \"{}\"\nmode = \"prefix\"\nhttp_port = {}\nhttps_port = {}\n\
-             nginx_binary = \"{}\"\napache_binary = \"{}\"\n\n\
-             [[node.php]]\nfpm_binary = \"{}\"\n\n\
-             [[node.php]]\nfpm_binary = \"{}\"\nphp_ini = \"{}\"\nscan_dir = \"{}\"\n",
+             nginx_binary = \"{}\"\napache_binary = \"{}\"\nuid_range = \"{}\"\n\n\
+             [[node.php]]\nfpm_binary = \"{}\"\n",
             self.web,
             self.port,
             self.https_port,
             m.nginx,
             m.apache,
+            self.accounts.uid_range(),
             m.php82,
-            m.php84_bin,
-            m.php84_ini,
-            m.php84_scan_dir
         );
-        for (id, php, user) in sites {
-            toml.push_str(&format!(
-                "\n[[site]]\nid = {id}\ndomain = \"{}\"\nphp_version = \"{php}\"\n\
-                 system_user = \"{}\"\ndocument_root = \"public\"\n[site.settings]\ngzip = true\n",
-                domain_of(*id),
-                m.users[*user]
+        if php84 {
+            table.push_str(&format!(
+                "\n[[node.php]]\nfpm_binary = \"{}\"\nphp_ini = \"{}\"\nscan_dir = \"{}\"\n",
+                m.php84_bin, m.php84_ini, m.php84_scan_dir
             ));
+        }
+        table
+    }
+
+    /// A `[[site]]` block; `extra` goes before its settings.
+    fn site_block(&self, (id, php, account): SiteSpec<'_>, domain: &str, extra: &str) -> String {
+        let account = match account {
+            Account::Own => String::new(),
+            Account::Named(name) => format!("system_user = \"{name}\"\n"),
+            Account::Adopted(name) => {
+                format!("system_user = \"{name}\"\nadopt_account = true\n")
+            }
+        };
+        format!(
+            "\n[[site]]\nid = {id}\ndomain = \"{domain}\"\nphp_version = \"{php}\"\n\
+             {account}document_root = \"public\"\n{extra}[site.settings]\ngzip = true\n"
+        )
+    }
+
+    /// Writes the state file; `domain_of` may replace a site's domain.
+    fn write_state_with(&self, sites: &[SiteSpec<'_>], domain_of: impl Fn(i64) -> String) {
+        let mut toml = self.node_table();
+        for site in sites {
+            toml.push_str(&self.site_block(*site, &domain_of(site.0), ""));
         }
         std::fs::write(self.state_file(), toml).expect("write state file");
     }
 
     fn write_state(&self, sites: &[SiteSpec<'_>]) {
-        self.write_state_with(sites, Self::domain);
+        self.write_state_with(sites, |id| self.domain(id));
     }
 
     /// `hostctl [--json] node COMMAND --state FILE --root DIR EXTRA...`.
@@ -207,7 +257,7 @@ impl<'m> Node<'m> {
     }
 
     fn get(&self, id: i64) -> (u16, String) {
-        http_get(self.port, &Self::domain(id), "/")
+        http_get(self.port, &self.domain(id), "/")
             .unwrap_or_else(|e| panic!("GET / on site {id}: {e}"))
     }
 
@@ -311,21 +361,56 @@ fn assert_serves(node: &Node<'_>, id: i64, version: &str, user: &str) {
     );
 }
 
+/// The gid of the web server's group, which site homes are in as root.
+fn www_data_gid() -> u32 {
+    getent("group", "www-data").expect("www-data")[2]
+        .parse()
+        .expect("gid")
+}
+
 fn a_node_lives_through_hostctl(web: &'static str) {
     let Some(machine) = machine() else {
         return;
     };
-    let (user1, user2) = (machine.users[0].as_str(), machine.users[1].as_str());
     let node = Node::new(&machine, web);
+    let (user1, user2) = (node.accounts.account(1), node.accounts.account(2));
+    let (user1, user2) = (user1.as_str(), user2.as_str());
 
     // Site 1 already has content; hostctl must not touch it.
     let docroot1 = node.site_home(1).join("public");
     std::fs::create_dir_all(&docroot1).expect("mkdir");
     std::fs::write(docroot1.join("index.php"), INDEX_PHP).expect("index.php");
 
-    // 1. Two sites, 8.2 and 8.4: both answer with their version, as their own user.
-    node.write_state(&[(1, "8.2", 0), (2, "8.4", 1)]);
-    assert_exit(&node.run(false, "apply", &[]), 0);
+    // 1. Two sites, 8.2 and 8.4, without system_user: plan names the accounts to create; the
+    //    apply creates them, and both sites answer with their version, as their own account.
+    node.write_state(&[(1, "8.2", Account::Own), (2, "8.4", Account::Own)]);
+    let out = node.run(false, "plan", &[]);
+    assert_exit(&out, 0);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("isolation: accounts"), "{shown}");
+    assert!(
+        shown.contains(&format!("account to create: {user1} (site 1)")),
+        "{shown}"
+    );
+    let plan = node.json("plan", &[], 0);
+    assert_eq!(plan["accounts"]["isolation"], "accounts", "{plan}");
+    assert_eq!(
+        plan["accounts"]["create"][1],
+        serde_json::json!({"name": user2, "site": 2}),
+        "{plan}"
+    );
+    assert!(getent("passwd", user1).is_none(), "plan creates nothing");
+    let out = node.run(false, "apply", &[]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains(&format!("created account {user2} (site 2)")),
+        "{}",
+        text(&out.stdout)
+    );
+    let (uid1, uid2) = (
+        node.accounts.uid_in_range(user1),
+        node.accounts.uid_in_range(user2),
+    );
     assert_eq!(
         std::fs::read_to_string(docroot1.join("index.php")).expect("read"),
         INDEX_PHP
@@ -341,27 +426,44 @@ fn a_node_lives_through_hostctl(web: &'static str) {
         std::fs::metadata(node.site_home(1).join("tmp"))
             .expect("tmp created")
             .uid(),
-        uid_of(user1)
+        uid1
     );
-    let home2 = std::fs::metadata(node.site_home(2)).expect("home created");
-    assert_eq!(home2.uid(), uid_of(user2));
-    assert_eq!(home2.mode() & 0o777, 0o711);
+    for (id, uid) in [(1, uid1), (2, uid2)] {
+        let home = std::fs::metadata(node.site_home(id)).expect("home");
+        assert_eq!(
+            (home.uid(), home.gid(), home.mode() & 0o7777),
+            (uid, www_data_gid(), 0o750),
+            "site {id}'s home: its account's, in the web server's group, closed to others"
+        );
+    }
     for dir in ["public", "tmp", "sessions"] {
         assert_eq!(
             std::fs::metadata(node.site_home(2).join(dir))
                 .expect("site dir")
                 .uid(),
-            uid_of(user2),
+            uid2,
             "{dir}"
         );
     }
     std::fs::write(node.site_home(2).join("public/index.php"), INDEX_PHP).expect("index.php");
     assert_serves(&node, 1, "8.2", user1);
     assert_serves(&node, 2, "8.4", user2);
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(node.root().join("state/applied.json")).expect("record"),
+    )
+    .expect("json");
+    assert_eq!(record["accounts"][0]["name"], user1, "{record}");
+    assert_eq!(record["accounts"][0]["uid"], uid1, "{record}");
 
-    // 2. No drift.
+    // 2. No drift; re-planning changes nothing (the accounts are the sites' now).
     assert_exit(&node.run(false, "drift", &[]), 0);
     assert_eq!(node.json("drift", &[], 0)["clean"], true);
+    let out = node.run(false, "plan", &[]);
+    assert!(
+        text(&out.stdout).contains("nothing to change"),
+        "{}",
+        text(&out.stdout)
+    );
 
     // 3. A hand edit is drift naming the file; apply repairs it.
     let vhost1 = node.vhost(1);
@@ -387,7 +489,7 @@ fn a_node_lives_through_hostctl(web: &'static str) {
 
     // 4. A PHP version change: plan shows it, a dry run prints the diff and changes nothing,
     //    apply switches.
-    node.write_state(&[(1, "8.2", 0), (2, "8.2", 1)]);
+    node.write_state(&[(1, "8.2", Account::Own), (2, "8.2", Account::Own)]);
     let out = node.run(false, "plan", &[]);
     assert_exit(&out, 0);
     assert!(
@@ -402,6 +504,7 @@ fn a_node_lives_through_hostctl(web: &'static str) {
         serde_json::json!({"from": "8.4", "to": "8.2"})
     );
     assert_eq!(plan["sites"][0]["change"], "unchanged", "{plan}");
+    assert_eq!(plan["sites"][1]["system_user"], user2, "{plan}");
 
     let before = node.snapshot();
     let out = node.run(false, "apply", &["--dry-run"]);
@@ -441,28 +544,39 @@ fn a_node_lives_through_hostctl(web: &'static str) {
     assert!(!Path::new(&old_socket).exists(), "the 8.4 pool is gone");
     assert_exit(&node.run(false, "drift", &[]), 0);
 
-    // 5. Remove site 2: its vhost and pool go, its files stay, site 1 keeps answering.
+    // 5. Remove site 2: its vhost and pool go, then its home and its account (no other site
+    //    runs as it); site 1 keeps answering.
     let out = node.run(false, "remove", &["--site", "2"]);
     assert_exit(&out, 0);
+    let shown = text(&out.stdout);
+    assert!(shown.contains("delete its [[site]] block"), "{shown}");
     assert!(
-        text(&out.stdout).contains("delete its [[site]] block"),
-        "{}",
-        text(&out.stdout)
+        shown.contains(&format!("removed account {user2} (uid {uid2})")),
+        "{shown}"
     );
     assert!(!node.vhost(2).exists());
     assert!(!node.pool("8.2", 2).exists() && !node.pool("8.4", 2).exists());
     assert!(!Path::new(&new_socket).exists());
-    assert!(node.site_home(2).join("public/index.php").exists());
+    assert!(!node.site_home(2).exists(), "its files are deleted");
+    assert!(getent("passwd", user2).is_none(), "its account is removed");
+    assert!(getent("group", user2).is_none(), "and its group");
+    assert_eq!(
+        node.accounts.uid_in_range(user1),
+        uid1,
+        "site 1 keeps its own"
+    );
     assert_serves(&node, 1, "8.2", user1);
     let (status, body) = node.get(2);
     assert!(
         !(status == 200 && body.starts_with("8.")),
         "site 2 is no longer served: {status} {body}"
     );
-    // The state file still lists it: plan shows it coming back until the operator deletes it.
+    // The state file still lists it: plan shows it coming back, with a new account, until the
+    // operator deletes it.
     let plan = node.json("plan", &[], 0);
     assert_eq!(plan["sites"][1]["change"], "added", "{plan}");
-    node.write_state(&[(1, "8.2", 0)]);
+    assert_eq!(plan["accounts"]["create"][0]["site"], 2, "{plan}");
+    node.write_state(&[(1, "8.2", Account::Own)]);
     let out = node.run(false, "plan", &[]);
     assert!(
         text(&out.stdout).contains("nothing to change"),
@@ -472,13 +586,16 @@ fn a_node_lives_through_hostctl(web: &'static str) {
 
     // 6. An invalid state file: exit 2 naming the field, nothing changed.
     let before = node.snapshot();
-    node.write_state_with(&[(1, "8.2", 0), (3, "8.2", 1)], |id| {
-        if id == 3 {
-            "evil.com; rm -rf /".to_owned()
-        } else {
-            Node::domain(id)
-        }
-    });
+    node.write_state_with(
+        &[(1, "8.2", Account::Own), (3, "8.2", Account::Own)],
+        |id| {
+            if id == 3 {
+                "evil.com; rm -rf /".to_owned()
+            } else {
+                node.domain(id)
+            }
+        },
+    );
     let out = node.run(false, "apply", &[]);
     assert_exit(&out, 2);
     assert!(
@@ -514,8 +631,8 @@ fn a_node_lives_through_hostctl(web: &'static str) {
         "the web server and PHP 8.2: {stopped}"
     );
     assert_eq!(node.processes(), Vec::<String>::new(), "no process left");
-    assert!(http_get(node.port, &Node::domain(1), "/").is_err());
-    node.write_state(&[(1, "8.2", 0)]);
+    assert!(http_get(node.port, &node.domain(1), "/").is_err());
+    node.write_state(&[(1, "8.2", Account::Own)]);
     let report = node.json("drift", &[], 3);
     assert_eq!(
         report["not_running"].as_array().map(Vec::len),
@@ -526,6 +643,20 @@ fn a_node_lives_through_hostctl(web: &'static str) {
     assert_exit(&node.run(false, "apply", &[]), 0);
     assert_serves(&node, 1, "8.2", user1);
     assert_exit(&node.run(false, "drift", &[]), 0);
+
+    // 8. The last site goes: its home and its account go with it.
+    node.write_state(&[]);
+    assert_exit(&node.run(false, "apply", &[]), 0);
+    assert!(!node.site_home(1).exists());
+    assert!(
+        getent("passwd", user1).is_none(),
+        "the last account is removed"
+    );
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(node.root().join("state/applied.json")).expect("record"),
+    )
+    .expect("json");
+    assert_eq!(record["accounts"], serde_json::json!([]), "{record}");
 }
 
 #[test]
@@ -536,6 +667,280 @@ fn nginx_node_lives_through_hostctl() {
 #[test]
 fn apache_node_lives_through_hostctl() {
     a_node_lives_through_hostctl("apache");
+}
+
+/// A system account of this machine that `SystemUser` accepts (uid below 1000, not on its
+/// built-in list), such as `systemd-timesync`.
+fn system_account() -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("passwd");
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let uid: u32 = fields.get(2)?.parse().ok()?;
+        let name = *fields.first()?;
+        (uid > 0 && uid < 1000 && name.parse::<hosting_core::types::SystemUser>().is_ok())
+            .then(|| name.to_owned())
+    })
+}
+
+/// The panel's account and directive rules, on nginx: refusals before anything changes;
+/// sites sharing an account hostctl created; an adopted account, never removed; an operator
+/// directive outside the tenant policy that takes effect.
+#[test]
+fn accounts_and_directives_follow_the_panels_rules() {
+    let Some(machine) = machine() else {
+        return;
+    };
+    let node = Node::new(&machine, "nginx");
+    let adopted = machine.users[0].as_str();
+    let shared = node.accounts.account(1);
+    let shared = shared.as_str();
+    let ghost = format!("ghost{}", node.accounts.tag);
+
+    // 1. Refused naming the field, before anything changes: no root, no account for site 1.
+    let system = system_account();
+    let mut refused: Vec<(String, &str, String)> = vec![
+        (
+            format!("system_user = \"{adopted}\"\n"),
+            "site[1].system_user: ",
+            "is an existing account hostctl did not create".to_owned(),
+        ),
+        (
+            format!("system_user = \"{ghost}\"\n"),
+            "site[1].system_user: ",
+            "is not an account hostctl created".to_owned(),
+        ),
+        (
+            format!("system_user = \"{ghost}\"\nadopt_account = true\n"),
+            "site[1].system_user: ",
+            "does not exist".to_owned(),
+        ),
+        (
+            "[site.settings]\nextra_directives = [{ name = \"access_log\", args = [\"/etc/x.log\"] }]\n"
+                .to_owned(),
+            "site[1].settings.extra_directives[0].name: ",
+            "'access_log' is not a directive tenants may use".to_owned(),
+        ),
+    ];
+    if let Some(system) = &system {
+        for adopt in ["", "adopt_account = true\n"] {
+            refused.push((
+                format!("system_user = \"{system}\"\n{adopt}"),
+                "site[1].system_user: ",
+                format!("{system} (uid "),
+            ));
+        }
+    } else {
+        println!("no system account below uid 1000 that SystemUser accepts: case skipped");
+    }
+    for (extra, field, rule) in &refused {
+        let toml = format!(
+            "{}{}\n[[site]]\nid = 2\ndomain = \"{}\"\n{extra}",
+            node.node_table(),
+            node.site_block((1, "8.2", Account::Own), &node.domain(1), ""),
+            node.domain(2),
+        );
+        std::fs::write(node.state_file(), toml).expect("state");
+        for command in ["plan", "apply"] {
+            let out = node.run(false, command, &[]);
+            assert_exit(&out, 2);
+            let err = text(&out.stderr);
+            assert!(
+                err.contains(field) && err.contains(rule.as_str()),
+                "{command}: {err}"
+            );
+        }
+        assert!(!node.root().exists(), "nothing was created: {extra}");
+        assert!(getent("passwd", shared).is_none(), "no account was created");
+    }
+
+    // 2. Site 1 gets an account of its own, site 2 shares it (named, in the same apply), site 3
+    //    runs as an adopted account with the operator's own access log.
+    let op_log = node.dir.path().join("operator.log");
+    let write = |sites: &[i64]| {
+        let mut toml = node.node_table();
+        for id in sites {
+            toml.push_str(&match id {
+                1 => node.site_block((1, "8.2", Account::Own), &node.domain(1), ""),
+                2 => node.site_block((2, "8.2", Account::Named(shared)), &node.domain(2), ""),
+                _ => node.site_block(
+                    (3, "8.2", Account::Adopted(adopted)),
+                    &node.domain(3),
+                    &format!(
+                        "operator_directives = [{{ name = \"access_log\", args = [\"{}\"] }}]\n",
+                        op_log.display()
+                    ),
+                ),
+            });
+        }
+        std::fs::write(node.state_file(), toml).expect("state");
+    };
+    write(&[1, 2, 3]);
+    let plan = node.json("plan", &[], 0);
+    assert_eq!(
+        plan["accounts"]["create"],
+        serde_json::json!([{"name": shared, "site": 1}]),
+        "one account, shared: {plan}"
+    );
+    assert_exit(&node.run(false, "apply", &[]), 0);
+    let shared_uid = node.accounts.uid_in_range(shared);
+    for id in [1, 2, 3] {
+        std::fs::write(node.site_home(id).join("public/index.php"), INDEX_PHP).expect("index.php");
+    }
+    assert_serves(&node, 1, "8.2", shared);
+    assert_serves(&node, 2, "8.2", shared);
+    assert_serves(&node, 3, "8.2", adopted);
+    let vhost3 = std::fs::read_to_string(node.vhost(3)).expect("vhost");
+    assert!(
+        vhost3.contains(&format!("access_log {}", op_log.display())),
+        "the operator directive is rendered: {vhost3}"
+    );
+    let logged = std::fs::read_to_string(&op_log).unwrap_or_default();
+    assert!(
+        logged.contains("GET / "),
+        "the operator's access log took the request: {logged:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(node.site_home(3)).expect("home").uid(),
+        uid_of(adopted)
+    );
+
+    // 3. Site 1 goes: its home goes, the account stays for site 2.
+    write(&[2, 3]);
+    let out = node.run(false, "apply", &[]);
+    assert_exit(&out, 0);
+    assert!(!node.site_home(1).exists(), "{}", text(&out.stdout));
+    assert_eq!(node.accounts.uid_in_range(shared), shared_uid);
+    assert_serves(&node, 2, "8.2", shared);
+
+    // 4. Site 2 and 3 go: the shared account goes with its last site; the adopted account and
+    //    its site's files stay.
+    write(&[]);
+    let plan = node.json("plan", &[], 0);
+    assert_eq!(plan["accounts"]["remove"][0]["name"], shared, "{plan}");
+    assert_eq!(
+        plan["accounts"]["delete_files"]
+            .as_array()
+            .map(|f| f.iter().map(|f| f["site"].clone()).collect::<Vec<_>>()),
+        Some(vec![Value::from(2)]),
+        "{plan}"
+    );
+    assert_exit(&node.run(false, "apply", &[]), 0);
+    assert!(getent("passwd", shared).is_none());
+    assert!(!node.site_home(2).exists());
+    assert!(
+        getent("passwd", adopted).is_some(),
+        "an adopted account stays"
+    );
+    assert!(node.site_home(3).join("public/index.php").exists());
+}
+
+/// Without root there are no separate accounts: hostctl, run as a test user, runs every site
+/// as that user, says so, and refuses another account.
+#[test]
+fn without_root_every_site_runs_as_the_current_user() {
+    let Some(machine) = machine() else {
+        return;
+    };
+    let id = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .expect("id -u");
+    if text(&id.stdout).trim() != "0" {
+        println!("SKIPPED: needs root to run hostctl as a test user");
+        return;
+    }
+    let user = machine.users[1].as_str();
+    let other = machine.users[0].as_str();
+    let uid = uid_of(user);
+    let node = Node::new(&machine, "nginx");
+    std::fs::create_dir(node.root()).expect("root");
+    std::os::unix::fs::chown(node.root(), Some(uid), Some(uid)).expect("chown");
+    let as_user = |command: &str, json: bool| {
+        let (state, root) = (node.state_file(), node.root());
+        let mut args: Vec<String> = vec![
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+            "--".to_owned(),
+            env!("CARGO_BIN_EXE_hostctl").to_owned(),
+        ];
+        if json {
+            args.push("--json".to_owned());
+        }
+        args.extend([
+            "node".to_owned(),
+            command.to_owned(),
+            "--state".to_owned(),
+            state.display().to_string(),
+            "--root".to_owned(),
+            root.display().to_string(),
+        ]);
+        std::process::Command::new("setpriv")
+            .args(args)
+            .output()
+            .expect("setpriv")
+    };
+
+    // PHP 8.4's build lives in root's home, which the user cannot enter: 8.2 only.
+    let write = |sites: &[SiteSpec<'_>]| {
+        let mut toml = node.node_table_with(false);
+        for site in sites {
+            toml.push_str(&node.site_block(*site, &node.domain(site.0), ""));
+        }
+        std::fs::write(node.state_file(), toml).expect("state");
+    };
+    write(&[(1, "8.2", Account::Named(other))]);
+    let out = as_user("plan", false);
+    assert_exit(&out, 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("site[0].system_user: ")
+            && err.contains(&format!("every site runs as {user}")),
+        "{err}"
+    );
+
+    write(&[(1, "8.2", Account::Own), (2, "8.2", Account::Named(user))]);
+    let out = as_user("plan", false);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "isolation: none: hostctl does not run as root, so every site runs as {user}"
+        )),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = as_user("plan", true);
+    assert_exit(&out, 0);
+    let plan: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(plan["accounts"]["isolation"], "none", "{plan}");
+    assert_eq!(plan["accounts"]["account"], user, "{plan}");
+    assert_eq!(plan["accounts"]["create"], serde_json::json!([]), "{plan}");
+
+    let out = as_user("apply", false);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains("isolation: none"),
+        "{}",
+        text(&out.stdout)
+    );
+    for id in [1, 2] {
+        let home = std::fs::metadata(node.site_home(id)).expect("home");
+        assert_eq!(
+            (home.uid(), home.mode() & 0o7777),
+            (uid, 0o711),
+            "site {id}"
+        );
+        std::fs::write(node.site_home(id).join("public/index.php"), INDEX_PHP).expect("index.php");
+    }
+    assert_serves(&node, 1, "8.2", user);
+    assert_serves(&node, 2, "8.2", user);
+
+    // Removing a site keeps its files: they are the user's, not an account hostctl made.
+    write(&[(1, "8.2", Account::Own)]);
+    assert_exit(&as_user("apply", false), 0);
+    assert!(node.site_home(2).join("public/index.php").exists());
+    assert!(getent("passwd", user).is_some());
+    assert_serves(&node, 1, "8.2", user);
 }
 
 /// Needs no server: bad command lines and bad state files exit 2 and create nothing.

@@ -19,16 +19,19 @@ use common::{ADMIN_EMAIL, ADMIN_PASSWORD, TestPanel};
 use hosting_core::DatabaseBackend;
 use hosting_db::customer::{CustomerServerConfig, MySqlBackend};
 use hosting_tests::{
-    MARIADB_URL, TempDir, TestAccounts, env_or_skip, free_port, http_get, server_url,
+    MARIADB_URL, TempDir, TestUids, env_or_skip, free_port, http_get, root_or_skip, server_url,
 };
 use serde_json::{Value, json};
 
 /// A panel whose local node has real nginx, PHP 8.2 and MariaDB, or `None` (skipped; failing
 /// under CI=true).
-async fn panel_with_real_node() -> Option<(TestPanel, u16, TestAccounts)> {
+async fn panel_with_real_node() -> Option<(TestPanel, u16, TestUids)> {
     let nginx = env_or_skip("HOSTING_TEST_NGINX")?;
     let php82 = env_or_skip("HOSTING_TEST_PHP_FPM_82")?;
-    let accounts = TestAccounts::new();
+    if !root_or_skip() {
+        return None;
+    }
+    let accounts = TestUids::claim();
     let mariadb = server_url(MARIADB_URL)?;
     let dir = TempDir::new();
     // nginx's workers and the site's PHP user walk down to the site's home.
@@ -51,7 +54,7 @@ async fn panel_with_real_node() -> Option<(TestPanel, u16, TestAccounts)> {
          fpm_binary = {php82:?}\n",
         data = dir.path().join("data").display().to_string(),
         https_port = free_port(),
-        range = accounts.range(),
+        range = accounts.range().to_string(),
     );
     let config =
         hosting_panel::Config::from_toml(&toml, std::path::Path::new("/")).expect("config");
@@ -180,7 +183,10 @@ async fn a_client_hosts_a_php_site_with_a_mariadb_database_through_the_api() {
         .expect("getent");
     assert!(passwd.status.success(), "{system_user} exists on the node");
     let passwd = String::from_utf8_lossy(&passwd.stdout).into_owned();
-    assert!(passwd.trim_end().ends_with(":/usr/sbin/nologin"), "{passwd}");
+    assert!(
+        passwd.trim_end().ends_with(":/usr/sbin/nologin"),
+        "{passwd}"
+    );
     assert_eq!(
         created.body["website"]["status"], "active",
         "{}",

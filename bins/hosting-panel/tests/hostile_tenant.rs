@@ -20,14 +20,14 @@ use std::path::{Path, PathBuf};
 use common::{ADMIN_EMAIL, ADMIN_PASSWORD, Answer, TestPanel};
 use hosting_core::DirectivePolicy;
 use hosting_core::directives::ArgRule;
-use hosting_tests::{TempDir, TestAccounts, env_or_skip, free_port, http_get};
+use hosting_tests::{TempDir, TestUids, env_or_skip, free_port, http_get, root_or_skip};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// The servers and ports of the node.
 struct Node {
     panel: TestPanel,
-    _accounts: TestAccounts,
+    _accounts: TestUids,
     nginx_port: u16,
     apache_port: u16,
     node_id: i64,
@@ -51,7 +51,10 @@ async fn node() -> Option<(Node, StopNode)> {
     let nginx = env_or_skip("HOSTING_TEST_NGINX")?;
     let apache = env_or_skip("HOSTING_TEST_APACHE")?;
     let php82 = env_or_skip("HOSTING_TEST_PHP_FPM_82")?;
-    let accounts = TestAccounts::new();
+    if !root_or_skip() {
+        return None;
+    }
+    let accounts = TestUids::claim();
     let dir = TempDir::new();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let data = dir.path().join("data");
@@ -75,7 +78,7 @@ async fn node() -> Option<(Node, StopNode)> {
          fpm_binary = {php82:?}\n",
         free_port(),
         free_port(),
-        accounts.range(),
+        accounts.range().to_string(),
         data = data.display().to_string(),
     );
     let config =
@@ -229,7 +232,13 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, u32, u32, u32)> {
             }
             out.insert(
                 path,
-                (meta.len(), meta.mtime(), meta.mode(), meta.uid(), meta.gid()),
+                (
+                    meta.len(),
+                    meta.mtime(),
+                    meta.mode(),
+                    meta.uid(),
+                    meta.gid(),
+                ),
             );
         }
     }
@@ -243,7 +252,14 @@ fn volatile(path: &Path) -> bool {
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     [
-        "passwd", "group", "shadow", "gshadow", "subuid", "subgid", "mtab", "ld.so.cache",
+        "passwd",
+        "group",
+        "shadow",
+        "gshadow",
+        "subuid",
+        "subgid",
+        "mtab",
+        "ld.so.cache",
     ]
     .iter()
     .any(|f| name.trim_end_matches('-').trim_end_matches(".lock") == *f)
@@ -365,23 +381,48 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
 
     // A's secrets, and a page that tells who runs PHP and what it can read.
     for site in &a.sites {
-        plant(&site.home.join("secret600.txt"), "A-SECRET-600", &site.account, 0o600);
-        plant(&site.home.join("public/secret644.txt"), "A-SECRET-644", &site.account, 0o644);
+        plant(
+            &site.home.join("secret600.txt"),
+            "A-SECRET-600",
+            &site.account,
+            0o600,
+        );
+        plant(
+            &site.home.join("public/secret644.txt"),
+            "A-SECRET-644",
+            &site.account,
+            0o644,
+        );
     }
     let probe = |targets: &[PathBuf]| {
         let reads: String = targets
             .iter()
-            .map(|t| format!("echo @file_get_contents('{}') === false ? 'DENIED' : 'READ', ' ';\n", t.display()))
+            .map(|t| {
+                format!(
+                    "echo @file_get_contents('{}') === false ? 'DENIED' : 'READ', ' ';\n",
+                    t.display()
+                )
+            })
             .collect();
         format!("<?php echo posix_geteuid(), ' ';\n{reads}")
     };
     let targets: Vec<PathBuf> = a
         .sites
         .iter()
-        .flat_map(|s| [s.home.join("secret600.txt"), s.home.join("public/secret644.txt")])
+        .flat_map(|s| {
+            [
+                s.home.join("secret600.txt"),
+                s.home.join("public/secret644.txt"),
+            ]
+        })
         .collect();
     for site in &b.sites {
-        plant(&site.home.join("public/probe.php"), &probe(&targets), &site.account, 0o644);
+        plant(
+            &site.home.join("public/probe.php"),
+            &probe(&targets),
+            &site.account,
+            0o644,
+        );
     }
     let untouched = Untouched::take(&a);
 
@@ -436,31 +477,37 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
     // Directives that name node files, on each server, on create and on update.
     let file = |n: usize| format!("/etc/{marker}-{n}.log");
     let refused: Vec<(&str, Vec<Value>)> = vec![
-        ("nginx", vec![
-            json!({"name": "access_log", "args": [file(1)]}),
-            json!({"name": "error_log", "args": [file(2)]}),
-            json!({"name": "include", "args": ["/etc/nginx/mime.types"]}),
-            json!({"name": "root", "args": ["/etc"]}),
-            json!({"name": "alias", "args": ["/etc/"]}),
-            json!({"name": "client_body_temp_path", "args": [format!("/tmp/{marker}-t")]}),
-            json!({"name": "proxy_pass", "args": ["http://127.0.0.1:1"]}),
-            json!({"name": "fastcgi_param", "args": ["PHP_ADMIN_VALUE", "open_basedir=/"]}),
-            json!({"name": "auth_basic_user_file", "args": ["/etc/shadow"]}),
-            json!({"name": "auth_basic_user_file", "args": ["../../etc/shadow"]}),
-            json!({"name": "load_module", "args": ["/tmp/x.so"]}),
-            json!({"name": "user", "args": ["root"]}),
-            json!({"name": "pid", "args": [file(3)]}),
-        ]),
-        ("apache", vec![
-            json!({"name": "ErrorLog", "args": [file(4)]}),
-            json!({"name": "CustomLog", "args": [file(5), "combined"]}),
-            json!({"name": "Include", "args": ["/etc/apache2/apache2.conf"]}),
-            json!({"name": "Alias", "args": ["/x", "/etc"]}),
-            json!({"name": "ScriptAlias", "args": ["/cgi/", "/usr/lib/cgi-bin/"]}),
-            json!({"name": "SetEnv", "args": ["PHP_ADMIN_VALUE", "open_basedir=/"]}),
-            json!({"name": "AuthUserFile", "args": ["/etc/shadow"]}),
-            json!({"name": "LoadModule", "args": ["x", "/tmp/x.so"]}),
-        ]),
+        (
+            "nginx",
+            vec![
+                json!({"name": "access_log", "args": [file(1)]}),
+                json!({"name": "error_log", "args": [file(2)]}),
+                json!({"name": "include", "args": ["/etc/nginx/mime.types"]}),
+                json!({"name": "root", "args": ["/etc"]}),
+                json!({"name": "alias", "args": ["/etc/"]}),
+                json!({"name": "client_body_temp_path", "args": [format!("/tmp/{marker}-t")]}),
+                json!({"name": "proxy_pass", "args": ["http://127.0.0.1:1"]}),
+                json!({"name": "fastcgi_param", "args": ["PHP_ADMIN_VALUE", "open_basedir=/"]}),
+                json!({"name": "auth_basic_user_file", "args": ["/etc/shadow"]}),
+                json!({"name": "auth_basic_user_file", "args": ["../../etc/shadow"]}),
+                json!({"name": "load_module", "args": ["/tmp/x.so"]}),
+                json!({"name": "user", "args": ["root"]}),
+                json!({"name": "pid", "args": [file(3)]}),
+            ],
+        ),
+        (
+            "apache",
+            vec![
+                json!({"name": "ErrorLog", "args": [file(4)]}),
+                json!({"name": "CustomLog", "args": [file(5), "combined"]}),
+                json!({"name": "Include", "args": ["/etc/apache2/apache2.conf"]}),
+                json!({"name": "Alias", "args": ["/x", "/etc"]}),
+                json!({"name": "ScriptAlias", "args": ["/cgi/", "/usr/lib/cgi-bin/"]}),
+                json!({"name": "SetEnv", "args": ["PHP_ADMIN_VALUE", "open_basedir=/"]}),
+                json!({"name": "AuthUserFile", "args": ["/etc/shadow"]}),
+                json!({"name": "LoadModule", "args": ["x", "/tmp/x.so"]}),
+            ],
+        ),
     ];
     for (server, directives) in &refused {
         let site = b.sites.iter().find(|s| s.server == *server).expect("site");
@@ -498,8 +545,9 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
                     &json!({"settings": {"extra_directives": [directive]}}),
                 )
                 .await;
-            assert!(
-                answer.status.is_success() || answer.status.as_u16() == 422,
+            assert_eq!(
+                answer.status.as_u16(),
+                200,
                 "{server} {directive}: {}",
                 answer.text
             );
@@ -517,11 +565,23 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
         (json!({"document_root": "/etc"}), "document_root"),
         (json!({"document_root": "public/../../x"}), "document_root"),
         (json!({"aliases": ["a;b.example"]}), "aliases[0]"),
-        (json!({"aliases": ["evil.example\nroot /etc"]}), "aliases[0]"),
+        (
+            json!({"aliases": ["evil.example\nroot /etc"]}),
+            "aliases[0]",
+        ),
         (json!({"aliases": ["..example"]}), "aliases[0]"),
-        (json!({"settings": {"php": {"memory_limit": "1M\nphp_admin_value[open_basedir]=/", "max_execution_time": 30, "upload_max_filesize": "1M", "post_max_size": "1M"}}}), "settings.php.memory_limit"),
-        (json!({"settings": {"allowed_ips": ["127.0.0.1; include /etc"]}}), "settings.allowed_ips[0]"),
-        (json!({"settings": {"operator_directives": [{"name": "root", "args": ["/etc"]}]}}), "settings"),
+        (
+            json!({"settings": {"php": {"memory_limit": "1M\nphp_admin_value[open_basedir]=/", "max_execution_time": 30, "upload_max_filesize": "1M", "post_max_size": "1M"}}}),
+            "settings.php.memory_limit",
+        ),
+        (
+            json!({"settings": {"allowed_ips": ["127.0.0.1; include /etc"]}}),
+            "settings.allowed_ips[0]",
+        ),
+        (
+            json!({"settings": {"operator_directives": [{"name": "root", "args": ["/etc"]}]}}),
+            "settings",
+        ),
     ] {
         let answer = node.patch_site(&b.admin, site, &body).await;
         answer.expect_client_error(&format!("{body}"));
@@ -578,7 +638,11 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
             std::os::unix::fs::symlink(target, &link).expect("symlink");
             std::os::unix::fs::lchown(&link, Some(uid), Some(gid)).expect("lchown");
             let (status, body) = node.get(site, &format!("/steal{n}.txt")).await;
-            assert!(!body.contains("A-SECRET"), "{}: {status} {body}", site.domain);
+            assert!(
+                !body.contains("A-SECRET"),
+                "{}: {status} {body}",
+                site.domain
+            );
         }
         let other = site.home.join("elsewhere");
         std::fs::rename(site.home.join("public"), &other).expect("move public");
@@ -586,14 +650,23 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
         std::os::unix::fs::symlink(&a_docroot, site.home.join("public")).expect("symlink");
         std::os::unix::fs::lchown(site.home.join("public"), Some(uid), Some(gid)).expect("lchown");
         let (status, body) = node.get(site, "/secret644.txt").await;
-        assert!(!body.contains("A-SECRET"), "{}: {status} {body}", site.domain);
+        assert!(
+            !body.contains("A-SECRET"),
+            "{}: {status} {body}",
+            site.domain
+        );
         std::fs::remove_file(site.home.join("public")).expect("unlink");
         std::fs::rename(&other, site.home.join("public")).expect("move back");
     }
 
     // PHP-FPM's status page is not reachable from outside.
     for site in &b.sites {
-        for path in ["/fpm-status", "/fpm-status?full", "/probe.php/fpm-status", "/status"] {
+        for path in [
+            "/fpm-status",
+            "/fpm-status?full",
+            "/probe.php/fpm-status",
+            "/status",
+        ] {
             let (_, body) = node.get(site, path).await;
             assert!(
                 !body.contains("process manager") && !body.contains("accepted conn"),
@@ -606,7 +679,11 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
     // A suspended site answers 403 with a short page.
     for site in &b.sites {
         panel
-            .post(&format!("/api/v1/websites/{}/suspend", site.id), &b.admin, &json!({}))
+            .post(
+                &format!("/api/v1/websites/{}/suspend", site.id),
+                &b.admin,
+                &json!({}),
+            )
             .await
             .expect(200);
         let (status, body) = node.get(site, "/probe.php").await;
@@ -618,7 +695,12 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
     // Deleting B's sites removes B's accounts; A's stay.
     for site in &b.sites {
         panel
-            .send(Method::DELETE, &format!("/api/v1/websites/{}", site.id), Some(&b.admin), None)
+            .send(
+                Method::DELETE,
+                &format!("/api/v1/websites/{}", site.id),
+                Some(&b.admin),
+                None,
+            )
             .await
             .expect(204);
         assert!(ids(&site.account).is_none(), "{} is removed", site.account);
@@ -628,7 +710,10 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
         assert!(ids(&site.account).is_some(), "{} stays", site.account);
     }
     let accounts = panel
-        .list_all(&format!("/api/v1/nodes/{}/accounts", node.node_id), &operator)
+        .list_all(
+            &format!("/api/v1/nodes/{}/accounts", node.node_id),
+            &operator,
+        )
         .await;
     let names: Vec<&str> = accounts.iter().filter_map(|a| a["name"].as_str()).collect();
     let mut expected: Vec<&str> = a.sites.iter().map(|s| s.account.as_str()).collect();

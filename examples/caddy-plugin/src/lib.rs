@@ -6,7 +6,9 @@
 //! backends; `README.md` walks through it as the guide for plugin authors.
 //!
 //! Per site, one Caddyfile snippet `sites/site<ID>.caddy`; one main `Caddyfile` per generation
-//! that sets the global options and imports its own generation's snippets. Under the server root:
+//! that sets the global options and imports its own generation's snippets. A tenant's extra
+//! directives are written only as far as [`CADDY_POLICY`] accepts them; a suspended site answers
+//! every request with a 403 page. Under the server root:
 //!
 //! ```text
 //! ROOT/managed/live -> generations/<n>   Caddyfile + sites/*.caddy of one generation
@@ -56,12 +58,14 @@ pub static CADDY_POLICY: DirectivePolicy = DirectivePolicy::new(&[
         name: "header",
         required: &[ArgRule::HeaderName, ArgRule::HeaderValue],
         optional: &[],
+        repeatable: true,
         purpose: "a response header of the site's own",
     },
     AllowedDirective {
         name: "encode",
         required: &[ArgRule::OneOf(&["gzip", "zstd"])],
         optional: &[ArgRule::OneOf(&["gzip", "zstd"])],
+        repeatable: false,
         purpose: "compress responses (gzip, zstd or both, in order of preference)",
     },
 ]);

@@ -79,6 +79,30 @@ fn a_tenant_directive_outside_the_policy_is_not_rendered_and_operator_directives
     }
 }
 
+/// Every allowed directive has its row in the README's tables, so the documentation cannot
+/// fall behind the policies.
+#[test]
+fn the_readme_documents_every_allowed_directive() {
+    let readme = include_str!("../../README.md");
+    for policy in [NGINX_POLICY, APACHE_POLICY] {
+        for allowed in policy.allowed() {
+            let row = format!("\n| `{}` |", allowed.name);
+            assert!(
+                readme.contains(&row),
+                "README.md has no row for {}",
+                allowed.name
+            );
+        }
+    }
+    for allowed in OPENLITESPEED_POLICY.allowed() {
+        assert!(
+            readme.contains(&format!("`{}`", allowed.name)),
+            "{}",
+            allowed.name
+        );
+    }
+}
+
 #[test]
 fn each_server_reports_its_own_policy() {
     let layout = snapshot_layout();
