@@ -7,25 +7,219 @@
 //! their sites, and its own sites; a client manages its own sites; nobody sees anything of
 //! another tenant, and what a user may not see is "not found", never "forbidden".
 //!
-//! Website changes are attempted against a node with no backends attached: an allowed change
-//! gets past every check and stops at the node (`Conflict`), a refused one is `NotFound`; in
-//! both cases the record must be unchanged. Deploying is covered by `panel_sagas.rs`.
+//! Websites are created, changed and deleted through the `Panel` on a node whose backends keep
+//! their state in memory ([`MemNode`]: Unix accounts, site homes, the vhosts and pools last
+//! applied), so the sagas run for real and their node effects can be compared with the model
+//! after every call without starting servers; deploying on real servers and real accounts is
+//! covered by `panel_sagas.rs`. The node effects follow the issue "tenants confined on the
+//! node": each site created without `system_user` gets an account of its own, recorded for its
+//! tenant; a site may name an account of its tenant only when the caller manages every site
+//! already running as it (otherwise `Invalid` on `system_user`, nothing created); an account
+//! goes with the last site using it. After every call the store's account records, the node's
+//! accounts and the model agree, every account's tenant is the tenant of each site running as
+//! it, and the node serves exactly the model's sites; `get_node_account` answers each user for
+//! its own tenant's accounts only.
 #![allow(clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
+use hosting_core::accounts::derived_account_name;
 use hosting_core::auth::{Keyring, PasswordPolicy, SigningKey};
 use hosting_core::model::{
-    NewNode, NewTenant, NewUser, NewWebsite, NodeId, NodeRole, Role, TenantId, UserChanges, UserId,
-    UserStatus, WebsiteChanges, WebsiteId, WebsiteSettings,
+    NewNode, NewTenant, NewUser, NodeId, NodeRole, Role, TenantId, UserChanges, UserId, UserStatus,
+    Website, WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings,
 };
-use hosting_core::panel::{Actor, AuthSettings, Panel, PanelParts};
-use hosting_core::types::{PhpVersion, WebServerKind};
-use hosting_core::{Caller, Error, Operator, PageRequest, PanelStore, SystemClock};
+use hosting_core::panel::{Actor, AuthSettings, NodeBackends, Panel, PanelParts};
+use hosting_core::php::{PhpInstallation, PhpRuntime};
+use hosting_core::site_files::SiteFiles;
+use hosting_core::types::{PhpVersion, SystemUser, WebServerKind};
+use hosting_core::{
+    ApplyReport, Caller, DirectivePolicy, Drift, Error, Isolation, NodeAccounts, Operator,
+    PageLimit, PageRequest, PanelStore, RenderedFile, Result, SystemClock, UidRange, UnixAccount,
+    WebServer,
+};
 use hosting_db::{SqlStore, StoreOptions};
 use hosting_tests::fresh_sqlite;
 use proptest::prelude::*;
+
+/// What the in-memory node holds.
+#[derive(Debug, Default)]
+struct NodeState {
+    /// Unix accounts by name.
+    accounts: BTreeMap<SystemUser, UnixAccount>,
+    next_uid: u32,
+    /// Site homes.
+    homes: BTreeSet<WebsiteId>,
+    /// The sites the web server serves (its last apply).
+    served: BTreeSet<WebsiteId>,
+    /// The PHP pools (the runtime's last apply): site and the account its pool runs as.
+    pools: BTreeMap<WebsiteId, SystemUser>,
+}
+
+/// A node whose accounts, site files, web server and PHP runtime keep their state in memory.
+/// It refuses what the real ones cannot do: a home or a pool for an account that does not
+/// exist, removing an account a pool still runs as (the real one fails after 10 s), an account
+/// outside its range.
+#[derive(Debug)]
+struct MemNode(Mutex<NodeState>);
+
+const RANGE: (u32, u32) = (20_000, 29_999);
+
+impl MemNode {
+    fn new() -> Self {
+        Self(Mutex::new(NodeState {
+            next_uid: RANGE.0,
+            ..NodeState::default()
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, NodeState> {
+        self.0.lock().expect("node state")
+    }
+}
+
+fn refused(what: String) -> Error {
+    Error::backend("memory-node", what)
+}
+
+#[async_trait]
+impl NodeAccounts for MemNode {
+    fn isolation(&self) -> Isolation {
+        Isolation::Accounts
+    }
+    fn uid_range(&self) -> UidRange {
+        UidRange::new(RANGE.0, RANGE.1).expect("range")
+    }
+    async fn find(&self, name: &SystemUser) -> Result<Option<UnixAccount>> {
+        Ok(self.state().accounts.get(name).cloned())
+    }
+    async fn create(&self, name: &SystemUser) -> Result<UnixAccount> {
+        let mut state = self.state();
+        if state.accounts.contains_key(name) {
+            return Err(Error::AlreadyExists {
+                entity: "account",
+                detail: format!("system_user {name}"),
+            });
+        }
+        let uid = state.next_uid;
+        state.next_uid += 1;
+        let account = UnixAccount {
+            name: name.clone(),
+            uid,
+            gid: uid,
+        };
+        state.accounts.insert(name.clone(), account.clone());
+        Ok(account)
+    }
+    async fn remove(&self, account: &UnixAccount) -> Result<()> {
+        let mut state = self.state();
+        if !self.uid_range().contains(account.uid) {
+            return Err(refused(format!("{} is outside the range", account.name)));
+        }
+        if let Some(site) = state.pools.iter().find(|(_, user)| **user == account.name) {
+            return Err(refused(format!(
+                "the pool of site {} still runs as {}",
+                site.0, account.name
+            )));
+        }
+        match state.accounts.get(&account.name) {
+            Some(found) if found.uid != account.uid => Err(Error::Conflict(format!(
+                "{} now has uid {}",
+                account.name, found.uid
+            ))),
+            _ => {
+                state.accounts.remove(&account.name);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SiteFiles for MemNode {
+    async fn prepare(&self, site: &Website) -> Result<()> {
+        let mut state = self.state();
+        if !state.accounts.contains_key(&site.system_user) {
+            return Err(Error::Invalid {
+                field: "system_user".into(),
+                reason: format!("{} is not an account on this node", site.system_user).into(),
+            });
+        }
+        state.homes.insert(site.id);
+        Ok(())
+    }
+    async fn remove(&self, site: &Website) -> Result<()> {
+        self.state().homes.remove(&site.id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl WebServer for MemNode {
+    fn kind(&self) -> WebServerKind {
+        WebServerKind::Nginx
+    }
+    fn directive_policy(&self) -> DirectivePolicy {
+        hosting_web::NGINX_POLICY
+    }
+    fn render_site(&self, _site: &Website) -> Result<Vec<RenderedFile>> {
+        Ok(Vec::new())
+    }
+    async fn validate(&self, _staged_root: &Path) -> Result<()> {
+        Ok(())
+    }
+    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
+        self.state().served = sites.iter().map(|s| s.id).collect();
+        Ok(ApplyReport::default())
+    }
+    async fn drift(&self, _sites: &[Website]) -> Result<Vec<Drift>> {
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl PhpRuntime for MemNode {
+    async fn installed(&self) -> Result<Vec<PhpInstallation>> {
+        Ok(vec![PhpInstallation {
+            version: PhpVersion::V8_2,
+            full_version: "8.2.0".to_owned(),
+            fpm_binary: "/usr/sbin/php-fpm8.2".into(),
+            php_ini: None,
+            scan_dir: None,
+            extensions: Vec::new(),
+        }])
+    }
+    fn render_pool(&self, site: &Website) -> Result<RenderedFile> {
+        Ok(RenderedFile {
+            path: format!("site{}.conf", site.id).parse()?,
+            contents: String::new(),
+        })
+    }
+    async fn validate(&self, _version: PhpVersion, _staged_root: &Path) -> Result<()> {
+        Ok(())
+    }
+    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
+        let mut state = self.state();
+        let pools: BTreeMap<WebsiteId, SystemUser> = sites
+            .iter()
+            .filter(|s| s.php_version.is_some())
+            .map(|s| (s.id, s.system_user.clone()))
+            .collect();
+        if let Some(user) = pools.values().find(|u| !state.accounts.contains_key(*u)) {
+            return Err(refused(format!(
+                "a pool would run as {user}, which does not exist"
+            )));
+        }
+        state.pools = pools;
+        Ok(ApplyReport::default())
+    }
+    async fn drift(&self, _sites: &[Website]) -> Result<Vec<Drift>> {
+        Ok(Vec::new())
+    }
+}
 
 /// A user as the model knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,12 +232,14 @@ struct MUser {
 }
 
 /// A website as the model knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct MSite {
     id: WebsiteId,
     tenant: TenantId,
     owner: UserId,
     gzip: bool,
+    /// The Unix account it runs as.
+    account: SystemUser,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +280,29 @@ impl Model {
             }
     }
 
+    /// The accounts the node must have: those the sites run as, each with its tenant (an
+    /// account goes with the last site that runs as it).
+    fn accounts(&self) -> BTreeMap<SystemUser, TenantId> {
+        self.sites
+            .values()
+            .map(|s| (s.account.clone(), s.tenant))
+            .collect()
+    }
+
+    /// The product's rule for naming an existing account: one of the actor's tenant, with
+    /// every site already running as it managed by the actor.
+    fn may_name(&self, actor: &MUser, account: &SystemUser) -> bool {
+        let users: Vec<&MSite> = self
+            .sites
+            .values()
+            .filter(|s| s.account == *account)
+            .collect();
+        !users.is_empty()
+            && users
+                .iter()
+                .all(|s| s.tenant == actor.tenant && self.manages_site(actor, s))
+    }
+
     fn may_create(&self, actor: &MUser, role: Role) -> bool {
         match actor.role {
             Role::Admin => true,
@@ -107,6 +326,10 @@ enum Op {
     CreateUser(usize, Role),
     GetTenant(usize, bool),
     ListAudit(usize),
+    /// A user creates a site of its own with an account of its own.
+    CreateSite(usize),
+    /// A user creates a site of its own naming the account another site runs as.
+    CreateNamed(usize, usize),
 }
 
 fn role() -> impl Strategy<Value = Role> {
@@ -126,6 +349,8 @@ fn op() -> impl Strategy<Value = Op> {
         (i(), role()).prop_map(|(a, r)| Op::CreateUser(a, r)),
         (i(), any::<bool>()).prop_map(|(a, own)| Op::GetTenant(a, own)),
         i().prop_map(Op::ListAudit),
+        i().prop_map(Op::CreateSite),
+        (i(), i()).prop_map(|(a, s)| Op::CreateNamed(a, s)),
     ]
 }
 
@@ -133,6 +358,7 @@ struct World {
     _dir: hosting_tests::TempDir,
     store: Arc<SqlStore>,
     panel: Panel,
+    node_state: Arc<MemNode>,
     model: Model,
     tenants: [TenantId; 2],
     node: NodeId,
@@ -198,10 +424,22 @@ impl World {
                 ..AuthSettings::default()
             },
         });
+        let mem = Arc::new(MemNode::new());
+        panel.attach_node(
+            node.id,
+            NodeBackends {
+                web: vec![mem.clone()],
+                php: mem.clone(),
+                databases: Vec::new(),
+                files: mem.clone(),
+                accounts: mem.clone(),
+            },
+        );
         let mut world = World {
             _dir: dir,
             store,
             panel,
+            node_state: mem,
             model: Model::default(),
             tenants: [t1.id, t2.id],
             node: node.id,
@@ -277,28 +515,25 @@ impl World {
         self.remember_user(&user)
     }
 
-    async fn seed_site(&mut self, owner: &MUser) {
+    /// A site of `owner`'s own, running as `account` (`None`: an account of its own).
+    fn request(&mut self, owner: &MUser, account: Option<SystemUser>) -> WebsiteRequest {
         self.created += 1;
-        let site = self
-            .store
-            .create_website(
-                actor(owner).caller(),
-                NewWebsite {
-                    owner_id: owner.id,
-                    domain: format!("s{}.model.example", self.created)
-                        .parse()
-                        .expect("domain"),
-                    aliases: vec![],
-                    node_id: self.node,
-                    web_server: WebServerKind::Nginx,
-                    php_version: Some(PhpVersion::V8_2),
-                    system_user: "hostingt1".parse().expect("user"),
-                    document_root: "public".parse().expect("root"),
-                    settings: WebsiteSettings::default(),
-                },
-            )
-            .await
-            .expect("seed site");
+        WebsiteRequest {
+            owner_id: owner.id,
+            domain: format!("s{}.model.example", self.created)
+                .parse()
+                .expect("domain"),
+            aliases: vec![],
+            node_id: self.node,
+            web_server: WebServerKind::Nginx,
+            php_version: Some(PhpVersion::V8_2),
+            system_user: account,
+            document_root: "public".parse().expect("root"),
+            settings: WebsiteSettings::default(),
+        }
+    }
+
+    fn remember_site(&mut self, site: &Website) {
         self.model.sites.insert(
             site.id,
             MSite {
@@ -306,8 +541,21 @@ impl World {
                 tenant: site.tenant_id,
                 owner: site.owner_id,
                 gzip: site.settings.gzip,
+                account: site.system_user.clone(),
             },
         );
+    }
+
+    /// A site created through the `Panel` by its owner, with an account of its own.
+    async fn seed_site(&mut self, owner: &MUser) {
+        let request = self.request(owner, None);
+        let site = self
+            .panel
+            .create_website(&actor(owner), request)
+            .await
+            .expect("seed site")
+            .website;
+        self.remember_site(&site);
     }
 
     fn user(&self, i: usize) -> MUser {
@@ -315,19 +563,82 @@ impl World {
         *users[i % users.len()]
     }
 
-    fn site(&self, i: usize) -> MSite {
+    /// A site of the model, when there is one left.
+    fn site(&self, i: usize) -> Option<MSite> {
         let sites: Vec<&MSite> = self.model.sites.values().collect();
-        self.model.sites[&sites[i % sites.len()].id]
+        (!sites.is_empty()).then(|| sites[i % sites.len()].clone())
     }
 
-    /// Every record as the store holds it equals the model, and every user's lists show
-    /// exactly what the model lets it see.
+    /// The node's effects equal the model's: the store's account records, the node's accounts
+    /// (same names and uids), the sites on the node, their homes, vhosts and pools; every
+    /// account belongs to the tenant of each site running as it.
+    async fn check_node(&self) {
+        let op = Operator::assume();
+        let records = self
+            .store
+            .list_node_accounts(&op, self.node, all())
+            .await
+            .expect("list node accounts")
+            .items;
+        let recorded: BTreeMap<SystemUser, TenantId> = records
+            .iter()
+            .map(|r| (r.name.clone(), r.tenant_id))
+            .collect();
+        assert_eq!(recorded.len(), records.len(), "one record per account");
+        assert_eq!(
+            recorded,
+            self.model.accounts(),
+            "account records: each site's account, for its tenant"
+        );
+        let sites = self
+            .store
+            .list_node_websites(&op, self.node, all())
+            .await
+            .expect("list node websites")
+            .items;
+        for site in &sites {
+            assert_eq!(
+                recorded.get(&site.system_user),
+                Some(&site.tenant_id),
+                "site {} runs as an account of its own tenant",
+                site.id
+            );
+        }
+        let ids: BTreeSet<WebsiteId> = sites.iter().map(|s| s.id).collect();
+        let model_ids: BTreeSet<WebsiteId> = self.model.sites.keys().copied().collect();
+        assert_eq!(ids, model_ids, "the node's sites");
+        let node = self.node_state.state();
+        let on_node: BTreeMap<SystemUser, u32> = node
+            .accounts
+            .iter()
+            .map(|(name, a)| (name.clone(), a.uid))
+            .collect();
+        let uids: BTreeMap<SystemUser, u32> =
+            records.iter().map(|r| (r.name.clone(), r.uid)).collect();
+        assert_eq!(on_node, uids, "the node's accounts are the recorded ones");
+        assert_eq!(node.homes, model_ids, "homes");
+        assert_eq!(node.served, model_ids, "vhosts");
+        let pools: BTreeMap<WebsiteId, SystemUser> = self
+            .model
+            .sites
+            .values()
+            .map(|s| (s.id, s.account.clone()))
+            .collect();
+        assert_eq!(
+            node.pools, pools,
+            "pools, each running as its site's account"
+        );
+    }
+
+    /// Every record as the store holds it equals the model, every user's lists show exactly
+    /// what the model lets it see, and each user finds exactly its own tenant's accounts.
     async fn check_everyone(&self) {
+        let accounts = self.model.accounts();
         for user in self.model.users.values() {
             let a = actor(user);
             let sites: BTreeSet<WebsiteId> = self
                 .panel
-                .list_websites(&a, PageRequest::default())
+                .list_websites(&a, all())
                 .await
                 .expect("list sites")
                 .items
@@ -344,7 +655,7 @@ impl World {
             assert_eq!(sites, expected, "sites listed for {user:?}");
             let users: BTreeSet<UserId> = self
                 .panel
-                .list_users(&a, PageRequest::default())
+                .list_users(&a, all())
                 .await
                 .expect("list users")
                 .items
@@ -359,54 +670,92 @@ impl World {
                 .map(|t| t.id)
                 .collect();
             assert_eq!(users, expected, "users listed for {user:?}");
+            for (name, tenant) in &accounts {
+                let got = self
+                    .store
+                    .get_node_account(a.caller(), self.node, name)
+                    .await;
+                if *tenant == user.tenant {
+                    let got = got.expect("an account of its own tenant");
+                    assert_eq!((&got.name, got.tenant_id), (name, *tenant));
+                } else {
+                    assert_not_found(got, user, "account");
+                }
+            }
         }
     }
 
     async fn run(&mut self, op: Op) {
         match op {
             Op::GetSite(a, s) => {
-                let (user, site) = (self.user(a), self.site(s));
+                let user = self.user(a);
+                let Some(site) = self.site(s) else {
+                    return;
+                };
                 let got = self.panel.get_website(&actor(&user), site.id).await;
                 if self.model.manages_site(&user, &site) {
                     let got = got.expect("a managed site is visible");
                     assert_eq!((got.tenant_id, got.owner_id), (site.tenant, site.owner));
+                    assert_eq!(got.system_user, site.account);
                 } else {
                     assert_not_found(got, &user, "site");
                 }
             }
             Op::ListAll => self.check_everyone().await,
-            Op::ToggleGzip(a, s) | Op::DeleteSite(a, s) => {
-                let (user, site) = (self.user(a), self.site(s));
-                let result = if matches!(op, Op::DeleteSite(..)) {
-                    self.panel.delete_website(&actor(&user), site.id).await
-                } else {
-                    let mut settings = self
-                        .store
-                        .get_website(&owner_caller(&self.model, &site), site.id)
-                        .await
-                        .expect("owner reads its site")
-                        .settings;
-                    settings.gzip = !site.gzip;
-                    self.panel
-                        .update_website(
-                            &actor(&user),
-                            site.id,
-                            WebsiteChanges {
-                                settings: Some(settings),
-                                ..WebsiteChanges::default()
-                            },
-                        )
-                        .await
-                        .map(|_| ())
+            Op::DeleteSite(a, s) => {
+                let user = self.user(a);
+                let Some(site) = self.site(s) else {
+                    return;
                 };
-                match result {
-                    Err(Error::Conflict(why)) if self.model.manages_site(&user, &site) => {
-                        assert!(why.contains("no backends"), "{why}");
+                let result = self.panel.delete_website(&actor(&user), site.id).await;
+                let stored = self
+                    .store
+                    .get_website(&owner_caller(&self.model, &site), site.id)
+                    .await;
+                if self.model.manages_site(&user, &site) {
+                    if let Err(e) = result {
+                        panic!("{user:?} manages {site:?} but deleting it failed: {e:?}");
                     }
-                    other if self.model.manages_site(&user, &site) => {
-                        panic!("{user:?} manages {site:?} but got {other:?}")
+                    assert_not_found(stored, &user, "deleted site");
+                    self.model.sites.remove(&site.id);
+                } else {
+                    assert_not_found(result, &user, "site");
+                    stored.expect("a refused delete leaves the site");
+                }
+            }
+            Op::ToggleGzip(a, s) => {
+                let user = self.user(a);
+                let Some(site) = self.site(s) else {
+                    return;
+                };
+                let mut settings = self
+                    .store
+                    .get_website(&owner_caller(&self.model, &site), site.id)
+                    .await
+                    .expect("owner reads its site")
+                    .settings;
+                settings.gzip = !site.gzip;
+                let result = self
+                    .panel
+                    .update_website(
+                        &actor(&user),
+                        site.id,
+                        WebsiteChanges {
+                            settings: Some(settings),
+                            ..WebsiteChanges::default()
+                        },
+                    )
+                    .await;
+                if self.model.manages_site(&user, &site) {
+                    let updated = result
+                        .unwrap_or_else(|e| panic!("{user:?} manages {site:?} but got {e:?}"));
+                    assert_eq!(updated.settings.gzip, !site.gzip);
+                    assert_eq!(updated.system_user, site.account, "the account stays");
+                    if let Some(entry) = self.model.sites.get_mut(&site.id) {
+                        entry.gzip = !site.gzip;
                     }
-                    other => assert_not_found(other, &user, "site"),
+                } else {
+                    assert_not_found(result, &user, "site");
                 }
                 let stored = self
                     .store
@@ -414,9 +763,53 @@ impl World {
                     .await
                     .expect("the site is still there");
                 assert_eq!(
-                    stored.settings.gzip, site.gzip,
-                    "a refused change left no trace"
+                    stored.settings.gzip, self.model.sites[&site.id].gzip,
+                    "an allowed change is stored, a refused one left no trace"
                 );
+            }
+            Op::CreateSite(a) => {
+                let user = self.user(a);
+                let request = self.request(&user, None);
+                let own = derived_account_name(&request.domain, 0).expect("derived name");
+                let site = self
+                    .panel
+                    .create_website(&actor(&user), request)
+                    .await
+                    .unwrap_or_else(|e| panic!("{user:?} creating its own site: {e:?}"))
+                    .website;
+                assert_eq!((site.tenant_id, site.owner_id), (user.tenant, user.id));
+                assert_eq!(site.system_user, own, "an account of its own");
+                assert!(
+                    !self.model.accounts().contains_key(&own),
+                    "a new account, no other site's"
+                );
+                self.remember_site(&site);
+            }
+            Op::CreateNamed(a, s) => {
+                let user = self.user(a);
+                let Some(site) = self.site(s) else {
+                    return;
+                };
+                let allowed = self.model.may_name(&user, &site.account);
+                let request = self.request(&user, Some(site.account.clone()));
+                let result = self.panel.create_website(&actor(&user), request).await;
+                if allowed {
+                    let created = result
+                        .unwrap_or_else(|e| {
+                            panic!("{user:?} naming the account of {site:?}: {e:?}")
+                        })
+                        .website;
+                    assert_eq!(created.system_user, site.account);
+                    self.remember_site(&created);
+                } else {
+                    match result {
+                        Err(Error::Invalid { field, .. }) if field == "system_user" => {}
+                        other => panic!(
+                            "{user:?} naming the account of {site:?} must be refused on \
+                             system_user: {other:?}"
+                        ),
+                    }
+                }
             }
             Op::GetUser(a, t) => {
                 let (user, target) = (self.user(a), self.user(t));
@@ -541,6 +934,11 @@ impl World {
     }
 }
 
+/// One page holding everything the test can create.
+fn all() -> PageRequest {
+    PageRequest::first(PageLimit::try_from(PageLimit::MAX).expect("page limit"))
+}
+
 /// The caller that owns `site`, to read it back as it is stored.
 fn owner_caller(model: &Model, site: &MSite) -> Caller {
     let owner = model.users[&site.owner];
@@ -570,8 +968,10 @@ proptest! {
         runtime.block_on(async {
             let mut world = World::new().await;
             world.check_everyone().await;
+            world.check_node().await;
             for op in ops {
                 world.run(op).await;
+                world.check_node().await;
             }
             world.check_everyone().await;
         });

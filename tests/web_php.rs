@@ -564,8 +564,9 @@ async fn apache_switches_php_versions_without_dropping_a_request() {
     switching_php_versions_drops_no_request(WebServerKind::Apache).await;
 }
 
+/// An operator directive the server does not know (a tenant's would not be rendered at all).
 fn broken_directive(site: &mut Website, name: &str) {
-    site.settings.extra_directives = ExtraDirectives::try_from(vec![ServerDirective {
+    site.settings.operator_directives = ExtraDirectives::try_from(vec![ServerDirective {
         name: name.parse().expect("directive name"),
         args: vec!["on".parse().expect("arg")],
     }])

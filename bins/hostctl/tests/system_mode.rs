@@ -3,11 +3,15 @@
 //! their configuration left the operator's.
 //!
 //! For each web server, once through the library and once through `hostctl node` in system
-//! mode: two PHP 8.2 sites answer on 127.0.0.1:80 with PHP_VERSION and their pool's user; a
-//! broken extra directive fails the apply and leaves the live trees byte-identical and the
-//! sites answering; a whole distro configuration that refuses a generation (injected through
-//! the process seam) is swapped back before the reload; services that are down are started
-//! by the apply, and a stopped one is drift; removing the sites takes the pool include away. Throughout, the operator's own files (nginx.conf,
+//! mode: two PHP 8.2 sites answer on 127.0.0.1:80 with PHP_VERSION and their pool's user (through
+//! hostctl: one as the account hostctl created for it, home `0750` in `www-data`, one as an
+//! adopted test user); a broken operator directive fails the apply and leaves the live trees
+//! byte-identical and the sites answering (through hostctl, a tenant directive outside the
+//! policy is refused before anything happens, exit 2); a whole distro configuration that
+//! refuses a generation (injected through the process seam) is swapped back before the reload;
+//! services that are down are started by the apply, and a stopped one is drift; removing the
+//! sites takes the pool include away, and the created account and its site's files with it
+//! (the adopted account stays). Throughout, the operator's own files (nginx.conf,
 //! sites-enabled/default, apache2.conf, ports.conf, 000-default.conf, php-fpm.conf, www.conf)
 //! stay byte-identical; at the end the services are stopped and everything the SDK wrote is
 //! gone, even when a step fails (a drop guard).
@@ -16,6 +20,8 @@
 //! mutex) and across processes (a lock file). Gated on `HOSTING_TEST_SYSTEM_SERVICES`, which
 //! `scripts/with-servers.sh` sets when it runs as root with the packages installed.
 #![allow(clippy::expect_used)]
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -40,6 +46,7 @@ use hosting_tests::{TempDir, env_or_skip};
 use hosting_web::{
     Apache, ApacheConfig, ApacheService, Management, Nginx, NginxConfig, NginxService, Ports,
 };
+use support::{TestAccounts, getent};
 
 /// One test at a time in this process; [`machine_lock`] does the same across processes.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -543,7 +550,8 @@ async fn library(distro: Distro, users: &[SystemUser], dir: &Path) {
     let (status, head, _) = http_get("unknown.example.net", "/.hosting-site").expect("default");
     assert_ne!(status, 204, "{head}");
 
-    // A broken extra directive: refused by the staged test, nothing live changes.
+    // A broken operator directive (rendered as written, outside the tenant policy): refused
+    // by the staged test, nothing live changes.
     let before = node.live();
     let generation = served_generation();
     let mut broken = second.clone();
@@ -551,7 +559,7 @@ async fn library(distro: Distro, users: &[SystemUser], dir: &Path) {
         WebServerKind::Nginx => "not_a_directive",
         _ => "NotADirective",
     };
-    broken.settings.extra_directives = vec![ServerDirective {
+    broken.settings.operator_directives = vec![ServerDirective {
         name: name.parse().expect("name"),
         args: vec!["on".parse().expect("arg")],
     }]
@@ -659,27 +667,48 @@ fn assert_exit(out: &Output, code: i32) {
     );
 }
 
-/// Through `hostctl node` in system mode: apply, drift, a broken directive, remove.
+/// Through `hostctl node` in system mode: apply (an account hostctl creates, an adopted one),
+/// drift, a refused tenant directive, a broken operator directive, remove.
 fn through_hostctl(distro: Distro, users: &[SystemUser], dir: &Path) {
     let root = dir.join("root");
     let state = dir.join("node.toml");
-    let domain = |id: i64| format!("site{id}.hostctl-system.example.com");
-    let write_state = |sites: &[(i64, usize)], broken: bool| {
+    let accounts = TestAccounts::new();
+    let domain = |id: i64| accounts.domain(id);
+    let [one, two] = HOSTCTL_SITES;
+    // Site one gets an account of its own; site two runs as an adopted test user.
+    let created = accounts.account(one);
+    let adopted = users[1].as_str();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Directive {
+        None,
+        Tenant,
+        Operator,
+    }
+    let write_state = |sites: &[i64], directive: Directive| {
         let mut toml = format!(
-            "[node]\nweb_server = \"{}\"\nmode = \"system\"\nhttp_port = 80\nhttps_port = 443\n",
-            distro.name
+            "[node]\nweb_server = \"{}\"\nmode = \"system\"\nhttp_port = 80\nhttps_port = 443\n\
+             uid_range = \"{}\"\n",
+            distro.name,
+            accounts.uid_range()
         );
-        for (id, user) in sites {
+        for id in sites {
             toml.push_str(&format!(
-                "\n[[site]]\nid = {id}\ndomain = \"{}\"\nphp_version = \"8.2\"\n\
-                 system_user = \"{}\"\n",
+                "\n[[site]]\nid = {id}\ndomain = \"{}\"\nphp_version = \"8.2\"\n",
                 domain(*id),
-                users[*user]
             ));
-            if broken {
-                toml.push_str(
+            if *id == two {
+                toml.push_str(&format!(
+                    "system_user = \"{adopted}\"\nadopt_account = true\n"
+                ));
+            }
+            match directive {
+                Directive::None => {}
+                Directive::Tenant => toml.push_str(
                     "[site.settings]\nextra_directives = [{ name = \"not_a_directive\", args = [\"on\"] }]\n",
-                );
+                ),
+                Directive::Operator => toml.push_str(
+                    "operator_directives = [{ name = \"not_a_directive\", args = [\"on\"] }]\n",
+                ),
             }
         }
         std::fs::write(&state, toml).expect("state file");
@@ -696,24 +725,46 @@ fn through_hostctl(distro: Distro, users: &[SystemUser], dir: &Path) {
         args.extend(extra.iter().map(OsStr::new));
         hostctl(args)
     };
-    let [one, two] = HOSTCTL_SITES;
+    let home = |id: i64| PathBuf::from(format!("/srv/www/site{id}"));
 
     // The services are down: the apply starts them (`service X start`).
     for name in [distro.service, FPM_SERVICE] {
         stop(name);
     }
     assert!(!running(distro.pid_file) && !running(FPM_PID));
-    write_state(&[(one, 0), (two, 1)], false);
-    assert_exit(&run("apply", &[]), 0);
+    write_state(&[one, two], Directive::None);
+    let out = run("apply", &[]);
+    assert_exit(&out, 0);
+    assert!(
+        text(&out.stdout).contains(&format!("created account {created} (site {one})")),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(
         running(distro.pid_file) && running(FPM_PID),
         "the apply started both"
     );
-    for (id, user) in [(one, &users[0]), (two, &users[1])] {
-        let docroot = PathBuf::from(format!("/srv/www/site{id}/public"));
+    let created_uid = accounts.uid_in_range(&created);
+    let www_data: u32 = getent("group", "www-data").expect("www-data")[2]
+        .parse()
+        .expect("gid");
+    for (id, user, uid) in [
+        (one, created.as_str(), created_uid),
+        (two, adopted, uid_of(&users[1])),
+    ] {
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(home(id)).expect("home");
+            assert_eq!(
+                (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+                (uid, www_data, 0o750),
+                "site {id}'s home"
+            );
+        }
+        let docroot = home(id).join("public");
         assert!(docroot.is_dir(), "hostctl creates {}", docroot.display());
         std::fs::write(docroot.join("index.php"), INDEX_PHP).expect("index.php");
-        assert_serves(&domain(id), user.as_str());
+        assert_serves(&domain(id), user);
     }
     assert!(
         Path::new(&format!("/etc/hosting/php/8.2/live/pool.d/site{one}.conf")).is_file(),
@@ -743,16 +794,30 @@ fn through_hostctl(distro: Distro, users: &[SystemUser], dir: &Path) {
     );
     assert_exit(&run("apply", &[]), 0);
     assert!(running(FPM_PID));
-    assert_serves(&domain(one), users[0].as_str());
+    assert_serves(&domain(one), &created);
     assert_exit(&run("drift", &[]), 0);
 
-    // A broken directive: exit 1, nothing live changes, the sites keep answering.
+    // A tenant directive outside the web server's policy: refused naming the field, exit 2,
+    // before anything is rendered.
     let trees = [
         root.join(distro.name),
         PathBuf::from("/etc/hosting/php/8.2"),
     ];
     let before = live(&trees, distro);
-    write_state(&[(one, 0), (two, 1)], true);
+    let record = std::fs::read(root.join("state/applied.json")).expect("record");
+    write_state(&[one, two], Directive::Tenant);
+    let out = run("apply", &[]);
+    assert_exit(&out, 2);
+    assert!(
+        text(&out.stderr).contains("site[0].settings.extra_directives[0].name: 'not_a_directive'"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(live(&trees, distro), before, "nothing changed");
+
+    // A broken operator directive is rendered as written: the server's test refuses it, exit
+    // 1, nothing live changes, the sites keep answering.
+    write_state(&[one, two], Directive::Operator);
     let out = run("apply", &[]);
     assert_exit(&out, 1);
     assert!(
@@ -765,19 +830,39 @@ fn through_hostctl(distro: Distro, users: &[SystemUser], dir: &Path) {
         before,
         "the live trees are byte-identical"
     );
-    assert_serves(&domain(one), users[0].as_str());
-    write_state(&[(one, 0), (two, 1)], false);
+    assert_eq!(
+        std::fs::read(root.join("state/applied.json")).expect("record"),
+        record,
+        "the record is unchanged"
+    );
+    assert_serves(&domain(one), &created);
+    write_state(&[one, two], Directive::None);
 
-    // Remove one site, then the other: the pool include goes with the last pool.
+    // Remove one site, then the other: the pool include goes with the last pool; the created
+    // account goes with its site's files, the adopted one stays with its site's files.
     assert_exit(&run("remove", &["--site", &two.to_string()]), 0);
-    assert_serves(&domain(one), users[0].as_str());
+    assert_serves(&domain(one), &created);
     let (status, _, _) = http_get(&domain(two), "/.hosting-site").expect("get");
     assert_ne!(status, 204, "site {two} is gone");
-    write_state(&[(one, 0)], false);
-    assert_exit(&run("remove", &["--site", &one.to_string()]), 0);
+    assert!(
+        home(two).join("public/index.php").exists(),
+        "an adopted account's site keeps its files"
+    );
+    write_state(&[one], Directive::None);
+    let out = run("remove", &["--site", &one.to_string()]);
+    assert_exit(&out, 0);
     assert!(!Path::new(FPM_INCLUDE).exists());
     let (status, _, _) = http_get(&domain(one), "/.hosting-site").expect("get");
     assert_ne!(status, 204, "site {one} is gone");
+    assert!(!home(one).exists(), "{}", text(&out.stdout));
+    assert!(
+        getent("passwd", &created).is_none(),
+        "the created account is removed"
+    );
+    assert!(
+        getent("passwd", adopted).is_some(),
+        "the adopted account stays"
+    );
 }
 
 async fn system_mode(distro: Distro) {
