@@ -455,26 +455,30 @@ mod local {
         }
 
         /// Deletes what `uid` owns in the shared temporary directories, on their own file
-        /// system only; a directory the node lacks is skipped.
+        /// system only; a directory the node lacks is skipped. `find` fails a pass when another
+        /// process deletes a file under it meanwhile, so up to three passes run, and what
+        /// counts is that a last look finds nothing of the uid's.
         async fn clean_temp_dirs(&self, uid: u32) -> Result<()> {
+            let owned = |dir: &std::path::Path| {
+                Command::new("find")
+                    .arg(dir)
+                    .arg("-xdev")
+                    .arg("-uid")
+                    .arg(uid.to_string())
+            };
             for dir in &self.shared_temp_dirs {
-                let out = self
-                    .run(
-                        Command::new("find")
-                            .arg(dir)
-                            .arg("-xdev")
-                            .arg("-uid")
-                            .arg(uid.to_string())
-                            .arg("-delete"),
-                    )
-                    .await?;
-                if out.success() {
+                let exists = self.run(Command::new("test").arg("-e").arg(dir)).await?;
+                if exists.code == Some(1) {
                     continue;
                 }
-                // `find` says 1 for a missing start directory and for a failed deletion alike.
-                let exists = self.run(Command::new("test").arg("-e").arg(dir)).await?;
-                if exists.code != Some(1) {
-                    return Err(failed(&format!("find {}", dir.display()), &out));
+                for _ in 0..3 {
+                    if self.run(owned(dir).arg("-delete")).await?.success() {
+                        break;
+                    }
+                }
+                let left = self.run(owned(dir).arg("-print").arg("-quit")).await?;
+                if !left.stdout.trim().is_empty() {
+                    return Err(failed(&format!("find {} -delete", dir.display()), &left));
                 }
             }
             Ok(())

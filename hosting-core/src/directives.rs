@@ -65,9 +65,7 @@ impl ArgRule {
         // A number with a unit, at most `limit` in the unit's multiples (servers refuse, or
         // overflow on, values past their own limits, which would fail the node's apply).
         let scaled = |units: &[(&str, u64)], limit: u64| {
-            let split = arg
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(arg.len());
+            let split = arg.find(|c: char| !c.is_ascii_digit()).unwrap_or(arg.len());
             let (number, unit) = arg.split_at(split);
             let multiple = units.iter().find(|(u, _)| *u == unit).map(|(_, m)| *m);
             match (number.parse::<u64>(), multiple) {
@@ -110,7 +108,9 @@ impl ArgRule {
                     && arg
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-                    && arg.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+                    && arg
+                        .split('/')
+                        .all(|s| !s.is_empty() && s != "." && s != "..")
             }
         };
         if ok { Ok(()) } else { Err(self.to_string()) }
@@ -120,12 +120,10 @@ impl ArgRule {
 impl fmt::Display for ArgRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Size => {
-                f.write_str("a size such as 64m (digits, then k, m or g), at most 1024g")
+            Self::Size => f.write_str("a size such as 64m (digits, then k, m or g), at most 1024g"),
+            Self::Duration => {
+                f.write_str("a duration such as 30s (digits, then ms, s, m, h or d), at most 365d")
             }
-            Self::Duration => f.write_str(
-                "a duration such as 30s (digits, then ms, s, m, h or d), at most 365d",
-            ),
             Self::Number { min, max } => write!(f, "a whole number from {min} to {max}"),
             Self::OnOff => f.write_str("on or off"),
             Self::OneOf(words) => write!(f, "one of {}", words.join(", ")),
@@ -191,7 +189,9 @@ impl DirectivePolicy {
                 .iter()
                 .any(|a| a.name == directive.name.as_str() && a.repeatable);
             if !repeatable
-                && let Some(first) = directives[..i].iter().position(|d| d.name == directive.name)
+                && let Some(first) = directives[..i]
+                    .iter()
+                    .position(|d| d.name == directive.name)
             {
                 return Err(InvalidValue::new(
                     format!("extra_directives[{i}].name"),
@@ -244,7 +244,10 @@ impl DirectivePolicy {
     /// site paths become absolute under `home`. `None` when the policy does not accept it.
     pub fn rendered_args(&self, directive: &ServerDirective, home: &Path) -> Option<Vec<String>> {
         self.check_one(directive).ok()?;
-        let allowed = self.allowed.iter().find(|a| a.name == directive.name.as_str())?;
+        let allowed = self
+            .allowed
+            .iter()
+            .find(|a| a.name == directive.name.as_str())?;
         Some(
             directive
                 .args
@@ -362,7 +365,11 @@ mod tests {
 
     #[test]
     fn accepts_typed_arguments_and_names_the_failing_one() {
-        assert!(POLICY.check(&[directive("client_max_body_size", &["64m"])]).is_ok());
+        assert!(
+            POLICY
+                .check(&[directive("client_max_body_size", &["64m"])])
+                .is_ok()
+        );
         assert!(
             POLICY
                 .check(&[directive("add_header", &["X-Test", "yes", "always"])])
@@ -387,7 +394,11 @@ mod tests {
 
     #[test]
     fn sizes_are_bounded_and_directives_appear_once_unless_repeatable() {
-        assert!(POLICY.check(&[directive("client_max_body_size", &["1024g"])]).is_ok());
+        assert!(
+            POLICY
+                .check(&[directive("client_max_body_size", &["1024g"])])
+                .is_ok()
+        );
         for bad in ["1025g", "99999999999999g", "1t", "m", "-1"] {
             assert!(
                 POLICY

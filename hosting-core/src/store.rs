@@ -162,8 +162,7 @@ pub trait PanelStore: Debug + Send + Sync {
 
     /// Records a Unix account on a node for one tenant. A name or uid the node already has on
     /// record is `AlreadyExists`; an unknown tenant or node is `NotFound`.
-    async fn record_node_account(&self, op: &Operator, new: NewNodeAccount)
-    -> Result<NodeAccount>;
+    async fn record_node_account(&self, op: &Operator, new: NewNodeAccount) -> Result<NodeAccount>;
     /// The account `name` on `node` when it belongs to the caller's tenant; `NotFound` otherwise
     /// (another tenant's account is indistinguishable from none).
     async fn get_node_account(

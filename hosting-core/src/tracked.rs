@@ -340,11 +340,7 @@ impl PanelStore for TrackedStore {
         self.inner.list_all_audit(op, page).await
     }
 
-    async fn record_node_account(
-        &self,
-        op: &Operator,
-        new: NewNodeAccount,
-    ) -> Result<NodeAccount> {
+    async fn record_node_account(&self, op: &Operator, new: NewNodeAccount) -> Result<NodeAccount> {
         let _write = self.tracker.begin_write();
         self.inner.record_node_account(op, new).await
     }

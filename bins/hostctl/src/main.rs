@@ -594,9 +594,7 @@ async fn apply(target: &Target, remove: Option<i64>, as_json: bool) -> anyhow::R
     let mut removed: Option<Website> = None;
     if let Some(id) = remove {
         let recorded = StateDir::new(&root).load()?;
-        let applied = recorded
-            .as_ref()
-            .and_then(|r| r.sites.iter().find(|s| s.id.0 == id).cloned());
+        let applied = recorded.as_ref().and_then(|r| r.known_site(id).cloned());
         let listed = state
             .sites
             .iter()

@@ -430,6 +430,7 @@ impl Node {
             record.accounts.push(account.clone().into());
             if let Err(e) = state_dir.save(record) {
                 // Not recorded: hostctl would never remove it.
+                record.accounts.pop();
                 let _ = self.accounts.remove(&account).await;
                 return Err(e);
             }

@@ -684,7 +684,8 @@ fn system_account() -> Option<String> {
 
 /// The panel's account and directive rules, on nginx: refusals before anything changes;
 /// sites sharing an account hostctl created; an adopted account, never removed; an operator
-/// directive outside the tenant policy that takes effect.
+/// directive outside the tenant policy that takes effect; an apply that fails after creating
+/// accounts keeps track of them, and the next apply reuses or removes them.
 #[test]
 fn accounts_and_directives_follow_the_panels_rules() {
     let Some(machine) = machine() else {
@@ -756,13 +757,15 @@ fn accounts_and_directives_follow_the_panels_rules() {
     // 2. Site 1 gets an account of its own, site 2 shares it (named, in the same apply), site 3
     //    runs as an adopted account with the operator's own access log.
     let op_log = node.dir.path().join("operator.log");
-    let write = |sites: &[i64]| {
+    // Sites 4 and 5 get accounts of their own; `broken` sites carry an operator directive the
+    // server refuses.
+    let write_with = |sites: &[i64], broken: &[i64]| {
         let mut toml = node.node_table();
-        for id in sites {
+        for &id in sites {
             toml.push_str(&match id {
                 1 => node.site_block((1, "8.2", Account::Own), &node.domain(1), ""),
                 2 => node.site_block((2, "8.2", Account::Named(shared)), &node.domain(2), ""),
-                _ => node.site_block(
+                3 => node.site_block(
                     (3, "8.2", Account::Adopted(adopted)),
                     &node.domain(3),
                     &format!(
@@ -770,10 +773,20 @@ fn accounts_and_directives_follow_the_panels_rules() {
                         op_log.display()
                     ),
                 ),
+                _ => node.site_block(
+                    (id, "8.2", Account::Own),
+                    &node.domain(id),
+                    if broken.contains(&id) {
+                        "operator_directives = [{ name = \"not_a_directive\", args = [\"on\"] }]\n"
+                    } else {
+                        ""
+                    },
+                ),
             });
         }
         std::fs::write(node.state_file(), toml).expect("state");
     };
+    let write = |sites: &[i64]| write_with(sites, &[]);
     write(&[1, 2, 3]);
     let plan = node.json("plan", &[], 0);
     assert_eq!(
@@ -812,21 +825,79 @@ fn accounts_and_directives_follow_the_panels_rules() {
     assert_eq!(node.accounts.uid_in_range(shared), shared_uid);
     assert_serves(&node, 2, "8.2", shared);
 
-    // 4. Site 2 and 3 go: the shared account goes with its last site; the adopted account and
-    //    its site's files stay.
+    // 4. An apply that fails after creating accounts (sites 4 and 5, a broken operator
+    //    directive on 5): the accounts are recorded, the sites pending; 2 and 3 keep answering.
+    let (user4, user5) = (node.accounts.account(4), node.accounts.account(5));
+    write_with(&[2, 3, 4, 5], &[5]);
+    let out = node.run(false, "apply", &[]);
+    assert_exit(&out, 1);
+    assert!(
+        text(&out.stderr).contains("not_a_directive"),
+        "{}",
+        text(&out.stderr)
+    );
+    let uid4 = node.accounts.uid_in_range(&user4);
+    node.accounts.uid_in_range(&user5);
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(node.root().join("state/applied.json")).expect("record"),
+    )
+    .expect("json");
+    let names: Vec<&str> = record["accounts"]
+        .as_array()
+        .expect("accounts")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, [shared, user4.as_str(), user5.as_str()], "{record}");
+    let pending: Vec<i64> = record["pending"]
+        .as_array()
+        .expect("pending")
+        .iter()
+        .filter_map(|s| s["id"].as_i64())
+        .collect();
+    assert_eq!(pending, [4, 5], "{record}");
+    assert_serves(&node, 2, "8.2", shared);
+    // Site 4 stays and keeps its account (nothing to create); site 5 is dropped: its files and
+    // account go.
+    write(&[2, 3, 4]);
+    let plan = node.json("plan", &[], 0);
+    assert_eq!(plan["accounts"]["create"], serde_json::json!([]), "{plan}");
+    assert_eq!(
+        plan["accounts"]["remove"][0]["name"],
+        user5.as_str(),
+        "{plan}"
+    );
+    assert_eq!(plan["accounts"]["delete_files"][0]["site"], 5, "{plan}");
+    assert_exit(&node.run(false, "apply", &[]), 0);
+    assert!(getent("passwd", &user5).is_none());
+    assert!(!node.site_home(5).exists());
+    assert_eq!(node.accounts.uid_in_range(&user4), uid4);
+    std::fs::write(node.site_home(4).join("public/index.php"), INDEX_PHP).expect("index.php");
+    assert_serves(&node, 4, "8.2", &user4);
+
+    // 5. Sites 2, 3 and 4 go: the shared account goes with its last site, and site 4's; the
+    //    adopted account and its site's files stay.
     write(&[]);
     let plan = node.json("plan", &[], 0);
-    assert_eq!(plan["accounts"]["remove"][0]["name"], shared, "{plan}");
-    assert_eq!(
-        plan["accounts"]["delete_files"]
+    let field = |list: &str, key: &str| {
+        plan["accounts"][list]
             .as_array()
-            .map(|f| f.iter().map(|f| f["site"].clone()).collect::<Vec<_>>()),
-        Some(vec![Value::from(2)]),
+            .map(|f| f.iter().map(|f| f[key].clone()).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        field("remove", "name"),
+        Some(vec![Value::from(shared), Value::from(user4.as_str())]),
+        "{plan}"
+    );
+    assert_eq!(
+        field("delete_files", "site"),
+        Some(vec![Value::from(2), Value::from(4)]),
         "{plan}"
     );
     assert_exit(&node.run(false, "apply", &[]), 0);
     assert!(getent("passwd", shared).is_none());
-    assert!(!node.site_home(2).exists());
+    assert!(getent("passwd", &user4).is_none());
+    assert!(!node.site_home(2).exists() && !node.site_home(4).exists());
     assert!(
         getent("passwd", adopted).is_some(),
         "an adopted account stays"

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use hosting_core::auth::TotpSecret;
 use hosting_panel::Server;
-use hosting_tests::{MARIADB_URL, TempDir, env_or_skip, free_port, http_get, server_url};
+use hosting_tests::{
+    MARIADB_URL, TempDir, TestUids, env_or_skip, free_port, http_get, root_or_skip, server_url,
+};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 
@@ -734,23 +736,20 @@ async fn a_website_through_hostctl_on_a_real_node() {
     let Some(php82) = env_or_skip("HOSTING_TEST_PHP_FPM_82") else {
         return;
     };
-    let Some(users) = env_or_skip("HOSTING_TEST_SYSTEM_USERS") else {
-        return;
-    };
     let Some(mariadb) = server_url(MARIADB_URL) else {
         return;
     };
-    let system_user = users
-        .split(',')
-        .next()
-        .expect("a test user")
-        .trim()
-        .to_owned();
+    if !root_or_skip() {
+        return;
+    }
+    // The panel creates the site's account in a range of this test's own, removed after.
+    let uids = TestUids::claim();
     let http_port = free_port();
     let node = format!(
         "nginx = {nginx:?}\nhttp_port = {http_port}\nhttps_port = {}\nphp_system_dir = \"\"\n\
-         mariadb_url = {mariadb:?}\n[[node.php_prefixes]]\nfpm_binary = {php82:?}",
-        free_port()
+         mariadb_url = {mariadb:?}\nuid_range = {:?}\n[[node.php_prefixes]]\nfpm_binary = {php82:?}",
+        free_port(),
+        uids.range().to_string(),
     );
     let s = start("login_attempts_per_minute = 1000", Some(node)).await;
     // nginx's workers and the site's PHP user walk down to the site's home.
@@ -779,8 +778,6 @@ async fn a_website_through_hostctl_on_a_real_node() {
             "local",
             "--php",
             "8.2",
-            "--system-user",
-            &system_user,
             "--database",
             &db_name,
             "--engine",
@@ -790,6 +787,10 @@ async fn a_website_through_hostctl_on_a_real_node() {
         .expect(0)
         .json();
     assert_eq!(created["website"]["status"], "active");
+    let system_user = created["website"]["system_user"]
+        .as_str()
+        .expect("the account the panel created")
+        .to_owned();
     assert!(created["database"]["password"].is_string());
     let site = id(&created["website"]);
     let (status, _) = http_get(http_port, "shop.hostctl.example", "/.hosting-site")
@@ -804,8 +805,6 @@ async fn a_website_through_hostctl_on_a_real_node() {
         "shop.hostctl.example",
         "--node",
         &node_id,
-        "--system-user",
-        &system_user,
     ])
     .await
     .expect(5);
@@ -816,6 +815,11 @@ async fn a_website_through_hostctl_on_a_real_node() {
         [
             "ID", "DOMAIN", "NODE", "SERVER", "PHP", "USER", "STATUS", "OWNER"
         ]
+    );
+    assert!(
+        run.stdout.contains(&system_user),
+        "the USER column shows the site's account: {}",
+        run.stdout
     );
     let run = h.run(&["databases", "list"]).await.expect(0);
     assert!(run.stdout.contains(&db_name), "{}", run.stdout);
@@ -867,10 +871,10 @@ async fn a_website_through_hostctl_on_a_real_node() {
     let run = h.run(&["sites", "php", &site, "8.1"]).await;
     assert_eq!(run.code, 2, "8.1 is not installed: {}", run.stderr);
     h.run(&["sites", "suspend", &site]).await.expect(0);
-    let (status, _) = http_get(http_port, "shop.hostctl.example", "/.hosting-site")
+    let (status, body) = http_get(http_port, "shop.hostctl.example", "/")
         .await
         .expect("GET");
-    assert_ne!(status, 204, "a suspended site is not served");
+    assert_eq!(status, 403, "a suspended site answers 403: {body}");
     h.run(&["sites", "resume", &site]).await.expect(0);
     let run = h
         .run(&["databases", "rotate-password", &site])

@@ -739,8 +739,14 @@ impl Config {
             ("request_timeout_secs", self.request_timeout_secs),
             ("node.http_port", u64::from(self.node.http_port)),
             ("node.https_port", u64::from(self.node.https_port)),
-            ("node.apache_http_port", u64::from(self.node.apache_http_port)),
-            ("node.apache_https_port", u64::from(self.node.apache_https_port)),
+            (
+                "node.apache_http_port",
+                u64::from(self.node.apache_http_port),
+            ),
+            (
+                "node.apache_https_port",
+                u64::from(self.node.apache_https_port),
+            ),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError::new(format!("{key}: must be at least 1")));

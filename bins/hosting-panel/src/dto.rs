@@ -10,10 +10,10 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
+use hosting_core::Isolation;
 use hosting_core::auth::PermissionSet;
 use hosting_core::auth_store::ApiToken;
 use hosting_core::jobs::{Job, JobKind, JobStatus};
-use hosting_core::Isolation;
 use hosting_core::model::{
     AccountOrigin, ApiTokenId, AuditEntry, AuditId, AuditOutcome, ExtraDirectives, JobId, Node,
     NodeAccount, NodeAccountId, NodeId, NodeRole, Quotas, Role, SessionId, Tenant, TenantChanges,

@@ -9,11 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hosting_core::accounts::{LocalAccounts, SharedAccount};
 use hosting_core::panel::{DatabaseServer, NodeBackends};
 use hosting_core::process::{
     Skipped, StopSignal, Stopped, SupervisedServer, php_fpm_servers, stop_servers,
 };
-use hosting_core::accounts::{LocalAccounts, SharedAccount};
 use hosting_core::site_files::LocalSiteFiles;
 use hosting_core::system::SystemRunner;
 use hosting_core::{CommandRunner, DatabaseBackend, HostLayout, NodeAccounts, WebServer};
@@ -145,7 +145,10 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
         ),
     }
     if web.is_empty() {
-        tracing::warn!("{}; this node serves no websites until one is configured", missing_web.join("; "));
+        tracing::warn!(
+            "{}; this node serves no websites until one is configured",
+            missing_web.join("; ")
+        );
     }
     notes.missing_web_server = Some(format!(
         "{}; then restart the panel",

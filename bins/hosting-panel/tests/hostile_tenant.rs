@@ -214,8 +214,11 @@ fn plant(path: &Path, contents: &str, account: &str, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// Each path's size, mtime, mode, owner and group.
+type Snapshot = BTreeMap<PathBuf, (u64, i64, u32, u32, u32)>;
+
 /// Every file under `root` (not following symlinks) with what identifies its state.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, u32, u32, u32)> {
+fn snapshot(root: &Path) -> Snapshot {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -245,24 +248,28 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, i64, u32, u32, u32)> {
     out
 }
 
-/// Files the account databases of other tests' `useradd`/`userdel` change.
+/// Files the account databases of other tests' `useradd`/`userdel` change: `passwd`,
+/// `group`, `shadow`, `gshadow`, `subuid`, `subgid`, their backups (`passwd-`), locks
+/// (`passwd.lock`, `.pwd.lock`) and temporary copies (`gshadow.12905`, `passwd+`).
 fn volatile(path: &Path) -> bool {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    [
-        "passwd",
-        "group",
-        "shadow",
-        "gshadow",
-        "subuid",
-        "subgid",
-        "mtab",
-        "ld.so.cache",
-    ]
-    .iter()
-    .any(|f| name.trim_end_matches('-').trim_end_matches(".lock") == *f)
+    if name == ".pwd.lock" || name == "mtab" || name == "ld.so.cache" {
+        return true;
+    }
+    ["passwd", "group", "shadow", "gshadow", "subuid", "subgid"]
+        .iter()
+        .any(|db| {
+            name.strip_prefix(db).is_some_and(|rest| {
+                rest.is_empty()
+                    || ["-", "+", ".lock", ".edit"].contains(&rest)
+                    || rest
+                        .strip_prefix('.')
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
 }
 
 /// Paths under `/etc`, `/tmp` and `/var` whose name holds `marker` (what an attack names).
@@ -288,8 +295,8 @@ fn files_named(marker: &str) -> Vec<PathBuf> {
 
 /// What must not change while B attacks.
 struct Untouched {
-    etc: BTreeMap<PathBuf, (u64, i64, u32, u32, u32)>,
-    homes: Vec<(PathBuf, BTreeMap<PathBuf, (u64, i64, u32, u32, u32)>)>,
+    etc: Snapshot,
+    homes: Vec<(PathBuf, Snapshot)>,
 }
 
 impl Untouched {

@@ -121,6 +121,8 @@ async fn host_first_php_site(
         .await
         .expect("json");
     let node = nodes["items"][0]["id"].as_i64().expect("the local node");
+    assert_eq!(nodes["items"][0]["isolation"], "none", "{nodes}");
+    assert_eq!(nodes["items"][0]["shared_account"], user, "{nodes}");
     let created = client
         .post(format!("{base}/api/v1/websites"))
         .bearer_auth(token)
@@ -130,7 +132,6 @@ async fn host_first_php_site(
             "node_id": node,
             "web_server": "nginx",
             "php_version": "8.2",
-            "system_user": user,
             "document_root": "public"
         }))
         .send()
@@ -139,7 +140,9 @@ async fn host_first_php_site(
     let status = created.status();
     let body: Value = created.json().await.expect("json");
     assert_eq!(status, 201, "{body}");
+    assert_eq!(body["website"]["system_user"], user, "{body}");
     let id = body["website"]["id"].as_i64().expect("site id");
+    second_tenant_is_refused(&client, base, token, node).await;
 
     let index = data.join(format!("node/sites/site{id}/public/index.php"));
     std::fs::write(
@@ -157,6 +160,65 @@ async fn host_first_php_site(
         "PHP runs as the panel's user: {page}"
     );
     id
+}
+
+/// Without root every site runs as the panel's user, so a second tenant's website is refused
+/// (422 naming `system_user`) while `node.allow_shared_account` is off.
+async fn second_tenant_is_refused(client: &reqwest::Client, base: &str, token: &str, node: i64) {
+    let post = |path: &str, token: &str, body: Value| {
+        client
+            .post(format!("{base}/api/v1{path}"))
+            .bearer_auth(token.to_owned())
+            .json(&body)
+            .send()
+    };
+    let tenant: Value = post("/tenants", token, json!({"name": "Other", "slug": "other"}))
+        .await
+        .expect("tenant")
+        .json()
+        .await
+        .expect("json");
+    let tenant = tenant["id"].as_i64().expect("tenant id");
+    let admin: Value = post(
+        &format!("/tenants/{tenant}/users"),
+        token,
+        json!({"email": "boss@other.example", "role": "admin", "password": "other-password-1"}),
+    )
+    .await
+    .expect("admin")
+    .json()
+    .await
+    .expect("json");
+    let admin_id = admin["user"]["id"].as_i64().expect("admin id");
+    let login: Value = post(
+        "/auth/login",
+        token,
+        json!({"email": "boss@other.example", "password": "other-password-1"}),
+    )
+    .await
+    .expect("login")
+    .json()
+    .await
+    .expect("tokens");
+    let other = login["access_token"].as_str().expect("access token");
+    let refused = post(
+        "/websites",
+        other,
+        json!({
+            "owner_id": admin_id,
+            "domain": "other.localhost",
+            "node_id": node,
+            "web_server": "nginx",
+            "php_version": null,
+            "document_root": "public"
+        }),
+    )
+    .await
+    .expect("create");
+    let status = refused.status();
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "system_user", "{body}");
 }
 
 /// After the panel stopped, the site still serves; `hosting-panel node stop` (run by `user`

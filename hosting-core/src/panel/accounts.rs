@@ -406,48 +406,47 @@ impl Panel {
         name: SystemUser,
     ) -> Result<NodeAccount> {
         let target = format!("node:{node}/account:{name}");
-        let result = async {
-            actor.require(Permission::NodesWrite)?;
-            let op = self.operator(actor)?;
-            let entry = self.node(node)?;
-            let refuse = |reason: String| Error::Invalid {
-                field: "name".into(),
-                reason: reason.into(),
-            };
-            if !matches!(entry.backends.accounts.isolation(), Isolation::Accounts) {
-                return Err(refuse(format!(
-                    "node {node} has no separate Unix accounts (the panel does not run as root)"
-                )));
-            }
-            self.store.get_tenant(&op, tenant).await?;
-            let unix = entry
-                .backends
-                .accounts
-                .find(&name)
-                .await?
-                .ok_or_else(|| refuse(format!("{name} is not an account on node {node}")))?;
-            if unix.uid < FIRST_ORDINARY_ID || unix.gid < FIRST_ORDINARY_ID {
-                return Err(refuse(format!(
-                    "{name} (uid {}, gid {}) is a system account: only accounts with ids from \
+        let result =
+            async {
+                actor.require(Permission::NodesWrite)?;
+                let op = self.operator(actor)?;
+                let entry = self.node(node)?;
+                let refuse = |reason: String| Error::Invalid {
+                    field: "name".into(),
+                    reason: reason.into(),
+                };
+                if !matches!(entry.backends.accounts.isolation(), Isolation::Accounts) {
+                    return Err(refuse(format!(
+                        "node {node} has no separate Unix accounts (the panel does not run as root)"
+                    )));
+                }
+                self.store.get_tenant(&op, tenant).await?;
+                let unix =
+                    entry.backends.accounts.find(&name).await?.ok_or_else(|| {
+                        refuse(format!("{name} is not an account on node {node}"))
+                    })?;
+                if unix.uid < FIRST_ORDINARY_ID || unix.gid < FIRST_ORDINARY_ID {
+                    return Err(refuse(format!(
+                        "{name} (uid {}, gid {}) is a system account: only accounts with ids from \
                      {FIRST_ORDINARY_ID} up can be adopted",
-                    unix.uid, unix.gid
-                )));
+                        unix.uid, unix.gid
+                    )));
+                }
+                self.store
+                    .record_node_account(
+                        &op,
+                        NewNodeAccount {
+                            tenant_id: tenant,
+                            node_id: node,
+                            name: unix.name,
+                            uid: unix.uid,
+                            gid: unix.gid,
+                            origin: AccountOrigin::Adopted,
+                        },
+                    )
+                    .await
             }
-            self.store
-                .record_node_account(
-                    &op,
-                    NewNodeAccount {
-                        tenant_id: tenant,
-                        node_id: node,
-                        name: unix.name,
-                        uid: unix.uid,
-                        gid: unix.gid,
-                        origin: AccountOrigin::Adopted,
-                    },
-                )
-                .await
-        }
-        .await;
+            .await;
         self.audited(actor, "node.adopt_account", target, result)
             .await
     }

@@ -10,8 +10,8 @@ use crate::database::DatabaseOptions;
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOwner, NewJob};
 use crate::model::{
-    AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NodeAccount, NodeId,
-    Website, WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
+    AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NodeAccount, NodeId, Website,
+    WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
 };
 use crate::node::{pool_sites, transition_pools};
 use crate::page::{Page, PageLimit, PageRequest};
@@ -188,7 +188,9 @@ impl Panel {
         for step in done.into_iter().rev() {
             let outcome = match &step {
                 Done::Account(account) => self.remove_account(&entry.backends, account).await,
-                Done::SharedAccount(account) => self.store.delete_node_account(&op, account.id).await,
+                Done::SharedAccount(account) => {
+                    self.store.delete_node_account(&op, account.id).await
+                }
                 Done::Row(id) => self.store.delete_website(caller, *id).await,
                 Done::Database(settings) => drop_database(&entry.backends, settings).await,
                 Done::Files(site) => entry.backends.files.remove(site).await,
@@ -275,7 +277,8 @@ impl Panel {
         actor.require(Permission::WebsitesWrite)?;
         let caller = actor.caller();
         if !request.settings.operator_directives.as_slice().is_empty() {
-            self.operator(actor).map_err(|_| operator_directives_denied())?;
+            self.operator(actor)
+                .map_err(|_| operator_directives_denied())?;
         }
         let node = request.node_id;
         let entry = self.node(node)?;
@@ -425,10 +428,8 @@ impl Panel {
                         Err(Error::NotFound { .. }) => return Err(refused()),
                         Err(e) => return Err(e),
                     };
-                    for site in self.node_sites(&op, node).await? {
-                        if site.system_user == record.name
-                            && self.store.get_website(caller, site.id).await.is_err()
-                        {
+                    for site in self.sites_running_as(node, &record.name).await? {
+                        if self.store.get_website(caller, site.id).await.is_err() {
                             return Err(refused());
                         }
                     }
@@ -456,7 +457,11 @@ impl Panel {
         let node = request.node_id;
         for attempt in 0..32 {
             let name = derived_account_name(&request.domain, attempt)?;
-            if self.store.find_node_account(&op, node, &name).await?.is_some()
+            if self
+                .store
+                .find_node_account(&op, node, &name)
+                .await?
+                .is_some()
                 || backends.accounts.find(&name).await?.is_some()
             {
                 continue;
@@ -464,7 +469,16 @@ impl Panel {
             let unix = match backends.accounts.create(&name).await {
                 Ok(unix) => unix,
                 Err(Error::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(step("account")(e)),
+                Err(e) => {
+                    // The name was free a moment ago under the node's apply lock: whatever
+                    // exists under it now is what this failed create left behind.
+                    if let Ok(Some(left)) = backends.accounts.find(&name).await
+                        && let Err(again) = backends.accounts.remove(&left).await
+                    {
+                        tracing::error!(account = %name, error = %again, "removing a half-created account failed");
+                    }
+                    return Err(step("account")(e));
+                }
             };
             let new = NewNodeAccount {
                 tenant_id: caller.tenant,
@@ -490,6 +504,22 @@ impl Panel {
         )))
     }
 
+    /// Every site on `node` that runs as `account`, whatever its status (a site stuck half-way
+    /// through a saga still owns its account).
+    async fn sites_running_as(&self, node: NodeId, account: &SystemUser) -> Result<Vec<Website>> {
+        let op = Operator::assume();
+        let mut sites = Vec::new();
+        let mut page = PageRequest::first(PageLimit::try_from(PageLimit::MAX)?);
+        loop {
+            let Page { items, next_after } = self.store.list_node_websites(&op, node, page).await?;
+            sites.extend(items.into_iter().filter(|s| s.system_user == *account));
+            match next_after {
+                Some(after) => page.after = Some(after),
+                None => return Ok(sites),
+            }
+        }
+    }
+
     /// Removes an account the panel created, then forgets it.
     async fn remove_account(&self, backends: &NodeBackends, account: &NodeAccount) -> Result<()> {
         let unix = UnixAccount {
@@ -512,16 +542,8 @@ impl Panel {
         name: &SystemUser,
     ) -> Result<()> {
         let op = Operator::assume();
-        let mut page = PageRequest::first(PageLimit::try_from(PageLimit::MAX)?);
-        loop {
-            let Page { items, next_after } = self.store.list_node_websites(&op, node, page).await?;
-            if items.iter().any(|s| s.system_user == *name) {
-                return Ok(());
-            }
-            match next_after {
-                Some(after) => page.after = Some(after),
-                None => break,
-            }
+        if !self.sites_running_as(node, name).await?.is_empty() {
+            return Ok(());
         }
         let Some(record) = self.store.find_node_account(&op, node, name).await? else {
             return Ok(());
