@@ -55,7 +55,10 @@ pub enum ArgRule {
     /// A path of the site's URL space: starts with `/`, no `..` segment, e.g. `/404.html`.
     UriPath,
     /// A file inside the site's home, written relative to it (`private/.htpasswd`): no leading
-    /// `/`, no `.` or `..` segment. Rendered as the absolute path under the home.
+    /// `/`, no `.` or `..` segment. Rendered as the absolute path under the home. The path is
+    /// checked as written: a symlink the site's account plants there is followed by whoever
+    /// opens it, so only directives a worker opens per request (password files) may use it,
+    /// never one the server's master loads as root (the web conformance suite checks that).
     SitePath,
 }
 
@@ -326,6 +329,28 @@ pub const NEVER_FOR_TENANTS: &[&str] = &[
     "addhandler",
     "mutex",
     "serverroot",
+    "client_body_temp_path",
+    "proxy_temp_path",
+    "fastcgi_temp_path",
+    "uwsgi_temp_path",
+    "scgi_temp_path",
+    "ssl_dhparam",
+    "ssl_crl",
+    "ssl_password_file",
+    "ssl_stapling_file",
+    "authgroupfile",
+    "authdbmuserfile",
+    "authdbmgroupfile",
+    "rewriterule",
+    "rewritecond",
+    "rewriteengine",
+    "proxyfcgisetenvif",
+    "passenv",
+    "unsetenv",
+    "addtype",
+    "addoutputfilter",
+    "allowoverride",
+    "allowoverridelist",
 ];
 
 #[cfg(test)]

@@ -626,6 +626,57 @@ async fn a_hostile_tenant_cannot_reach_another_tenants_site_or_the_node() {
         .expect(403);
     untouched.check("operator doors", &marker);
 
+    // An .htaccess cannot loosen B's PHP or hand its requests to another pool: Apache reads
+    // none, and nginx never did.
+    for site in &b.sites {
+        let a_socket = node
+            .panel
+            .dir
+            .path()
+            .join(format!("data/node/run/php8.2-site{}.sock", a.sites[0].id));
+        plant(
+            &site.home.join("public/.htaccess"),
+            &format!(
+                "SetEnv PHP_ADMIN_VALUE \"open_basedir=/\"\nSetEnv PHP_VALUE \"open_basedir=/\"\n\
+                 <Files \"steal.php\">\nSetHandler \"proxy:unix:{}|fcgi://localhost\"\n</Files>\n\
+                 Options +Indexes\n",
+                a_socket.display()
+            ),
+            &site.account,
+            0o644,
+        );
+        plant(
+            &site.home.join("public/ini.php"),
+            "<?php echo ini_get('open_basedir');\n",
+            &site.account,
+            0o644,
+        );
+        plant(
+            &site.home.join("public/steal.php"),
+            "<?php echo 'RAN-AS-', posix_geteuid();\n",
+            &site.account,
+            0o644,
+        );
+        let (status, body) = node.get(site, "/ini.php").await;
+        assert_eq!(status, 200, "{}: {body}", site.domain);
+        assert!(
+            body.starts_with(&site.home.display().to_string()),
+            "{}: open_basedir stays the site's: {body}",
+            site.domain
+        );
+        let (uid, _) = ids(&site.account).expect("B's account");
+        let (_, body) = node.get(site, "/steal.php").await;
+        assert_eq!(
+            body,
+            format!("RAN-AS-{uid}"),
+            "{}: steal.php runs in B's own pool",
+            site.domain
+        );
+        let (_, body) = node.get(site, "/").await;
+        assert!(!body.contains("Index of"), "{}: {body}", site.domain);
+    }
+    untouched.check(".htaccess", &marker);
+
     // B's PHP runs as B's account and reads none of A's files.
     for site in &b.sites {
         let (status, body) = node.get(site, "/probe.php").await;

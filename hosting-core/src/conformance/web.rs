@@ -314,6 +314,23 @@ fn check_policy(policy: DirectivePolicy) {
             "the directive policy gives {} no purpose",
             allowed.name
         );
+        // A file the server opens while it loads its configuration is opened by its master,
+        // as root, following the tenant's symlinks: logs, temp paths, TLS material, pid and
+        // lock files may not be a tenant's at all, not even inside the site's home.
+        let loaded_at_start = ["log", "temp", "ssl", "pid", "lock", "cache", "dhparam"]
+            .iter()
+            .any(|w| lower.contains(w));
+        assert!(
+            !(loaded_at_start
+                && allowed
+                    .required
+                    .iter()
+                    .chain(allowed.optional)
+                    .any(|r| *r == ArgRule::SitePath)),
+            "the directive policy lets {} name a file of the site's home; the server's master \
+             opens it as root when it loads its configuration",
+            allowed.name
+        );
         if lower.ends_with("log") || lower.ends_with("_path") || lower.ends_with("file") {
             for (i, rule) in allowed.required.iter().chain(allowed.optional).enumerate() {
                 assert!(

@@ -28,6 +28,9 @@ pub struct CreatedUser {
 /// distribution's system accounts, which nothing a tenant runs may become.
 const FIRST_ORDINARY_ID: u32 = 1000;
 
+/// `nobody`/`nogroup` (65534) and above: shared by unrelated services, never a site's.
+const NOBODY_ID: u32 = 65_534;
+
 /// How long a worker holds a claimed job before another may take it over.
 const JOB_LEASE: Duration = Duration::from_secs(10 * 60);
 
@@ -425,11 +428,17 @@ impl Panel {
                     entry.backends.accounts.find(&name).await?.ok_or_else(|| {
                         refuse(format!("{name} is not an account on node {node}"))
                     })?;
-                if unix.uid < FIRST_ORDINARY_ID || unix.gid < FIRST_ORDINARY_ID {
+                if unix.uid < FIRST_ORDINARY_ID
+                    || unix.gid < FIRST_ORDINARY_ID
+                    || unix.uid >= NOBODY_ID
+                    || unix.gid >= NOBODY_ID
+                {
                     return Err(refuse(format!(
                         "{name} (uid {}, gid {}) is a system account: only accounts with ids from \
-                     {FIRST_ORDINARY_ID} up can be adopted",
-                        unix.uid, unix.gid
+                     {FIRST_ORDINARY_ID} to {} can be adopted",
+                        unix.uid,
+                        unix.gid,
+                        NOBODY_ID - 1
                     )));
                 }
                 self.store

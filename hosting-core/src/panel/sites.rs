@@ -10,8 +10,8 @@ use crate::database::DatabaseOptions;
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOwner, NewJob};
 use crate::model::{
-    AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NodeAccount, NodeId, Website,
-    WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
+    AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NodeAccount, NodeId, Role,
+    Website, WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
 };
 use crate::node::{pool_sites, transition_pools};
 use crate::page::{Page, PageLimit, PageRequest};
@@ -391,6 +391,19 @@ impl Panel {
                         )));
                     }
                     None => {
+                        // Websites made before the panel recorded accounts run as it too.
+                        let others = self
+                            .sites_running_as(node, &account)
+                            .await?
+                            .iter()
+                            .any(|s| s.tenant_id != caller.tenant);
+                        if others && !tenants_may_share {
+                            return Err(invalid_account(format!(
+                                "node {node} runs every website as {account}, and some belong \
+                                 to another tenant; the operator can allow tenants to share it \
+                                 (node.allow_shared_account)"
+                            )));
+                        }
                         let Some(unix) = backends.accounts.find(&account).await? else {
                             return Err(invalid_account(format!(
                                 "{account} is not an account on node {node}"
@@ -428,7 +441,18 @@ impl Panel {
                         Err(Error::NotFound { .. }) => return Err(refused()),
                         Err(e) => return Err(e),
                     };
-                    for site in self.sites_running_as(node, &record.name).await? {
+                    // A shared record is left from a time without root: that account is the
+                    // panel's own user, never a site's.
+                    if record.origin == AccountOrigin::Shared {
+                        return Err(refused());
+                    }
+                    let sites = self.sites_running_as(node, &record.name).await?;
+                    // An account no site uses (an adopted one, or one whose release failed)
+                    // belongs to the tenant as a whole: only its admins may hand it out.
+                    if sites.is_empty() && caller.role != Role::Admin {
+                        return Err(refused());
+                    }
+                    for site in sites {
                         if self.store.get_website(caller, site.id).await.is_err() {
                             return Err(refused());
                         }
@@ -596,8 +620,6 @@ impl Panel {
         changes: WebsiteChanges,
     ) -> Result<Website> {
         actor.require(Permission::WebsitesWrite)?;
-        let caller = actor.caller();
-        let current = self.store.get_website(caller, id).await?;
         if let Some(status) = changes.status
             && !matches!(status, WebsiteStatus::Active | WebsiteStatus::Suspended)
         {
@@ -606,19 +628,21 @@ impl Panel {
                 reason: "may be set to active or suspended only".into(),
             });
         }
-        if let Some(settings) = &changes.settings
-            && settings.database != current.settings.database
-        {
-            return Err(Error::Invalid {
-                field: "settings.database".into(),
-                reason: "is chosen when the website is created and cannot be changed".into(),
-            });
-        }
-        let mut changes = changes;
-        if let Some(settings) = &mut changes.settings {
-            settings.operator_directives = current.settings.operator_directives.clone();
-        }
-        self.deploy_changes(caller, current, changes).await
+        self.deploy_changes(actor.caller(), id, move |current| {
+            let mut changes = changes;
+            if let Some(settings) = &mut changes.settings {
+                if settings.database != current.settings.database {
+                    return Err(Error::Invalid {
+                        field: "settings.database".into(),
+                        reason: "is chosen when the website is created and cannot be changed"
+                            .into(),
+                    });
+                }
+                settings.operator_directives = current.settings.operator_directives.clone();
+            }
+            Ok(changes)
+        })
+        .await
     }
 
     /// Replaces the operator's own directives of a website (the escape hatch past the
@@ -633,16 +657,16 @@ impl Panel {
             actor.require(Permission::WebsitesWrite)?;
             self.operator(actor)
                 .map_err(|_| operator_directives_denied())?;
-            let current = self.store.get_website(actor.caller(), id).await?;
-            let settings = WebsiteSettings {
-                operator_directives: directives,
-                ..current.settings.clone()
-            };
-            let changes = WebsiteChanges {
-                settings: Some(settings),
-                ..WebsiteChanges::default()
-            };
-            self.deploy_changes(actor.caller(), current, changes).await
+            self.deploy_changes(actor.caller(), id, move |current| {
+                Ok(WebsiteChanges {
+                    settings: Some(WebsiteSettings {
+                        operator_directives: directives,
+                        ..current.settings.clone()
+                    }),
+                    ..WebsiteChanges::default()
+                })
+            })
+            .await
         }
         .await;
         self.audited(
@@ -654,16 +678,22 @@ impl Panel {
         .await
     }
 
-    /// Records `changes` and moves the node to them; when the node refuses, the record and the
-    /// node go back to `current`.
+    /// Under the node's apply lock, reads the website, records what `edit` makes of it and
+    /// moves the node there; when the node refuses, the record and the node go back. Reading
+    /// under the lock keeps two changes from undoing each other (a tenant's settings update
+    /// cannot restore operator directives the operator just removed).
     async fn deploy_changes(
         &self,
         caller: &Caller,
-        current: Website,
-        changes: WebsiteChanges,
+        id: WebsiteId,
+        edit: impl FnOnce(&Website) -> Result<WebsiteChanges> + Send,
     ) -> Result<Website> {
-        let id = current.id;
-        let entry = self.node(current.node_id)?;
+        // A website never changes node, so the lock read before the website is the right one.
+        let node = self.store.get_website(caller, id).await?.node_id;
+        let entry = self.node(node)?;
+        let _held = entry.apply_lock.lock().await;
+        let current = self.store.get_website(caller, id).await?;
+        let changes = edit(&current)?;
         let web_server = changes.web_server.unwrap_or(current.web_server);
         self.check_node_offers(
             &entry.backends,
@@ -674,12 +704,20 @@ impl Panel {
             },
         )
         .await?;
-        check_directives(
-            &entry.backends,
-            web_server,
-            changes.settings.as_ref().unwrap_or(&current.settings),
-        )?;
-        let _held = entry.apply_lock.lock().await;
+        // Only what changes is checked: directives stored before the policy existed (which the
+        // renderer leaves out) do not block a suspension or a PHP switch.
+        let directives = changes
+            .settings
+            .as_ref()
+            .map(|s| &s.extra_directives)
+            .filter(|d| **d != current.settings.extra_directives);
+        if changes.web_server.is_some() || directives.is_some() {
+            check_directives(
+                &entry.backends,
+                web_server,
+                changes.settings.as_ref().unwrap_or(&current.settings),
+            )?;
+        }
         let op = Operator::assume();
         let previous = self.node_sites(&op, current.node_id).await?;
         let updated = self.store.update_website(caller, id, changes).await?;

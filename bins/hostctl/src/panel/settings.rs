@@ -71,6 +71,9 @@ pub fn patch(current: &Value, edits: &[String]) -> Result<Value, Failure> {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
+    // Shown with the site but the operator's alone to change (through its own endpoint); the
+    // panel keeps them when the settings are replaced.
+    settings.remove("operator_directives");
     let mut settings_changed = false;
     let mut body = Map::new();
     for edit in edits {
