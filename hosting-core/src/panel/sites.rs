@@ -59,14 +59,6 @@ pub(crate) fn database_user(name: &DbName) -> Result<DbUserName> {
     Ok(cut.trim_end_matches('_').parse()?)
 }
 
-/// Whether a site in this state is on its node (a suspended site is: its names answer 403).
-fn on_node(site: &Website) -> bool {
-    matches!(
-        site.status,
-        WebsiteStatus::Active | WebsiteStatus::Suspended
-    )
-}
-
 /// `sites` with `site` in place of its previous version (or added).
 fn with_site(sites: &[Website], site: &Website) -> Vec<Website> {
     let mut out: Vec<Website> = sites.iter().filter(|s| s.id != site.id).cloned().collect();
@@ -115,14 +107,15 @@ enum Done {
 }
 
 impl Panel {
-    /// Everything `node` should serve, read from the store.
+    /// Everything `node` should serve, read from the store: every website on it (a suspended
+    /// one answers 403 and runs no pool).
     pub(super) async fn node_sites(&self, op: &Operator, node: NodeId) -> Result<Vec<Website>> {
         let mut sites = Vec::new();
         let limit = PageLimit::try_from(PageLimit::MAX)?;
         let mut page = PageRequest::first(limit);
         loop {
             let Page { items, next_after } = self.store.list_node_websites(op, node, page).await?;
-            sites.extend(items.into_iter().filter(on_node));
+            sites.extend(items);
             match next_after {
                 Some(after) => page.after = Some(after),
                 None => return Ok(sites),
@@ -531,17 +524,11 @@ impl Panel {
     /// Every site on `node` that runs as `account`, whatever its status (a site stuck half-way
     /// through a saga still owns its account).
     async fn sites_running_as(&self, node: NodeId, account: &SystemUser) -> Result<Vec<Website>> {
-        let op = Operator::assume();
-        let mut sites = Vec::new();
-        let mut page = PageRequest::first(PageLimit::try_from(PageLimit::MAX)?);
-        loop {
-            let Page { items, next_after } = self.store.list_node_websites(&op, node, page).await?;
-            sites.extend(items.into_iter().filter(|s| s.system_user == *account));
-            match next_after {
-                Some(after) => page.after = Some(after),
-                None => return Ok(sites),
-            }
-        }
+        let sites = self.node_sites(&Operator::assume(), node).await?;
+        Ok(sites
+            .into_iter()
+            .filter(|s| s.system_user == *account)
+            .collect())
     }
 
     /// Removes an account the panel created, then forgets it.
