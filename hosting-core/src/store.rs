@@ -107,6 +107,8 @@ pub trait PanelStore: Debug + Send + Sync {
     async fn create_website(&self, caller: &Caller, new: NewWebsite) -> Result<Website>;
     /// A website the caller manages.
     async fn get_website(&self, caller: &Caller, id: WebsiteId) -> Result<Website>;
+    /// Any tenant's website, for the operator's own work on it (`NotFound` when there is none).
+    async fn get_any_website(&self, op: &Operator, id: WebsiteId) -> Result<Website>;
     /// The website answering to `domain` (primary or alias), if the caller manages it.
     async fn get_website_by_domain(&self, caller: &Caller, domain: &DomainName) -> Result<Website>;
     /// The websites the caller manages.

@@ -253,6 +253,10 @@ impl PanelStore for TrackedStore {
         self.inner.get_website(caller, id).await
     }
 
+    async fn get_any_website(&self, op: &Operator, id: WebsiteId) -> Result<Website> {
+        self.inner.get_any_website(op, id).await
+    }
+
     async fn get_website_by_domain(&self, caller: &Caller, domain: &DomainName) -> Result<Website> {
         self.inner.get_website_by_domain(caller, domain).await
     }

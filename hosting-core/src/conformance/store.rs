@@ -844,6 +844,19 @@ pub async fn cross_tenant_access_is_refused(store: &dyn PanelStore) {
         .create_alert_rule(&caller(&away.admin), rule_spec(&away.tag, None))
         .await
         .expect("create rule");
+    // The operator reaches any tenant's website; nobody else does.
+    let op = Operator::assume();
+    assert_eq!(
+        store
+            .get_any_website(&op, their_site.id)
+            .await
+            .expect("the operator reads any website"),
+        their_site
+    );
+    assert_not_found(
+        store.get_any_website(&op, WebsiteId(i64::MAX)).await,
+        "operator",
+    );
     for (name, user) in home.users() {
         let me = caller(user);
         assert_not_found(store.get_website(&me, their_site.id).await, name);

@@ -642,9 +642,17 @@ impl Panel {
     ) -> Result<Website> {
         let result = async {
             actor.require(Permission::WebsitesWrite)?;
-            self.operator(actor)
+            let op = self
+                .operator(actor)
                 .map_err(|_| operator_directives_denied())?;
-            self.deploy_changes(actor.caller(), id, move |current| {
+            // The operator works on any tenant's website, as an admin of that tenant.
+            let site = self.store.get_any_website(&op, id).await?;
+            let caller = Caller {
+                tenant: site.tenant_id,
+                user: actor.caller().user,
+                role: Role::Admin,
+            };
+            self.deploy_changes(&caller, id, move |current| {
                 Ok(WebsiteChanges {
                     settings: Some(WebsiteSettings {
                         operator_directives: directives,

@@ -1158,6 +1158,19 @@ impl PanelStore for SqlStore {
         self.load_website(&self.pool, caller, id, false).await
     }
 
+    async fn get_any_website(&self, _op: &Operator, id: WebsiteId) -> Result<Website> {
+        let sql = format!(
+            "SELECT {} FROM websites w JOIN website_configs c ON c.website_id = w.id \
+             WHERE w.id = ?",
+            rows::WEBSITE_COLUMNS
+        );
+        let row = self
+            .fetch_optional(&self.pool, &sql, Args::default().int(id.0))
+            .await?
+            .ok_or_else(|| Error::not_found("website"))?;
+        rows::website(&row)
+    }
+
     async fn get_website_by_domain(&self, caller: &Caller, domain: &DomainName) -> Result<Website> {
         let (scope, args) = website_scope(
             caller,

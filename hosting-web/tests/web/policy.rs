@@ -20,14 +20,15 @@ const SEGMENT: &str = "[A-Za-z0-9_-][A-Za-z0-9_.-]{0,11}";
 /// 8589934592g on, which the rule's 12 digits would reach.
 fn valid_arg(rule: ArgRule) -> BoxedStrategy<String> {
     match rule {
+        // At most 1024 of the largest unit and 365 of days: the rules' own bounds.
         ArgRule::Size => (
-            "[0-9]{1,9}",
+            0..=1024u64,
             prop::sample::select(vec!["", "k", "K", "m", "M", "g", "G"]),
         )
             .prop_map(|(n, unit)| format!("{n}{unit}"))
             .boxed(),
         ArgRule::Duration => (
-            "[0-9]{1,6}",
+            0..=365u64,
             prop::sample::select(vec!["", "ms", "s", "m", "h", "d"]),
         )
             .prop_map(|(n, unit)| format!("{n}{unit}"))
@@ -230,20 +231,45 @@ proptest! {
 /// Whether `arg` is inside `rule`, as its documentation says (an oracle written apart from
 /// hosting-core's check).
 fn within(rule: ArgRule, arg: &str) -> bool {
-    let digits_then = |units: &[&str]| {
+    // Digits and a unit, worth at most `limit` of the smallest one.
+    let digits_then = |units: &[(&str, u128)], limit: u128| {
         let number = arg.trim_end_matches(|c: char| c.is_ascii_alphabetic());
         let unit = &arg[number.len()..];
-        (1..=12).contains(&number.len())
-            && number.bytes().all(|b| b.is_ascii_digit())
-            && units.contains(&unit)
+        let value = number
+            .parse::<u128>()
+            .ok()
+            .filter(|_| !number.starts_with('+'));
+        let scale = units.iter().find(|(u, _)| *u == unit).map(|(_, m)| *m);
+        matches!((value, scale), (Some(n), Some(m)) if n.checked_mul(m).is_some_and(|v| v <= limit))
     };
     let chars = |extra: &str| {
         arg.chars()
             .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
     };
     match rule {
-        ArgRule::Size => digits_then(&["", "k", "K", "m", "M", "g", "G"]),
-        ArgRule::Duration => digits_then(&["", "ms", "s", "m", "h", "d"]),
+        ArgRule::Size => digits_then(
+            &[
+                ("", 1),
+                ("k", 1 << 10),
+                ("K", 1 << 10),
+                ("m", 1 << 20),
+                ("M", 1 << 20),
+                ("g", 1 << 30),
+                ("G", 1 << 30),
+            ],
+            1 << 40,
+        ),
+        ArgRule::Duration => digits_then(
+            &[
+                ("", 1000),
+                ("ms", 1),
+                ("s", 1000),
+                ("m", 60_000),
+                ("h", 3_600_000),
+                ("d", 86_400_000),
+            ],
+            365 * 86_400_000,
+        ),
         ArgRule::Number { min, max } => {
             arg.bytes().all(|b| b.is_ascii_digit())
                 && arg.parse::<u64>().is_ok_and(|n| (min..=max).contains(&n))
