@@ -290,6 +290,80 @@ async fn customer_works_in_its_own_database_only(engine: Engine) {
     server.close().await;
 }
 
+/// A customer's SECURITY DEFINER function never comes to run as the admin: `revoke_all` (a
+/// suspension) leaves the customer's objects its own, so after `grant_all` the function still
+/// runs as the customer, and `drop_user` drops them instead of handing them to the admin.
+async fn customer_objects_never_pass_to_the_admin(engine: Engine) {
+    let _shared = SERVER.read().await;
+    let Some(server) = Server::start(engine).await else {
+        return;
+    };
+    let pw = password("definer-secret-1");
+    let (db, user) = server.granted("def", &pw).await;
+    let mut client = server
+        .login(user.as_str(), pw.expose(), db.as_str())
+        .await
+        .expect("login");
+    client
+        .run(
+            "CREATE FUNCTION escalate() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS \
+             $$ SELECT CASE WHEN (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+             THEN 1 ELSE 0 END::bigint $$"
+                .into(),
+        )
+        .await
+        .expect("the customer plants a SECURITY DEFINER function");
+    client.close().await;
+    server.backend.revoke_all(&user, &db).await.expect("revoke");
+    server.backend.grant_all(&user, &db).await.expect("grant");
+    let mut client = server
+        .login(user.as_str(), pw.expose(), db.as_str())
+        .await
+        .expect("login again");
+    assert_eq!(
+        client.count("SELECT escalate()").await.expect("call"),
+        0,
+        "the function runs as the customer, not as a superuser"
+    );
+    assert_eq!(
+        client
+            .count(
+                "SELECT COUNT(*) FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner \
+                 WHERE p.proname = 'escalate' AND r.rolname = current_user"
+            )
+            .await
+            .expect("owner"),
+        1,
+        "the customer still owns its function"
+    );
+    client.close().await;
+    server.backend.drop_user(&user).await.expect("drop user");
+    let admin = server.admin_user();
+    let admin_url = sqlx::postgres::PgConnectOptions::from_str(&server.url)
+        .expect("url")
+        .database(db.as_str());
+    let mut admin_client = Client::Postgres(
+        PgConnection::connect_with(&admin_url)
+            .await
+            .expect("admin login"),
+    );
+    assert_eq!(
+        admin_client
+            .count("SELECT COUNT(*) FROM pg_proc WHERE proname = 'escalate'")
+            .await
+            .expect("count"),
+        0,
+        "the dropped customer's function is gone, not the admin's ({admin})"
+    );
+    admin_client.close().await;
+    server
+        .backend
+        .drop_database(&db)
+        .await
+        .expect("drop database");
+    server.close().await;
+}
+
 /// `revoke_all` also ends a session that was already inside the database.
 async fn revoke_ends_open_sessions(engine: Engine) {
     let _shared = SERVER.read().await;
@@ -889,6 +963,7 @@ engine!(postgres = Engine::Postgres;
         rotated_password_replaces_the_old,
         hostile_passwords_work_exactly;
     checks:
+        customer_objects_never_pass_to_the_admin,
         customer_works_in_its_own_database_only,
         revoke_ends_open_sessions,
         size_grows_with_customer_rows,

@@ -378,12 +378,11 @@ impl DatabaseBackend for PostgresBackend {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
+        // Its objects are dropped, never handed to the admin: a SECURITY DEFINER function of
+        // the customer's that the (superuser) admin owned would run as the admin.
         for database in &databases {
-            self.in_database(
-                database,
-                format!("REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}"),
-            )
-            .await?;
+            self.in_database(database, format!("DROP OWNED BY {role}"))
+                .await?;
         }
         self.execute(format!("DROP ROLE {role}"))
             .await
@@ -456,15 +455,15 @@ impl DatabaseBackend for PostgresBackend {
         .map_err(backend)?;
         // CONNECT is only checked at login: end the sessions already inside.
         self.terminate_sessions(user, Some(database)).await?;
-        // What it created there passes to the admin (an owner keeps every privilege); `DROP
-        // OWNED` is not used because it would also revoke the role's grants on other databases.
+        // What it created there stays its own: without CONNECT it cannot use it, and handing it
+        // to the admin would run its SECURITY DEFINER functions as the admin once access
+        // returns. `DROP OWNED` would lose the customer's data.
         self.in_database(
             database.as_str(),
             format!(
                 "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; \
                  REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}; \
-                 REVOKE ALL ON SCHEMA public FROM {role}; \
-                 REASSIGN OWNED BY {role} TO CURRENT_USER"
+                 REVOKE ALL ON SCHEMA public FROM {role}"
             ),
         )
         .await
