@@ -487,8 +487,50 @@ fn file_layer(path: Option<&Path>) -> Result<Layer, ConfigError> {
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text)
-        .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.message().trim_end())))
+    let layer: Layer = toml::from_str(&text)
+        .map_err(|e| ConfigError::new(format!("{}: {}", path.display(), e.message().trim_end())))?;
+    refuse_loose_secrets(path, &layer)?;
+    Ok(layer)
+}
+
+/// A configuration file that holds a database server's URL (a password, often a superuser's)
+/// must be readable by its owner only, as sshd and PostgreSQL insist on for their keys: every
+/// site's account on the machine could read it otherwise.
+fn refuse_loose_secrets(path: &Path, layer: &Layer) -> Result<(), ConfigError> {
+    use std::os::unix::fs::PermissionsExt;
+    let node = layer.node.as_ref();
+    let secrets: Vec<&str> = [
+        ("database_url", layer.database_url.as_ref()),
+        (
+            "node.mariadb_url",
+            node.and_then(|n| n.mariadb_url.as_ref()),
+        ),
+        (
+            "node.postgres_url",
+            node.and_then(|n| n.postgres_url.as_ref()),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, url)| url.is_some_and(|u| !u.starts_with("sqlite:")))
+    .map(|(key, _)| key)
+    .collect();
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let mode = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(format!("cannot read {}: {e}", path.display())))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(ConfigError::new(format!(
+            "{} holds {} and is readable by group or others (mode {:o}): run chmod 600 {}",
+            path.display(),
+            secrets.join(", "),
+            mode & 0o777,
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The data directory when none is configured, relative to the working directory.

@@ -62,11 +62,12 @@ pub fn load_or_create_key(path: &Path) -> Result<SigningKey, StartError> {
                 .map(|m| m.permissions().mode() & 0o777)
                 .unwrap_or(0);
             if mode & 0o077 != 0 {
-                tracing::warn!(
-                    file = %path.display(),
-                    mode = format!("{mode:o}"),
-                    "the signing key is readable by others; chmod 600 it"
-                );
+                return Err(StartError::new(format!(
+                    "{} (the access-token signing key) is readable by group or others (mode \
+                     {mode:o}): run chmod 600 {}",
+                    path.display(),
+                    path.display()
+                )));
             }
             SigningKey::from_base64(text.trim()).map_err(|e| {
                 StartError::new(format!("{}: not a signing key ({e})", path.display()))
@@ -186,6 +187,27 @@ async fn local_node_record(
 pub fn sqlite_file(url: &str) -> Option<&str> {
     let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
     path.split('?').next()
+}
+
+/// Creates a missing SQLite store file empty and `0600` before SQLite opens it, so it is never
+/// readable by others, not even for a moment (SQLite gives its `-wal` and `-shm` files the
+/// main file's mode).
+fn create_private_sqlite(url: &str) -> Result<(), StartError> {
+    let Some(file) = sqlite_file(url).filter(|f| !f.starts_with(':') && !f.is_empty()) else {
+        return Ok(());
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StartError::new(format!(
+            "opening the panel store: cannot create {file}: {e}"
+        ))),
+    }
 }
 
 /// Makes the SQLite files of the store readable by the panel only: they hold password
@@ -383,6 +405,9 @@ pub async fn open_store(config: &Config, opener: Opener) -> Result<OpenedStore, 
             load_or_create_key(&config.signing_key_file)?
         }
     };
+    if matches!(opener, Opener::Server) {
+        create_private_sqlite(config.database_url.expose())?;
+    }
     tracing::info!(
         engine = config.database_url.scheme(),
         "opening the panel store"
