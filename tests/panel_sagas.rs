@@ -55,7 +55,7 @@ use hosting_tests::{
     server_url,
 };
 use hosting_web::{Management, Nginx, NginxConfig, Ports};
-use sqlx::Connection;
+use sqlx::{AssertSqlSafe, Connection};
 
 /// Which saga step fails next (each flag fails one call, then clears itself).
 #[derive(Debug, Default)]
@@ -1012,6 +1012,46 @@ async fn a_named_account_of_the_tenant_is_shared_and_goes_with_its_last_site() {
     assert_eq!(w.account_records().await, vec![]);
     assert_eq!(w.uids.accounts(), vec![]);
     assert!(!runs_as(uid), "no process of the account is left");
+}
+
+/// A customer may drop its own database (MariaDB's ALL includes DROP): the site stays
+/// deletable, and its login goes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_whose_customer_dropped_its_database_is_still_deleted() {
+    let Some(w) = world("dropped").await else {
+        return;
+    };
+    let created = w
+        .panel
+        .create_website(&w.admin, w.new_site(1, true))
+        .await
+        .expect("create");
+    let db = created.database.expect("credentials");
+    let options = sqlx::mysql::MySqlConnectOptions::new()
+        .host(&db.host)
+        .port(db.port)
+        .username(db.user.as_str())
+        .password(db.password.expose())
+        .database(db.database.as_str());
+    let mut customer = sqlx::MySqlConnection::connect_with(&options)
+        .await
+        .expect("the customer logs in");
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE `{}`", db.database)))
+        .execute(&mut customer)
+        .await
+        .expect("the customer drops its own database");
+    customer.close().await.expect("close");
+    w.panel
+        .delete_website(&w.admin, created.website.id)
+        .await
+        .expect("the site is deleted all the same");
+    assert!(w.sites().await.is_empty(), "no record is left");
+    let logins = w.mariadb.list_users().await.expect("logins");
+    assert!(
+        !logins.iter().any(|u| *u == db.user),
+        "the login {} is gone",
+        db.user
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

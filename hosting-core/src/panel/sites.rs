@@ -907,10 +907,15 @@ async fn create_database(
     })
 }
 
-/// Drops a site's database login and database.
+/// Drops a site's database login and database. Either one already gone counts as done: a
+/// customer may drop its own database, and its site must stay deletable.
 async fn drop_database(backends: &NodeBackends, settings: &DatabaseSettings) -> Result<()> {
     let server = database_server(backends, settings.engine)?;
     let user = database_user(&settings.name)?;
-    server.backend.drop_user(&user).await?;
-    server.backend.drop_database(&settings.name).await
+    let done = |result: Result<()>| match result {
+        Err(Error::NotFound { .. }) => Ok(()),
+        other => other,
+    };
+    done(server.backend.drop_user(&user).await)?;
+    done(server.backend.drop_database(&settings.name).await)
 }
