@@ -1048,7 +1048,7 @@ async fn a_site_whose_customer_dropped_its_database_is_still_deleted() {
     assert!(w.sites().await.is_empty(), "no record is left");
     let logins = w.mariadb.list_users().await.expect("logins");
     assert!(
-        !logins.iter().any(|u| *u == db.user),
+        !logins.contains(&db.user),
         "the login {} is gone",
         db.user
     );
