@@ -1047,11 +1047,7 @@ async fn a_site_whose_customer_dropped_its_database_is_still_deleted() {
         .expect("the site is deleted all the same");
     assert!(w.sites().await.is_empty(), "no record is left");
     let logins = w.mariadb.list_users().await.expect("logins");
-    assert!(
-        !logins.contains(&db.user),
-        "the login {} is gone",
-        db.user
-    );
+    assert!(!logins.contains(&db.user), "the login {} is gone", db.user);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
