@@ -874,10 +874,12 @@ async fn bad_admin_logins_are_reported(engine: Engine) {
 async fn user_host_decides_where_logins_come_from(engine: Engine) {
     let _shared = SERVER.read().await;
     let host = |h: &str| UserHost::from_str(h).expect("host");
-    let Some(local) = Server::start_with(engine, |c| c.user_host(host("localhost"))).await else {
+    let Some(local) = Server::start_with(engine, |c| c.user_hosts(vec![host("localhost")])).await
+    else {
         return;
     };
-    let Some(loopback) = Server::start_with(engine, |c| c.user_host(host("127.0.0.1"))).await
+    let Some(loopback) =
+        Server::start_with(engine, |c| c.user_hosts(vec![host("127.0.0.1")])).await
     else {
         return;
     };

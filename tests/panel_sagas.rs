@@ -43,9 +43,9 @@ use hosting_core::types::{
     DbEngine, DbName, DbUserName, Password, PhpVersion, SystemUser, WebServerKind,
 };
 use hosting_core::{
-    ApplyReport, Caller, DatabaseBackend, DatabaseOptions, DbCapabilities, DirectivePolicy, Drift,
-    Error, HostLayout, Isolation, NodeAccounts, Operator, PageRequest, PanelStore, RenderedFile,
-    Result, SystemClock, UidRange, UnixAccount, WebServer,
+    ApplyReport, Caller, DatabaseBackend, DatabaseLimits, DatabaseOptions, DbCapabilities,
+    DirectivePolicy, Drift, Error, HostLayout, Isolation, NodeAccounts, Operator, PageRequest,
+    PanelStore, RenderedFile, Result, ServerHealth, SystemClock, UidRange, UnixAccount, WebServer,
 };
 use hosting_db::customer::{CustomerServerConfig, MySqlBackend};
 use hosting_db::{SqlStore, StoreOptions};
@@ -172,6 +172,18 @@ impl DatabaseBackend for FaultyDb {
     }
     async fn revoke_all(&self, user: &DbUserName, database: &DbName) -> Result<()> {
         self.0.revoke_all(user, database).await
+    }
+    async fn lock_user(&self, user: &DbUserName) -> Result<()> {
+        self.0.lock_user(user).await
+    }
+    async fn unlock_user(&self, user: &DbUserName) -> Result<()> {
+        self.0.unlock_user(user).await
+    }
+    async fn set_limits(&self, user: &DbUserName, limits: &DatabaseLimits) -> Result<()> {
+        self.0.set_limits(user, limits).await
+    }
+    async fn health(&self) -> Result<ServerHealth> {
+        self.0.health().await
     }
     async fn can_connect(
         &self,

@@ -44,7 +44,9 @@ pub mod conformance;
 
 pub use accounts::{Isolation, NodeAccounts, UidRange, UnixAccount};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use database::{DatabaseBackend, DatabaseOptions, DbCapabilities};
+pub use database::{
+    DatabaseBackend, DatabaseLimits, DatabaseOptions, DbCapabilities, ServerHealth,
+};
 pub use directives::{AllowedDirective, ArgRule, DirectivePolicy};
 pub use error::{Error, InvalidValue, Result};
 pub use layout::{HostLayout, SitePaths};

@@ -267,12 +267,15 @@ hosting_start_postgres() {
     fi
     rm -f "${pwfile}"
 
+    # Every statement is logged and counted, so tests can prove no password reaches a log.
+    local pg_logging="-c log_statement=all -c log_min_duration_statement=0"
+    pg_logging+=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
     for attempt in 1 2 3; do
         port="$(_hosting_free_port)" || return 1
         _HOSTING_USED_PORTS+=("${port}")
         rm -f "${log}"
         if _hosting_pg_run pg_ctl -D "${data}" -w -t 60 -l "${log}" -o \
-            "-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=${pgdir} -c fsync=off -c max_connections=200" \
+            "-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=${pgdir} -c fsync=off -c max_connections=200 ${pg_logging}" \
             start >"${out}" 2>&1; then
             started=1
             break
@@ -292,6 +295,7 @@ hosting_start_postgres() {
     fi
 
     export HOSTING_TEST_POSTGRES_URL="postgres://hosting:${password}@127.0.0.1:${port}/postgres"
+    export HOSTING_TEST_POSTGRES_LOG="${log}"
     _hosting_log "PostgreSQL listening on 127.0.0.1:${port}"
 }
 
@@ -353,6 +357,9 @@ hosting_start_mariadb() {
             --socket="${sock}" --pid-file="${pidfile}" \
             --bind-address=127.0.0.1 --port="${port}" --skip-name-resolve \
             --log-error="${log}" --innodb-flush-log-at-trx-commit=0 \
+            --general-log=1 --general-log-file="${mdir}/general.log" \
+            --slow-query-log=1 --slow-query-log-file="${mdir}/slow.log" --long-query-time=0 \
+            --log-bin="${mdir}/binlog" --server-id=1 \
             --max-connections=300 </dev/null >>"${dout}" 2>&1 &
         _HOSTING_MARIADB_PID=$!
 
@@ -397,6 +404,9 @@ SQL
     fi
 
     export HOSTING_TEST_MARIADB_URL="mysql://hosting:${password}@127.0.0.1:${port}/mysql"
+    # Every log the server keeps (general, slow with every statement, binary), for tests that
+    # prove no password reaches one.
+    export HOSTING_TEST_MARIADB_LOG_DIR="${mdir}"
     _hosting_log "MariaDB listening on 127.0.0.1:${port}"
 }
 

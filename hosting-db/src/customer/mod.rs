@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use hosting_core::Error;
 use hosting_core::error::InvalidValue;
+use sqlx::mysql::MySqlConnectOptions;
 use sqlx::pool::{Pool, PoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Database};
 
 pub use mysql::MySqlBackend;
@@ -34,7 +36,7 @@ pub struct CustomerServerConfig {
     admin_url: String,
     max_connections: u32,
     connect_timeout: Duration,
-    user_host: UserHost,
+    user_hosts: Option<Vec<UserHost>>,
 }
 
 impl CustomerServerConfig {
@@ -44,13 +46,13 @@ impl CustomerServerConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// A config for the admin login in `admin_url` (`postgres://…` or `mysql://…`), with the
-    /// default pool size, connect timeout and user host (`%`).
+    /// default pool size, connect timeout and user hosts (see [`Self::user_hosts`]).
     pub fn new(admin_url: impl Into<String>) -> Self {
         Self {
             admin_url: admin_url.into(),
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
-            user_host: UserHost::default(),
+            user_hosts: None,
         }
     }
 
@@ -68,12 +70,14 @@ impl CustomerServerConfig {
         self
     }
 
-    /// The host customer accounts are created for on MySQL/MariaDB (`'user'@'host'`), so a
-    /// panel can restrict customers to, say, its web servers. PostgreSQL ignores it: there,
-    /// `pg_hba.conf` decides where a login may come from.
+    /// The hosts customer accounts are created for on MySQL/MariaDB (`'user'@'host'`, one
+    /// account per host): the web nodes' addresses for a remote server. Without this setting a
+    /// server on loopback or a Unix socket gets `localhost`, `127.0.0.1` and `::1`, and a remote
+    /// one is refused. PostgreSQL ignores it: there, `pg_hba.conf` decides where a login may
+    /// come from.
     #[must_use]
-    pub fn user_host(mut self, host: UserHost) -> Self {
-        self.user_host = host;
+    pub fn user_hosts(mut self, hosts: Vec<UserHost>) -> Self {
+        self.user_hosts = Some(hosts);
         self
     }
 
@@ -86,6 +90,24 @@ impl CustomerServerConfig {
                 format!("must start with {}://", schemes.join(":// or ")),
             )),
         }
+    }
+
+    /// The admin connection options for PostgreSQL, from the URL.
+    fn postgres_options(&self) -> Result<PgConnectOptions, Error> {
+        self.admin_url_with_scheme(&["postgres", "postgresql"])
+            .and_then(|url| {
+                PgConnectOptions::from_str(url)
+                    .map_err(|_| invalid("admin_url", "is not a valid URL"))
+            })
+    }
+
+    /// The admin connection options for MySQL/MariaDB, from the URL.
+    fn mysql_options(&self) -> Result<MySqlConnectOptions, Error> {
+        self.admin_url_with_scheme(&["mysql", "mariadb"])
+            .and_then(|url| {
+                MySqlConnectOptions::from_str(url)
+                    .map_err(|_| invalid("admin_url", "is not a valid URL"))
+            })
     }
 
     fn pool_options<DB: Database>(&self) -> PoolOptions<DB> {
@@ -101,7 +123,7 @@ impl fmt::Debug for CustomerServerConfig {
             .field("admin_url", &redact_url(&self.admin_url))
             .field("max_connections", &self.max_connections)
             .field("connect_timeout", &self.connect_timeout)
-            .field("user_host", &self.user_host)
+            .field("user_hosts", &self.user_hosts)
             .finish()
     }
 }

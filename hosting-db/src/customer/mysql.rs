@@ -1,12 +1,13 @@
 //! Customer databases and logins on a MySQL or MariaDB server.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hosting_core::types::{DbEngine, DbName, DbUserName, Password};
-use hosting_core::{DatabaseBackend, DatabaseOptions, DbCapabilities, Error, Result};
-use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool};
+use hosting_core::{
+    DatabaseBackend, DatabaseLimits, DatabaseOptions, DbCapabilities, Error, Result, ServerHealth,
+};
+use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
 use sqlx::{AssertSqlSafe, ConnectOptions, MySql};
 
 use super::{CustomerServerConfig, UserHost, invalid, password_statement_error, single_connection};
@@ -75,11 +76,7 @@ impl MySqlBackend {
     /// OPTION globally, [`Error::Backend`] when the server is unreachable.
     pub async fn connect(config: CustomerServerConfig) -> Result<Self> {
         let options = config
-            .admin_url_with_scheme(&["mysql", "mariadb"])
-            .and_then(|url| {
-                MySqlConnectOptions::from_str(url)
-                    .map_err(|_| invalid("admin_url", "is not a valid URL"))
-            })?
+            .mysql_options()?
             // sqlx would log every statement, and some carry passwords.
             .disable_statement_logging();
         let pool = config
@@ -140,7 +137,10 @@ impl MySqlBackend {
         Ok(Self {
             pool,
             connect_timeout: config.connect_timeout,
-            user_host: config.user_host,
+            user_host: config
+                .user_hosts
+                .and_then(|h| h.into_iter().next())
+                .unwrap_or_default(),
             admin_user: admin_user.to_owned(),
             admin_database,
             engine,
@@ -473,6 +473,22 @@ impl DatabaseBackend for MySqlBackend {
         }
         // A session keeps the privileges of its current database until it switches.
         self.kill_sessions(user, Some(database)).await
+    }
+
+    async fn lock_user(&self, _user: &DbUserName) -> Result<()> {
+        Err(Error::backend(BACKEND, "lock_user: in progress"))
+    }
+
+    async fn unlock_user(&self, _user: &DbUserName) -> Result<()> {
+        Err(Error::backend(BACKEND, "unlock_user: in progress"))
+    }
+
+    async fn set_limits(&self, _user: &DbUserName, _limits: &DatabaseLimits) -> Result<()> {
+        Err(Error::backend(BACKEND, "set_limits: in progress"))
+    }
+
+    async fn health(&self) -> Result<ServerHealth> {
+        Err(Error::backend(BACKEND, "health: in progress"))
     }
 
     async fn can_connect(

@@ -1,12 +1,13 @@
 //! Customer databases and logins on a PostgreSQL server.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hosting_core::types::{DbEngine, DbName, DbUserName, Password};
-use hosting_core::{DatabaseBackend, DatabaseOptions, DbCapabilities, Error, Result};
-use sqlx::postgres::{PgConnectOptions, PgPool};
+use hosting_core::{
+    DatabaseBackend, DatabaseLimits, DatabaseOptions, DbCapabilities, Error, Result, ServerHealth,
+};
+use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, ConnectOptions, Postgres};
 
 use super::{CustomerServerConfig, invalid, password_statement_error, single_connection};
@@ -67,11 +68,7 @@ impl PostgresBackend {
     /// [`Error::Backend`] when the server is unreachable.
     pub async fn connect(config: CustomerServerConfig) -> Result<Self> {
         let options = config
-            .admin_url_with_scheme(&["postgres", "postgresql"])
-            .and_then(|url| {
-                PgConnectOptions::from_str(url)
-                    .map_err(|_| invalid("admin_url", "is not a valid URL"))
-            })?
+            .postgres_options()?
             // sqlx would log every statement, and some carry passwords.
             .disable_statement_logging()
             // Passwords are escaped for this setting; the server must not read backslashes.
@@ -467,6 +464,22 @@ impl DatabaseBackend for PostgresBackend {
             ),
         )
         .await
+    }
+
+    async fn lock_user(&self, _user: &DbUserName) -> Result<()> {
+        Err(Error::backend(BACKEND, "lock_user: in progress"))
+    }
+
+    async fn unlock_user(&self, _user: &DbUserName) -> Result<()> {
+        Err(Error::backend(BACKEND, "unlock_user: in progress"))
+    }
+
+    async fn set_limits(&self, _user: &DbUserName, _limits: &DatabaseLimits) -> Result<()> {
+        Err(Error::backend(BACKEND, "set_limits: in progress"))
+    }
+
+    async fn health(&self) -> Result<ServerHealth> {
+        Err(Error::backend(BACKEND, "health: in progress"))
     }
 
     async fn can_connect(
