@@ -211,6 +211,9 @@ impl SiteFiles for FaultyFiles {
     async fn remove(&self, site: &Website) -> Result<()> {
         self.0.remove(site).await
     }
+    async fn disk_usage(&self, site: &Website) -> Result<u64> {
+        self.0.disk_usage(site).await
+    }
 }
 
 /// Creates the account, then fails: the saga must remove the account it asked for.
@@ -581,7 +584,7 @@ impl World {
             .expect("databases")
             .into_iter()
             .map(|d| d.as_str().to_owned())
-            .filter(|d| d.starts_with(&self.prefix))
+            .filter(|d| d.contains(&self.prefix))
             .collect();
         let users = self
             .mariadb
@@ -590,7 +593,7 @@ impl World {
             .expect("users")
             .into_iter()
             .map(|u| u.as_str().to_owned())
-            .filter(|u| u.starts_with(&self.prefix))
+            .filter(|u| u.contains(&self.prefix))
             .collect();
         (dbs, users)
     }

@@ -32,6 +32,17 @@ pub enum Error {
     /// The change contradicts the current state (e.g. deleting a tenant that still owns sites).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The change would take a tenant past one of its quotas; `quota` names it
+    /// (`quotas.max_databases`).
+    #[error("quota exceeded: {quota} is {limit} and {used} are in use")]
+    QuotaExceeded {
+        /// The quota's field, e.g. `quotas.max_websites`.
+        quota: &'static str,
+        /// The tenant's limit.
+        limit: u64,
+        /// What the tenant uses now (MiB for storage).
+        used: u64,
+    },
     /// The caller is known but its role does not allow the operation.
     #[error("permission denied: {0}")]
     PermissionDenied(String),

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::database::DatabaseLimits;
 use crate::error::InvalidValue;
 use crate::types::{
     Charset, Collation, ConfinedPath, DbEngine, DbName, DirectiveArg, DirectiveName, DisplayName,
@@ -95,8 +96,11 @@ pub struct Quotas {
     pub max_websites: Option<u32>,
     /// Most customer databases the tenant may have.
     pub max_databases: Option<u32>,
-    /// Most disk space, in MiB.
+    /// Most disk space, in MiB: the sites' files and their databases together.
     pub max_storage_mb: Option<u64>,
+    /// Limits on each of the tenant's database logins (defaults when not given).
+    #[serde(default)]
+    pub database_limits: DatabaseLimits,
 }
 
 /// A customer organisation; every tenant-owned row carries its id.

@@ -23,12 +23,16 @@ use crate::model::Website;
 /// - The document root and any directory leading to it are `0755`; `tmp` and `sessions` are
 ///   `0700`.
 /// - `remove` deletes the site's home and everything in it, and nothing outside it.
+/// - `disk_usage` counts the disk space under the home, never following a symlink; a home that
+///   does not exist uses 0 bytes.
 #[async_trait]
 pub trait SiteFiles: Debug + Send + Sync {
     /// Makes sure `site`'s directories exist.
     async fn prepare(&self, site: &Website) -> Result<()>;
     /// Deletes `site`'s home.
     async fn remove(&self, site: &Website) -> Result<()>;
+    /// Bytes of disk the site's home takes, for its tenant's storage quota.
+    async fn disk_usage(&self, site: &Website) -> Result<u64>;
 }
 
 #[cfg(feature = "system")]
@@ -381,5 +385,42 @@ mod local {
                 Err(e) => Err(io_error("remove", &home, e)),
             }
         }
+
+        async fn disk_usage(&self, site: &Website) -> Result<u64> {
+            let home = self.layout.site(site).home;
+            tokio::task::spawn_blocking(move || allocated_bytes(&home))
+                .await
+                .map_err(|e| Error::backend("site-files", e))?
+        }
+    }
+
+    /// The disk space allocated under `root` (blocks, as `du` counts them), without following
+    /// symlinks. Entries that vanish while it walks (the site is live) count as nothing.
+    fn allocated_bytes(root: &Path) -> Result<u64> {
+        let mut total = 0u64;
+        let mut pending = vec![root.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let meta = match std::fs::symlink_metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("measure", &path, e)),
+            };
+            total = total.saturating_add(meta.blocks().saturating_mul(512));
+            if meta.is_dir() {
+                let entries = match std::fs::read_dir(&path) {
+                    Ok(entries) => entries,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(io_error("measure", &path, e)),
+                };
+                for entry in entries {
+                    match entry {
+                        Ok(entry) => pending.push(entry.path()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_error("measure", &path, e)),
+                    }
+                }
+            }
+        }
+        Ok(total)
     }
 }

@@ -792,6 +792,13 @@ async fn a_website_through_hostctl_on_a_real_node() {
         .expect("the account the panel created")
         .to_owned();
     assert!(created["database"]["password"].is_string());
+    // The panel puts the name under the tenant's prefix.
+    let asked = db_name;
+    let db_name = created["database"]["database"]
+        .as_str()
+        .expect("the database's full name")
+        .to_owned();
+    assert!(db_name.ends_with(&format!("_{asked}")), "{db_name}");
     let site = id(&created["website"]);
     let (status, _) = http_get(http_port, "shop.hostctl.example", "/.hosting-site")
         .await

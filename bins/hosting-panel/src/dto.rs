@@ -138,8 +138,29 @@ pub struct QuotasSchema {
     max_websites: Option<u32>,
     /// Most customer databases.
     max_databases: Option<u32>,
-    /// Most disk space, MiB.
+    /// Most disk space, MiB: the sites' files and databases together.
     max_storage_mb: Option<u64>,
+    /// Limits on each of the tenant's database logins; defaults when left out.
+    database_limits: DatabaseLimitsSchema,
+}
+
+/// Limits on one customer database login (a plan setting).
+#[derive(Debug, Clone, ToSchema)]
+#[allow(dead_code)]
+pub struct DatabaseLimitsSchema {
+    /// Most sessions at once, 1 to 1000 (default 15).
+    #[schema(minimum = 1, maximum = 1000)]
+    max_connections: u32,
+    /// Longest statement, seconds, 1 to 86400 (default 300; MySQL has no per-login setting).
+    #[schema(minimum = 1, maximum = 86400)]
+    statement_timeout_seconds: u32,
+    /// Most temporary-file space per session, MiB (PostgreSQL only; default 1024).
+    #[schema(minimum = 1, maximum = 1048576)]
+    temp_file_limit_mb: u32,
+    /// Most statements per hour, 0 for none (MySQL/MariaDB only).
+    max_queries_per_hour: u32,
+    /// Most new sessions per hour, 0 for none (MySQL/MariaDB only).
+    max_connections_per_hour: u32,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -960,6 +981,17 @@ impl NodeView {
     }
 }
 
+/// What a node's database server allows that the operator should fix.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DatabaseHealthView {
+    /// The server's engine.
+    #[schema(value_type = DbEngineName)]
+    pub engine: DbEngine,
+    /// Databases the panel did not create that every login may connect to (revoke `CONNECT`
+    /// from `PUBLIC` on them); empty when there are none.
+    pub open_to_every_login: Vec<String>,
+}
+
 /// A Unix account the panel keeps on a node.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct NodeAccountView {
@@ -1446,9 +1478,11 @@ mod tests {
             properties::<PhpSettingsSchema>(),
             keys(settings["php"].clone())
         );
+        let quotas = serde_json::to_value(Quotas::default()).expect("json");
+        assert_eq!(properties::<QuotasSchema>(), keys(quotas.clone()));
         assert_eq!(
-            properties::<QuotasSchema>(),
-            keys(serde_json::to_value(Quotas::default()).expect("json"))
+            properties::<DatabaseLimitsSchema>(),
+            keys(quotas["database_limits"].clone())
         );
         let db: hosting_core::model::DatabaseSettings = serde_json::from_value(serde_json::json!({
             "engine": "mariadb", "name": "shop", "charset": "utf8mb4", "collation": "utf8mb4_unicode_ci"

@@ -183,6 +183,9 @@ impl From<Error> for ApiError {
             Error::NotFound { .. } => Self::new(StatusCode::NOT_FOUND, "not_found", full),
             Error::AlreadyExists { .. } => Self::new(StatusCode::CONFLICT, "already_exists", full),
             Error::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", full),
+            Error::QuotaExceeded { quota, .. } => {
+                Self::new(StatusCode::CONFLICT, "quota_exceeded", full).with_field(*quota)
+            }
             Error::PermissionDenied(_) => {
                 Self::new(StatusCode::FORBIDDEN, "permission_denied", full)
             }
@@ -289,6 +292,15 @@ mod tests {
                 "already_exists",
             ),
             (Error::Conflict("x".into()), 409, "conflict"),
+            (
+                Error::QuotaExceeded {
+                    quota: "quotas.max_databases",
+                    limit: 0,
+                    used: 0,
+                },
+                409,
+                "quota_exceeded",
+            ),
             (Error::denied("x"), 403, "permission_denied"),
             (
                 Error::Invalid {

@@ -271,11 +271,22 @@ async fn connect(
     server: &DatabaseServerConfig,
 ) -> hosting_core::Result<Arc<dyn DatabaseBackend>> {
     let config = CustomerServerConfig::new(server.admin_url.expose());
-    Ok(if name == "postgres" {
+    let backend: Arc<dyn DatabaseBackend> = if name == "postgres" {
         Arc::new(PostgresBackend::connect(config).await?)
     } else {
         Arc::new(MySqlBackend::connect(config).await?)
-    })
+    };
+    // The health check runs at every start too, so an operator sees it in the log.
+    let health = backend.health().await?;
+    if !health.open_to_every_login.is_empty() {
+        tracing::warn!(
+            server = name,
+            databases = ?health.open_to_every_login,
+            "every login may connect to these databases, customers' too: revoke CONNECT from \
+             PUBLIC on them (GET /api/v1/nodes/{{id}}/database-health reports them)"
+        );
+    }
+    Ok(backend)
 }
 
 /// The group nginx's workers (and Debian's web servers) run in: site homes are `0750` with

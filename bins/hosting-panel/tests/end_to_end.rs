@@ -193,6 +193,17 @@ async fn a_client_hosts_a_php_site_with_a_mariadb_database_through_the_api() {
         created.text
     );
     let db = &created.body["database"];
+    let asked = db_name;
+    let db_name = db["database"].as_str().expect("database").to_owned();
+    assert!(
+        db_name.ends_with(&format!("_{asked}")) && db_name != asked,
+        "the database is named under the tenant's prefix: {db_name}"
+    );
+    assert_eq!(
+        db["user"].as_str(),
+        Some(db_name.as_str()),
+        "the login is named like it"
+    );
     let page = |db: &Value| {
         format!(
             "<?php try {{ $db = new PDO('mysql:host={};port={};dbname={}', '{}', '{}');\n\

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
 use crate::conformance::unique_suffix;
+use crate::database::DatabaseLimits;
 use crate::error::Error;
 use crate::model::{
     AccountOrigin, AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, ExtraDirectives,
@@ -128,6 +129,7 @@ impl World {
                         max_websites: Some(100),
                         max_databases: None,
                         max_storage_mb: Some(10_240),
+                        ..Quotas::default()
                     },
                 },
             )
@@ -241,6 +243,7 @@ pub async fn tenants_crud(store: &dyn PanelStore) {
             max_websites: Some(5),
             max_databases: Some(2),
             max_storage_mb: None,
+            database_limits: DatabaseLimits::new(3, 60, 256, 1000, 50).expect("limits"),
         },
     };
     let created = store.create_tenant(&op, new.clone()).await.expect("create");
@@ -273,6 +276,22 @@ pub async fn tenants_crud(store: &dyn PanelStore) {
         store.get_tenant(&op, created.id).await.expect("get"),
         changed
     );
+    let wider = Quotas {
+        database_limits: DatabaseLimits::new(40, 900, 4096, 0, 0).expect("limits"),
+        ..created.quotas
+    };
+    let widened = store
+        .update_tenant(
+            &op,
+            created.id,
+            TenantChanges {
+                quotas: Some(wider),
+                ..TenantChanges::default()
+            },
+        )
+        .await
+        .expect("update quotas");
+    assert_eq!(widened.quotas, wider, "database limits are stored");
 
     let listed = store.list_tenants(&op, page(500)).await.expect("list");
     assert!(listed.items.iter().any(|t| t.id == created.id));

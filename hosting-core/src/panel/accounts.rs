@@ -5,6 +5,7 @@ use std::time::Duration;
 use super::{Actor, Panel};
 use crate::accounts::Isolation;
 use crate::auth::{Permission, generate_password};
+use crate::database::ServerHealth;
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOutcome, backoff};
 use crate::model::{
@@ -13,7 +14,7 @@ use crate::model::{
 };
 use crate::page::{Page, PageRequest};
 use crate::rbac::Caller;
-use crate::types::{Password, SystemUser};
+use crate::types::{DbEngine, Password, SystemUser};
 
 /// A user as created, with the password to hand over when the panel generated one.
 #[derive(Debug, Clone)]
@@ -67,7 +68,9 @@ impl Panel {
         self.store.list_tenants(&op, page).await
     }
 
-    /// Changes a tenant (name, status, quotas); suspending one stops its users' logins.
+    /// Changes a tenant (name, status, quotas); suspending one stops its users' logins and
+    /// locks its database logins (ending their sessions), resuming unlocks them, and new
+    /// database limits reach every login of the tenant.
     pub async fn update_tenant(
         &self,
         actor: &Actor,
@@ -82,7 +85,18 @@ impl Panel {
                     "the operator's own tenant cannot be suspended".into(),
                 ));
             }
-            self.store.update_tenant(&op, id, changes).await
+            // The database logins follow first, so a failure leaves both as they were.
+            let current = self.store.get_tenant(&op, id).await?;
+            let status = changes.status;
+            let limits = changes.quotas.map(|q| q.database_limits);
+            self.tenant_logins_follow(
+                *actor.caller(),
+                &current,
+                status,
+                limits.as_ref(),
+                self.store.update_tenant(&op, id, changes),
+            )
+            .await
         }
         .await;
         self.audited(actor, "tenant.update", format!("tenant:{id}"), result)
@@ -383,6 +397,24 @@ impl Panel {
         self.node(node)
             .ok()
             .map(|entry| entry.backends.accounts.isolation())
+    }
+
+    /// The health check of a node's database servers (the operator only): for each, what it
+    /// allows that the operator should fix, such as databases every login may connect to.
+    pub async fn database_health(
+        &self,
+        actor: &Actor,
+        node: NodeId,
+    ) -> Result<Vec<(DbEngine, ServerHealth)>> {
+        actor.require(Permission::NodesRead)?;
+        let op = self.operator(actor)?;
+        self.store.get_node(&op, node).await?;
+        let entry = self.node(node)?;
+        let mut report = Vec::new();
+        for server in &entry.backends.databases {
+            report.push((server.engine, server.backend.health().await?));
+        }
+        Ok(report)
     }
 
     /// The Unix accounts the panel keeps on a node, with their tenants (the operator only).

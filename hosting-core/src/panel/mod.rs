@@ -11,6 +11,7 @@ mod accounts;
 mod auth;
 mod hashing;
 mod machine;
+mod quotas;
 mod sites;
 
 use std::collections::BTreeMap;

@@ -3,15 +3,17 @@
 
 use serde::Serialize;
 
+use super::quotas::{LoginStep, prefixed};
 use super::{Actor, NodeBackends, NodeEntry, Panel};
 use crate::accounts::{Isolation, UnixAccount, derived_account_name};
 use crate::auth::{Permission, generate_password};
-use crate::database::DatabaseOptions;
+use crate::database::{DatabaseLimits, DatabaseOptions};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOwner, NewJob};
 use crate::model::{
     AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NodeAccount, NodeId, Role,
-    Website, WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
+    TenantStatus, Website, WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings,
+    WebsiteStatus,
 };
 use crate::node::{pool_sites, transition_pools};
 use crate::page::{Page, PageLimit, PageRequest};
@@ -273,6 +275,18 @@ impl Panel {
             self.operator(actor)
                 .map_err(|_| operator_directives_denied())?;
         }
+        let tenant = self.store.own_tenant(caller).await?;
+        let mut request = request;
+        if let Some(settings) = &request.settings.database {
+            request.settings.database = Some(prefixed(&tenant, settings)?);
+        }
+        let wants_database = request.settings.database.is_some();
+        self.check_quotas(
+            &tenant,
+            &self.tenant_sites(tenant.id, *caller).await?,
+            wants_database,
+        )
+        .await?;
         let node = request.node_id;
         let entry = self.node(node)?;
         self.check_node_offers(
@@ -304,8 +318,20 @@ impl Panel {
             }
         };
         done.push(Done::Row(site.id));
+        // Checked again with the new row in place: of two creations racing past the first
+        // check, neither stays over the quota.
+        let recheck = async {
+            let mut others = self.tenant_sites(tenant.id, *caller).await?;
+            others.retain(|s| s.id != site.id);
+            self.check_quotas(&tenant, &others, wants_database).await
+        };
+        if let Err(e) = recheck.await {
+            self.undo(caller, &entry, node, done).await;
+            return Err(e);
+        }
+        let limits = tenant.quotas.database_limits;
         let credentials = match &site.settings.database {
-            Some(settings) => match create_database(&entry.backends, settings).await {
+            Some(settings) => match create_database(&entry.backends, settings, &limits).await {
                 Ok(credentials) => {
                     done.push(Done::Database(settings.clone()));
                     Some(credentials)
@@ -713,9 +739,44 @@ impl Panel {
                 changes.settings.as_ref().unwrap_or(&current.settings),
             )?;
         }
+        // A suspended site's database login is locked (its sessions end); resuming unlocks it
+        // unless the whole tenant is suspended. This goes first, so a failure changes nothing.
+        let login = match changes.status.filter(|s| *s != current.status) {
+            Some(WebsiteStatus::Suspended) => Some(LoginStep::Lock),
+            Some(_) if self.store.own_tenant(caller).await?.status == TenantStatus::Active => {
+                Some(LoginStep::Unlock)
+            }
+            _ => None,
+        };
+        let undo_login = || async {
+            let back = match login {
+                Some(LoginStep::Lock) => LoginStep::Unlock,
+                _ => LoginStep::Lock,
+            };
+            if login.is_some()
+                && let Err(e) = self.login_step(&current, back).await
+            {
+                tracing::error!(website = id.0, error = %e, "restoring a database login's lock failed");
+            }
+        };
+        if let Some(change) = login {
+            self.login_step(&current, change)
+                .await
+                .map_err(step("database"))?;
+        }
         let op = Operator::assume();
-        let previous = self.node_sites(&op, current.node_id).await?;
-        let updated = self.store.update_website(caller, id, changes).await?;
+        let recorded = async {
+            let previous = self.node_sites(&op, current.node_id).await?;
+            let updated = self.store.update_website(caller, id, changes).await?;
+            Ok::<_, Error>((previous, updated))
+        };
+        let (previous, updated) = match recorded.await {
+            Ok(both) => both,
+            Err(e) => {
+                undo_login().await;
+                return Err(e);
+            }
+        };
         let desired = with_site(&previous, &updated);
         if let Err(e) = self.converge(&entry.backends, &previous, &desired).await {
             if let Err(again) = self
@@ -727,6 +788,7 @@ impl Panel {
             }
             self.undo(caller, &entry, current.node_id, vec![Done::Node(previous)])
                 .await;
+            undo_login().await;
             return Err(step("deploy")(e));
         }
         Ok(updated)
@@ -867,10 +929,12 @@ fn database_server(backends: &NodeBackends, engine: DbEngine) -> Result<&super::
     })
 }
 
-/// Creates the database, its login and the login's grant; undoes its own steps on failure.
+/// Creates the database, its login with the tenant's limits, and the login's grant; undoes its
+/// own steps on failure.
 async fn create_database(
     backends: &NodeBackends,
     settings: &DatabaseSettings,
+    limits: &DatabaseLimits,
 ) -> Result<DatabaseCredentials> {
     let server = database_server(backends, settings.engine)?;
     let db = &server.backend;
@@ -890,7 +954,11 @@ async fn create_database(
         undo_database().await;
         return Err(e);
     }
-    if let Err(e) = db.grant_all(&user, &settings.name).await {
+    let limited_and_granted = async {
+        db.set_limits(&user, limits).await?;
+        db.grant_all(&user, &settings.name).await
+    };
+    if let Err(e) = limited_and_granted.await {
         if let Err(again) = db.drop_user(&user).await {
             tracing::error!(user = %user, error = %again, "dropping a half-created login failed");
         }

@@ -731,7 +731,7 @@ impl PanelStore for SqlStore {
             .insert(
                 &self.pool,
                 "INSERT INTO tenants (name, slug, status, max_websites, max_databases, \
-                 max_storage_mb, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 max_storage_mb, database_limits, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 Args::default()
                     .text(new.name.to_string())
                     .text(slug.clone())
@@ -744,6 +744,7 @@ impl PanelStore for SqlStore {
                             .map(|v| to_i64("max_storage_mb", v))
                             .transpose()?,
                     )
+                    .text(rows::to_json(&new.quotas.database_limits)?)
                     .int(now_ms()),
                 "tenant",
                 || format!("slug {slug}"),
@@ -794,7 +795,7 @@ impl PanelStore for SqlStore {
         self.execute(
             &mut *tx,
             "UPDATE tenants SET name = ?, status = ?, max_websites = ?, max_databases = ?, \
-             max_storage_mb = ? WHERE id = ?",
+             max_storage_mb = ?, database_limits = ? WHERE id = ?",
             Args::default()
                 .text(name.to_string())
                 .text(status.to_string())
@@ -806,6 +807,7 @@ impl PanelStore for SqlStore {
                         .map(|v| to_i64("max_storage_mb", v))
                         .transpose()?,
                 )
+                .text(rows::to_json(&quotas.database_limits)?)
                 .int(id.0),
             "tenant",
             String::new,

@@ -113,8 +113,8 @@ pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
 }
 
 /// The columns [`tenant`] reads.
-pub(crate) const TENANT_COLUMNS: &str =
-    "id, name, slug, status, max_websites, max_databases, max_storage_mb, created_at";
+pub(crate) const TENANT_COLUMNS: &str = "id, name, slug, status, max_websites, max_databases, max_storage_mb, database_limits, \
+     created_at";
 
 pub(crate) fn tenant(row: &AnyRow) -> Result<Tenant, Error> {
     Ok(Tenant {
@@ -128,6 +128,10 @@ pub(crate) fn tenant(row: &AnyRow) -> Result<Tenant, Error> {
             max_storage_mb: opt_int(row, "max_storage_mb")?
                 .map(|v| u64::try_from(v).map_err(|e| corrupt("max_storage_mb", e)))
                 .transpose()?,
+            database_limits: opt_text(row, "database_limits")?
+                .map(|v| serde_json::from_str(&v).map_err(|e| corrupt("database_limits", e)))
+                .transpose()?
+                .unwrap_or_default(),
         },
         created_at: time(row, "created_at")?,
     })

@@ -15,8 +15,8 @@ use utoipa_axum::routes;
 use super::{Errors, PageParams, detached};
 use crate::app::AppState;
 use crate::dto::{
-    AdoptAccountBody, AuditView, HealthView, JobView, NewNodeBody, NodeAccountView, NodeView,
-    PageOf, PhpVersionView,
+    AdoptAccountBody, AuditView, DatabaseHealthView, HealthView, JobView, NewNodeBody,
+    NodeAccountView, NodeView, PageOf, PhpVersionView,
 };
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Authed, JsonBody, NoQuery, Paging, PathId};
@@ -27,6 +27,7 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_node, delete_node))
         .routes(routes!(php_versions))
         .routes(routes!(list_node_accounts, adopt_node_account))
+        .routes(routes!(node_database_health))
         .routes(routes!(apply_node))
         .routes(routes!(list_audit))
         .routes(routes!(list_jobs))
@@ -109,6 +110,31 @@ async fn list_node_accounts(
 ) -> ApiResult<Json<PageOf<NodeAccountView>>> {
     let page = state.panel().list_node_accounts(&actor, id, page).await?;
     Ok(Json(PageOf::from_page(page, Into::into)))
+}
+
+/// The health check of the node's database servers (the operator only): databases every login
+/// may connect to, which a customer could use outside its own.
+#[utoipa::path(
+    get, path = "/nodes/{id}/database-health", tag = "nodes",
+    params(("id" = i64, Path, description = "The node")),
+    responses((status = 200, description = "One entry per database server", body = Vec<DatabaseHealthView>), Errors)
+)]
+async fn node_database_health(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    _: NoQuery,
+    PathId(id): PathId<NodeId>,
+) -> ApiResult<Json<Vec<DatabaseHealthView>>> {
+    let report = state.panel().database_health(&actor, id).await?;
+    Ok(Json(
+        report
+            .into_iter()
+            .map(|(engine, health)| DatabaseHealthView {
+                engine,
+                open_to_every_login: health.open_to_every_login,
+            })
+            .collect(),
+    ))
 }
 
 /// Adopt an existing Unix account on the node for a tenant, so its websites can run as it
