@@ -255,6 +255,8 @@ struct World {
     admin: Actor,
     /// The admin of a second tenant.
     other_admin: Actor,
+    /// The hosting operator (an admin of the operator's tenant).
+    operator: Actor,
     node: hosting_core::model::NodeId,
     nginx: Arc<Nginx>,
     php: Arc<PhpFpm>,
@@ -429,6 +431,17 @@ async fn world(name: &str) -> Option<World> {
         )
         .await
         .expect("second admin");
+    let operator_admin = store
+        .create_user_as_operator(
+            &op,
+            operator.id,
+            NewUser {
+                role: Role::Admin,
+                email: "ops@operator.example".parse().expect("email"),
+            },
+        )
+        .await
+        .expect("operator admin");
     let faults = Arc::new(Faults::default());
     let panel = Panel::new(PanelParts {
         store: store.clone() as Arc<dyn PanelStore>,
@@ -482,6 +495,7 @@ async fn world(name: &str) -> Option<World> {
         faults,
         admin: admin_of(tenant.id, admin.id),
         other_admin: admin_of(other_tenant.id, other_admin.id),
+        operator: admin_of(operator.id, operator_admin.id),
         node: node.id,
         nginx,
         php,
@@ -1142,4 +1156,269 @@ async fn another_tenant_cannot_name_an_account_and_nothing_is_created() {
     );
     let (status, body) = w.get(&theirs, "/").await;
     assert_eq!(status, 200, "the first tenant's site still answers: {body}");
+}
+
+/// A customer session with the credentials the panel handed out.
+async fn customer_session(
+    db: &hosting_core::panel::DatabaseCredentials,
+) -> std::result::Result<sqlx::MySqlConnection, sqlx::Error> {
+    let options = sqlx::mysql::MySqlConnectOptions::new()
+        .host(&db.host)
+        .port(db.port)
+        .username(db.user.as_str())
+        .password(db.password.expose())
+        .database(db.database.as_str());
+    sqlx::MySqlConnection::connect_with(&options).await
+}
+
+/// Whether the session still answers a query.
+async fn answers(session: &mut sqlx::MySqlConnection) -> bool {
+    sqlx::query_scalar::<_, i64>("SELECT CAST(1 AS SIGNED)")
+        .fetch_one(session)
+        .await
+        .is_ok()
+}
+
+/// The MariaDB error number of a failed login or statement.
+fn mysql_error_number(err: &sqlx::Error) -> Option<u16> {
+    match err {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+            .map(sqlx::mysql::MySqlDatabaseError::number),
+        _ => None,
+    }
+}
+
+fn assert_quota(result: Result<impl std::fmt::Debug>, quota: &str) {
+    match result {
+        Err(Error::QuotaExceeded { quota: q, .. }) => assert_eq!(q, quota),
+        other => panic!("expected {quota} to be exceeded, got {other:?}"),
+    }
+}
+
+/// Every tenant limit of the model holds in the Panel: websites, databases, storage and the
+/// per-login limits; names live under the tenant's prefix, so another tenant asking for the
+/// same name gets its own database and learns nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_plan_is_enforced() {
+    let Some(w) = world("plan").await else {
+        return;
+    };
+    let acme = w.admin.caller().tenant;
+    let limits = DatabaseLimits::new(2, 30, 64, 0, 0).expect("limits");
+    let quotas = hosting_core::model::Quotas {
+        max_websites: Some(2),
+        max_databases: Some(1),
+        max_storage_mb: None,
+        database_limits: limits,
+    };
+    let set_quotas = |quotas| hosting_core::model::TenantChanges {
+        quotas: Some(quotas),
+        ..Default::default()
+    };
+    w.panel
+        .update_tenant(&w.operator, acme, set_quotas(quotas))
+        .await
+        .expect("the operator sets the plan");
+
+    let created = w
+        .panel
+        .create_website(&w.admin, w.new_site(1, true))
+        .await
+        .expect("the first site with a database");
+    let db = created.database.expect("credentials");
+    let asked = format!("{}_1", w.prefix);
+    let name = db.database.as_str();
+    assert!(
+        name.starts_with(&format!("acme{acme}_")) && name.ends_with(&asked),
+        "the database is named under the tenant's prefix: {name}"
+    );
+    assert_eq!(
+        db.user.as_str(),
+        name,
+        "the login is named like its database"
+    );
+
+    // max_connections: two sessions, and the third is refused by the server itself.
+    let mut first = customer_session(&db).await.expect("first session");
+    let mut second = customer_session(&db).await.expect("second session");
+    let third = customer_session(&db).await;
+    assert_eq!(
+        third.as_ref().err().and_then(mysql_error_number),
+        Some(1226),
+        "MAX_USER_CONNECTIONS refuses the third session: {third:?}"
+    );
+    // Another tenant still gets in while this one holds all its slots.
+    let globex = w
+        .panel
+        .create_website(&w.other_admin, {
+            let mut request = w.request(&w.other_admin, 9, true);
+            if let Some(database) = &mut request.settings.database {
+                database.name = asked.parse().expect("name");
+            }
+            request
+        })
+        .await
+        .expect("another tenant asks for the same name");
+    let theirs = globex.database.expect("credentials");
+    assert_ne!(theirs.database, db.database, "each tenant has its own name");
+    let mut other = customer_session(&theirs)
+        .await
+        .expect("the other tenant logs in while the first holds every slot it may");
+    assert!(answers(&mut other).await && answers(&mut first).await && answers(&mut second).await);
+    for session in [first, second, other] {
+        session.close().await.expect("close");
+    }
+
+    // max_databases: a second database is refused and nothing is created.
+    assert_quota(
+        w.panel.create_website(&w.admin, w.new_site(2, true)).await,
+        "quotas.max_databases",
+    );
+    assert_eq!(w.sites().await.len(), 1, "no record is left");
+    let (dbs, _) = w.customer_db_objects().await;
+    assert!(
+        !dbs.iter().any(|d| d.ends_with(&format!("{}_2", w.prefix))),
+        "no database is left: {dbs:?}"
+    );
+    // max_websites: a second site without a database fits, a third does not.
+    let second_site = w
+        .panel
+        .create_website(&w.admin, w.new_site(2, false))
+        .await
+        .expect("a second site without a database");
+    assert_quota(
+        w.panel.create_website(&w.admin, w.new_site(3, false)).await,
+        "quotas.max_websites",
+    );
+
+    // max_storage_mb: the files of the tenant's sites count.
+    w.panel
+        .update_tenant(
+            &w.operator,
+            acme,
+            set_quotas(hosting_core::model::Quotas {
+                max_websites: None,
+                max_databases: None,
+                max_storage_mb: Some(1),
+                database_limits: limits,
+            }),
+        )
+        .await
+        .expect("a storage quota");
+    let home = w.layout.site(&second_site.website).home;
+    std::fs::write(home.join("big.bin"), vec![7u8; 2 * 1024 * 1024]).expect("write 2 MiB");
+    assert_quota(
+        w.panel.create_website(&w.admin, w.new_site(3, false)).await,
+        "quotas.max_storage_mb",
+    );
+    std::fs::remove_file(home.join("big.bin")).expect("remove");
+
+    // New limits reach the existing logins: four sessions now.
+    w.panel
+        .update_tenant(
+            &w.operator,
+            acme,
+            set_quotas(hosting_core::model::Quotas {
+                database_limits: DatabaseLimits::new(4, 30, 64, 0, 0).expect("limits"),
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("wider limits");
+    let mut sessions = Vec::new();
+    for n in 0..4 {
+        sessions.push(
+            customer_session(&db)
+                .await
+                .unwrap_or_else(|e| panic!("session {n} under the wider limit: {e}")),
+        );
+    }
+    for session in sessions {
+        session.close().await.expect("close");
+    }
+}
+
+/// Suspending a site or its tenant locks the site's database login and ends its sessions;
+/// resuming lets it in again; a new password ends the sessions of the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspension_locks_the_database_login() {
+    let Some(w) = world("lock").await else {
+        return;
+    };
+    let created = w
+        .panel
+        .create_website(&w.admin, w.new_site(1, true))
+        .await
+        .expect("create");
+    let id = created.website.id;
+    let db = created.database.expect("credentials");
+    let status = |status| WebsiteChanges {
+        status: Some(status),
+        ..Default::default()
+    };
+
+    let mut live = customer_session(&db).await.expect("log in");
+    w.panel
+        .update_website(&w.admin, id, status(WebsiteStatus::Suspended))
+        .await
+        .expect("suspend the site");
+    assert!(!answers(&mut live).await, "the live session ended");
+    assert!(
+        customer_session(&db).await.is_err(),
+        "a suspended site's login is refused"
+    );
+    w.panel
+        .update_website(&w.admin, id, status(WebsiteStatus::Active))
+        .await
+        .expect("resume the site");
+    let mut live = customer_session(&db).await.expect("log in after resuming");
+
+    let tenant = |status| hosting_core::model::TenantChanges {
+        status: Some(status),
+        ..Default::default()
+    };
+    let acme = w.admin.caller().tenant;
+    w.panel
+        .update_tenant(
+            &w.operator,
+            acme,
+            tenant(hosting_core::model::TenantStatus::Suspended),
+        )
+        .await
+        .expect("suspend the tenant");
+    assert!(!answers(&mut live).await, "the tenant's live session ended");
+    assert!(
+        customer_session(&db).await.is_err(),
+        "a suspended tenant's login is refused"
+    );
+    w.panel
+        .update_tenant(
+            &w.operator,
+            acme,
+            tenant(hosting_core::model::TenantStatus::Active),
+        )
+        .await
+        .expect("resume the tenant");
+    let mut live = customer_session(&db)
+        .await
+        .expect("log in after the tenant resumes");
+
+    let rotated = w
+        .panel
+        .rotate_database_password(&w.admin, id)
+        .await
+        .expect("rotate");
+    assert!(
+        !answers(&mut live).await,
+        "the session of the old password ended"
+    );
+    assert!(
+        customer_session(&db).await.is_err(),
+        "the old password is refused"
+    );
+    let session = customer_session(&rotated)
+        .await
+        .expect("the new password works");
+    session.close().await.expect("close");
 }
