@@ -664,7 +664,7 @@ async fn recreated_database_starts_unreachable(engine: Engine) {
         // A grant typed by hand, unescaped, on a database that does not exist yet.
         let mut admin = MySqlConnection::connect(&server.url).await.expect("admin");
         sqlx::raw_sql(AssertSqlSafe(format!(
-            "GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'%'"
+            "GRANT ALL PRIVILEGES ON `{db}`.* TO '{user}'@'127.0.0.1'"
         )))
         .execute(&mut admin)
         .await
@@ -868,13 +868,25 @@ async fn bad_admin_logins_are_reported(engine: Engine) {
     server.close().await;
 }
 
-/// MySQL/MariaDB accounts are created for the configured host only: `'u'@'localhost'` cannot
-/// come in over TCP from 127.0.0.1 (the test server skips name resolution), `'u'@'127.0.0.1'`
-/// can, and each backend lists only the accounts of its host.
+/// MySQL/MariaDB logins are one account per configured host: `'u'@'localhost'` alone cannot
+/// come in over TCP from 127.0.0.1 (the test server skips name resolution), a login made with
+/// `localhost` and `127.0.0.1` can. Each backend lists only names with an account at one of its
+/// hosts; giving access needs the account at every host, taking it away works on what exists.
 async fn user_host_decides_where_logins_come_from(engine: Engine) {
     let _shared = SERVER.read().await;
     let host = |h: &str| UserHost::from_str(h).expect("host");
     let Some(local) = Server::start_with(engine, |c| c.user_hosts(vec![host("localhost")])).await
+    else {
+        return;
+    };
+    let Some(both) = Server::start_with(engine, |c| {
+        c.user_hosts(vec![
+            host("localhost"),
+            host("127.0.0.1"),
+            host("localhost"),
+        ])
+    })
+    .await
     else {
         return;
     };
@@ -885,31 +897,56 @@ async fn user_host_decides_where_logins_come_from(engine: Engine) {
     };
     let pw = password("host-secret-1");
     let (db_l, user_l) = local.granted("hl", &pw).await;
-    let (db_n, user_n) = loopback.granted("hn", &pw).await;
+    let (db_b, user_b) = both.granted("hb", &pw).await;
     refused(
         local
             .login(user_l.as_str(), pw.expose(), db_l.as_str())
             .await,
         "an account for localhost over TCP",
     );
-    loopback
-        .login(user_n.as_str(), pw.expose(), db_n.as_str())
+    both.login(user_b.as_str(), pw.expose(), db_b.as_str())
         .await
-        .expect("an account for 127.0.0.1 over TCP")
+        .expect("a login for localhost and 127.0.0.1 over TCP")
         .close()
         .await;
+    let mut admin = MySqlConnection::connect(&both.url).await.expect("admin");
+    let hosts: Vec<String> = sqlx::query_scalar(
+        "SELECT CAST(Host AS CHAR) FROM mysql.user WHERE User = ? ORDER BY Host",
+    )
+    .bind(user_b.as_str())
+    .fetch_all(&mut admin)
+    .await
+    .expect("hosts");
+    assert_eq!(
+        hosts,
+        ["127.0.0.1", "localhost"],
+        "one account per distinct host"
+    );
+    admin.close().await.expect("close");
+
     let listed = local.backend.list_users().await.expect("list");
     assert!(
-        listed.contains(&user_l) && !listed.contains(&user_n),
+        listed.contains(&user_l) && listed.contains(&user_b),
         "{listed:?}"
     );
-    match local.backend.drop_user(&user_n).await {
+    let listed = loopback.backend.list_users().await.expect("list");
+    assert!(
+        listed.contains(&user_b) && !listed.contains(&user_l),
+        "{listed:?}"
+    );
+    match loopback.backend.drop_user(&user_l).await {
         Err(Error::NotFound { .. }) => {}
         other => panic!("another host's account: expected NotFound, got {other:?}"),
     }
-    local.drop_both(&db_l, &user_l).await;
-    loopback.drop_both(&db_n, &user_n).await;
+    // `user_l` lacks the 127.0.0.1 account: `both` does not give it access, but takes it away.
+    match both.backend.grant_all(&user_l, &db_b).await {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("a login missing a host: expected Conflict, got {other:?}"),
+    }
+    both.drop_both(&db_l, &user_l).await;
+    both.drop_both(&db_b, &user_b).await;
     local.close().await;
+    both.close().await;
     loopback.close().await;
 }
 

@@ -73,8 +73,9 @@ impl CustomerServerConfig {
     /// The hosts customer accounts are created for on MySQL/MariaDB (`'user'@'host'`, one
     /// account per host): the web nodes' addresses for a remote server. Without this setting a
     /// server on loopback or a Unix socket gets `localhost`, `127.0.0.1` and `::1`, and a remote
-    /// one is refused. PostgreSQL ignores it: there, `pg_hba.conf` decides where a login may
-    /// come from.
+    /// one is refused. Duplicates count once; an empty list is refused. Every operation on a
+    /// login applies to its account at each of these hosts. PostgreSQL ignores it: there,
+    /// `pg_hba.conf` decides where a login may come from.
     #[must_use]
     pub fn user_hosts(mut self, hosts: Vec<UserHost>) -> Self {
         self.user_hosts = Some(hosts);
@@ -158,19 +159,23 @@ impl UserHost {
     pub const FIELD: &'static str = "user_host";
 
     /// `%`: customers may connect from any host (the server's own access rules still apply).
+    /// Never a default: an operator names it explicitly.
     pub fn any() -> Self {
         Self("%".to_owned())
+    }
+
+    /// Where the customers of a server on this machine come from: `localhost` (the Unix
+    /// socket), `127.0.0.1` and `::1` (TCP over loopback, whichever the client resolves).
+    pub fn loopback() -> Vec<Self> {
+        ["localhost", "127.0.0.1", "::1"]
+            .into_iter()
+            .map(|h| Self(h.to_owned()))
+            .collect()
     }
 
     /// The validated host text.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl Default for UserHost {
-    fn default() -> Self {
-        Self::any()
     }
 }
 
@@ -274,6 +279,14 @@ mod tests {
                 Ok(expected.to_owned())
             );
         }
+    }
+
+    #[test]
+    fn loopback_hosts_are_valid_user_hosts() {
+        for host in UserHost::loopback() {
+            assert_eq!(UserHost::from_str(host.as_str()), Ok(host.clone()));
+        }
+        assert_eq!(UserHost::from_str("%"), Ok(UserHost::any()));
     }
 
     #[test]

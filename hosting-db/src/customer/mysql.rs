@@ -1,5 +1,7 @@
 //! Customer databases and logins on a MySQL or MariaDB server.
 
+use std::collections::{BTreeSet, HashSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -7,12 +9,15 @@ use hosting_core::types::{DbEngine, DbName, DbUserName, Password};
 use hosting_core::{
     DatabaseBackend, DatabaseLimits, DatabaseOptions, DbCapabilities, Error, Result, ServerHealth,
 };
-use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
+use sha1::{Digest, Sha1};
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPool};
 use sqlx::{AssertSqlSafe, ConnectOptions, MySql};
 
 use super::{CustomerServerConfig, UserHost, invalid, password_statement_error, single_connection};
 
 const BACKEND: &str = "mysql";
+/// The field of [`CustomerServerConfig::user_hosts`] in errors.
+const USER_HOSTS: &str = "user_hosts";
 
 /// Refusals a customer probe reports as `Ok(false)`: access denied to the database (1044),
 /// wrong user or password (1045), unknown database (1049), no password given (1698), account
@@ -22,7 +27,7 @@ const REFUSED: &[u16] = &[1044, 1045, 1049, 1698, 3118, 4151];
 const DB_CREATE_EXISTS: u16 = 1007;
 /// `ER_DB_DROP_EXISTS`: the database to drop does not exist.
 const DB_DROP_EXISTS: u16 = 1008;
-/// `ER_CANNOT_USER`: `CREATE USER` of an existing or `DROP USER` of a missing account.
+/// `ER_CANNOT_USER`: `CREATE USER` of an existing or `ALTER USER` of a missing account.
 const CANNOT_USER: u16 = 1396;
 /// `ER_NONEXISTING_GRANT`: nothing to revoke.
 const NONEXISTING_GRANT: u16 = 1141;
@@ -39,11 +44,22 @@ const ENABLE_BACKSLASH_ESCAPES: &str = "SET SESSION sql_mode = TRIM(BOTH ',' FRO
 
 /// A [`DatabaseBackend`] on MySQL or MariaDB (told apart by `SELECT VERSION()`).
 ///
-/// Customer accounts are `'user'@'host'` with the host from
-/// [`CustomerServerConfig::user_host`]; grants are database-level (`` `db`.* ``) with the
-/// pattern characters `_` and `%` escaped, so a grant on `shop_a` never reaches `shopxa`.
-/// Dropping a database also revokes the grants on it, which MySQL would otherwise keep for a
-/// later database of the same name.
+/// A customer login is one account per host of [`CustomerServerConfig::user_hosts`]
+/// (`'user'@'host'`), and every operation applies to each of them. A name that has an account
+/// at any host, listed or not, is never created: a tenant's login must not shadow an operator's
+/// `opsbackup@localhost`. Taking access away (drop, lock, revoke) works on whichever of the
+/// accounts exist; giving or changing it needs all of them.
+///
+/// Passwords reach the server only as their `mysql_native_password` hash (see
+/// [`native_password_hash`]), so no server log holds one. Grants are database-level
+/// (`` `db`.* ``) with the pattern characters `_` and `%` escaped, so a grant on `shop_a` never
+/// reaches `shopxa`. Dropping a database also revokes the grants on it, which MySQL would
+/// otherwise keep for a later database of the same name.
+///
+/// Sessions are ended by user name: the process list does not tell which host's account a
+/// session logged in with. So while a name also has an account at a host outside the list (an
+/// operator's, made after ours), its sessions are left alone and a warning is logged rather
+/// than risk ending the operator's.
 ///
 /// `database_size` is the data and index bytes of the database's tables as the server's
 /// statistics report them: 0 for a database without tables (the server offers no portable way
@@ -52,18 +68,19 @@ const ENABLE_BACKSLASH_ESCAPES: &str = "SET SESSION sql_mode = TRIM(BOTH ',' FRO
 pub struct MySqlBackend {
     pool: MySqlPool,
     connect_timeout: Duration,
-    user_host: UserHost,
+    user_hosts: Vec<UserHost>,
     admin_user: String,
     admin_database: Option<String>,
     engine: DbEngine,
     version: String,
 }
 
-/// What an account name stands for on the server, at the configured host.
-enum Account {
-    Missing,
-    Customer,
-    Protected,
+/// A customer login's accounts on the server.
+struct Accounts {
+    /// The configured hosts at which the name has an account.
+    present: Vec<UserHost>,
+    /// The name also has an account at a host outside the configured ones.
+    elsewhere: bool,
 }
 
 impl MySqlBackend {
@@ -71,14 +88,16 @@ impl MySqlBackend {
     /// create databases and accounts and grant, and records the server version and engine.
     ///
     /// # Errors
-    /// [`Error::Invalid`] for a URL that is not `mysql://` or `mariadb://`,
+    /// [`Error::Invalid`] for a URL that is not `mysql://` or `mariadb://`, and on
+    /// `user_hosts` for an empty list or, when it is not set, a server that is not on
+    /// loopback or a Unix socket (checked before connecting);
     /// [`Error::PermissionDenied`] when the login lacks CREATE, DROP, CREATE USER or GRANT
     /// OPTION globally, [`Error::Backend`] when the server is unreachable.
     pub async fn connect(config: CustomerServerConfig) -> Result<Self> {
-        let options = config
-            .mysql_options()?
-            // sqlx would log every statement, and some carry passwords.
-            .disable_statement_logging();
+        let options = config.mysql_options()?;
+        let user_hosts = user_hosts(config.user_hosts.clone(), &options)?;
+        // sqlx would log every statement, and some carry password hashes.
+        let options = options.disable_statement_logging();
         let pool = config
             .pool_options::<MySql>()
             .after_connect(|conn, _| {
@@ -133,14 +152,11 @@ impl MySqlBackend {
         } else {
             DbEngine::MySql
         };
-        tracing::debug!(%version, %engine, %current_user, "connected for customer databases");
+        tracing::debug!(%version, %engine, %current_user, ?user_hosts, "connected for customer databases");
         Ok(Self {
             pool,
             connect_timeout: config.connect_timeout,
-            user_host: config
-                .user_hosts
-                .and_then(|h| h.into_iter().next())
-                .unwrap_or_default(),
+            user_hosts,
             admin_user: admin_user.to_owned(),
             admin_database,
             engine,
@@ -151,6 +167,11 @@ impl MySqlBackend {
     /// The server's `VERSION()`, e.g. `10.11.19-MariaDB-0+deb12u1` or `8.4.3`.
     pub fn server_version(&self) -> &str {
         &self.version
+    }
+
+    /// The hosts customer accounts are made at.
+    pub fn user_hosts(&self) -> &[UserHost] {
+        &self.user_hosts
     }
 
     /// Closes the admin pool; later calls fail.
@@ -177,49 +198,130 @@ impl MySqlBackend {
         }
     }
 
-    async fn account(&self, user: &DbUserName) -> Result<Account> {
-        if user.as_str() == self.admin_user {
-            return Ok(Account::Protected);
-        }
-        let protected: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(Super_priv = 'Y' OR Grant_priv = 'Y' OR Create_user_priv = 'Y' \
-                    AS SIGNED) \
-             FROM mysql.user WHERE User = ? AND Host = ?",
+    /// The configured host that is `host` as `mysql.user` holds it.
+    fn our_host(&self, host: &str) -> Option<&UserHost> {
+        self.user_hosts
+            .iter()
+            .find(|h| h.as_str().eq_ignore_ascii_case(host))
+    }
+
+    /// The accounts with a global privilege, as `'user'@'host'`: never a customer's.
+    async fn privileged_accounts(&self) -> Result<HashSet<String>> {
+        let grantees: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT CAST(GRANTEE AS CHAR) FROM information_schema.USER_PRIVILEGES \
+             WHERE PRIVILEGE_TYPE <> 'USAGE'",
         )
-        .bind(user.as_str())
-        .bind(self.user_host.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(match protected {
-            None => Account::Missing,
-            Some(0) => Account::Customer,
-            Some(_) => Account::Protected,
-        })
+        Ok(grantees.into_iter().collect())
     }
 
-    /// `Ok` for an existing customer account; `NotFound` or `PermissionDenied` otherwise.
-    async fn customer(&self, user: &DbUserName) -> Result<()> {
-        match self.account(user).await? {
-            Account::Customer => Ok(()),
-            Account::Missing => Err(Error::not_found("database user")),
-            Account::Protected => Err(Error::denied(format!(
+    /// Where `user` has accounts. `PermissionDenied` for the admin login and for a name with a
+    /// global privilege at one of our hosts.
+    async fn accounts(&self, user: &DbUserName) -> Result<Accounts> {
+        let protected = || {
+            Error::denied(format!(
                 "{user} is the admin login or has global privileges; it is not managed here"
-            ))),
+            ))
+        };
+        if user.as_str() == self.admin_user {
+            return Err(protected());
         }
+        let hosts: Vec<String> =
+            sqlx::query_scalar("SELECT CAST(Host AS CHAR) FROM mysql.user WHERE User = ?")
+                .bind(user.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        let privileged = self.privileged_accounts().await?;
+        let mut accounts = Accounts {
+            present: Vec::new(),
+            elsewhere: false,
+        };
+        for host in hosts {
+            match self.our_host(&host) {
+                Some(_) if privileged.contains(&grantee(user.as_str(), &host)) => {
+                    return Err(protected());
+                }
+                Some(ours) => accounts.present.push(ours.clone()),
+                None => accounts.elsewhere = true,
+            }
+        }
+        Ok(accounts)
     }
 
-    /// `'user'@'host'` for the configured host.
-    fn account_name(&self, user: &DbUserName) -> Result<String> {
+    /// A customer login with an account at one of our hosts at least: enough to take access
+    /// away. `NotFound` when it has none.
+    async fn existing(&self, user: &DbUserName) -> Result<Accounts> {
+        let accounts = self.accounts(user).await?;
+        if accounts.present.is_empty() {
+            return Err(Error::not_found("database user"));
+        }
+        Ok(accounts)
+    }
+
+    /// A customer login with an account at every one of our hosts: what giving or changing
+    /// access needs, so a login never works from some web nodes only. `Conflict` otherwise.
+    async fn whole(&self, user: &DbUserName) -> Result<Accounts> {
+        let accounts = self.existing(user).await?;
+        if accounts.present.len() < self.user_hosts.len() {
+            return Err(Error::Conflict(format!(
+                "{user} has an account at only some of the configured user hosts; drop it and \
+                 create it again"
+            )));
+        }
+        Ok(accounts)
+    }
+
+    /// `'user'@'host'`.
+    fn account_name(user: &DbUserName, host: &UserHost) -> Result<String> {
         Ok(format!(
             "{}@{}",
             string_literal("database_user", user.as_str())?,
-            string_literal(UserHost::FIELD, self.user_host.as_str())?
+            string_literal(UserHost::FIELD, host.as_str())?
         ))
     }
 
-    /// Ends the sessions of `user` (with `database` as their current database, when given).
-    async fn kill_sessions(&self, user: &DbUserName, database: Option<&DbName>) -> Result<()> {
+    /// `'user'@'h1', 'user'@'h2', …` for `hosts`.
+    fn account_names(user: &DbUserName, hosts: &[UserHost]) -> Result<String> {
+        let names = hosts
+            .iter()
+            .map(|host| Self::account_name(user, host))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(names.join(", "))
+    }
+
+    /// `IDENTIFIED … '*HASH'` in the engine's syntax: the server gets the hash, never the
+    /// password.
+    fn identified(&self, password: &Password) -> String {
+        let hash = native_password_hash(password.expose());
+        match self.engine {
+            DbEngine::MariaDb => format!("IDENTIFIED VIA mysql_native_password USING '{hash}'"),
+            // MySQL 8.4 loads mysql_native_password only with `mysql_native_password=ON`; 9.x
+            // no longer has it. Untested here: no MySQL server exists on the test machines.
+            DbEngine::MySql | DbEngine::Postgres => {
+                format!("IDENTIFIED WITH mysql_native_password AS '{hash}'")
+            }
+        }
+    }
+
+    /// Ends the sessions of `user` (with `database` as their current database, when given),
+    /// unless the name also has an account elsewhere (see [`MySqlBackend`]).
+    async fn kill_sessions(
+        &self,
+        user: &DbUserName,
+        database: Option<&DbName>,
+        accounts: &Accounts,
+    ) -> Result<()> {
+        if accounts.elsewhere {
+            tracing::warn!(
+                %user,
+                "sessions not ended: the name also has an account at a host outside user_hosts, \
+                 and the process list does not tell which account a session logged in with"
+            );
+            return Ok(());
+        }
         let ids: Vec<u64> = sqlx::query_scalar(
             "SELECT CAST(ID AS UNSIGNED) FROM information_schema.PROCESSLIST \
              WHERE USER = ? AND (? IS NULL OR DB = ?) AND ID <> CONNECTION_ID()",
@@ -374,121 +476,230 @@ impl DatabaseBackend for MySqlBackend {
     }
 
     async fn create_user(&self, user: &DbUserName, password: &Password) -> Result<()> {
-        tracing::debug!(%user, host = %self.user_host, "creating MySQL account");
+        tracing::debug!(%user, hosts = ?self.user_hosts, "creating MySQL account");
+        // Names only what the caller asked for, never where else the name exists.
         let exists = || Error::AlreadyExists {
             entity: "database user",
             detail: format!("user {user}"),
         };
-        match self.account(user).await? {
-            Account::Missing => {}
-            Account::Customer => return Err(exists()),
-            Account::Protected => {
-                return Err(Error::denied(format!(
-                    "{user} is the admin login or has global privileges; it is not managed here"
-                )));
-            }
+        let accounts = self.accounts(user).await?;
+        if !accounts.present.is_empty() || accounts.elsewhere {
+            return Err(exists());
         }
-        let sql = format!(
-            "CREATE USER {} IDENTIFIED BY {}",
-            self.account_name(user)?,
-            string_literal("password", password.expose())?
-        );
-        self.execute(sql).await.map_err(|e| match number(&e) {
-            Some(CANNOT_USER) => exists(),
-            _ => password_statement_error(BACKEND, &e),
-        })
+        let identified = self.identified(password);
+        let mut created = Vec::new();
+        for host in &self.user_hosts {
+            let sql = format!(
+                "CREATE USER {} {identified}",
+                Self::account_name(user, host)?
+            );
+            if let Err(e) = self.execute(sql).await {
+                // Only the accounts this call made are undone: a CANNOT_USER means someone
+                // else made this one at the same moment.
+                if !created.is_empty() {
+                    let undo = format!(
+                        "DROP USER IF EXISTS {}",
+                        Self::account_names(user, &created)?
+                    );
+                    if let Err(undo) = self.execute(undo).await {
+                        tracing::warn!(%user, error = %undo, "could not undo a partly created login");
+                    }
+                }
+                return Err(match number(&e) {
+                    Some(CANNOT_USER) => exists(),
+                    _ => password_statement_error(BACKEND, &e),
+                });
+            }
+            created.push(host.clone());
+        }
+        Ok(())
     }
 
     async fn drop_user(&self, user: &DbUserName) -> Result<()> {
-        tracing::debug!(%user, host = %self.user_host, "dropping MySQL account");
-        self.customer(user).await?;
-        self.execute(format!("DROP USER {}", self.account_name(user)?))
-            .await
-            .map_err(|e| match number(&e) {
-                Some(CANNOT_USER) => Error::not_found("database user"),
-                _ => backend(e),
-            })?;
-        // Dropping an account does not end its sessions. They are found by user name: the
-        // process list does not say which host's account a session logged in with.
-        self.kill_sessions(user, None).await
+        tracing::debug!(%user, "dropping MySQL account");
+        let accounts = self.existing(user).await?;
+        self.execute(format!(
+            "DROP USER IF EXISTS {}",
+            Self::account_names(user, &accounts.present)?
+        ))
+        .await
+        .map_err(backend)?;
+        // Dropping an account does not end its sessions.
+        self.kill_sessions(user, None, &accounts).await
     }
 
     async fn list_users(&self) -> Result<Vec<DbUserName>> {
-        let names: Vec<String> = sqlx::query_scalar(
-            "SELECT CAST(User AS CHAR) FROM mysql.user \
-             WHERE Host = ? AND User <> ? \
-               AND Super_priv = 'N' AND Grant_priv = 'N' AND Create_user_priv = 'N'",
+        let accounts: Vec<(String, String)> = sqlx::query_as(
+            "SELECT CAST(User AS CHAR), CAST(Host AS CHAR) FROM mysql.user \
+             WHERE User <> '' AND User <> ?",
         )
-        .bind(self.user_host.as_str())
         .bind(&self.admin_user)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let mut names: Vec<DbUserName> = names.iter().filter_map(|n| n.parse().ok()).collect();
-        names.sort();
-        Ok(names)
+        let privileged = self.privileged_accounts().await?;
+        let mut customers = BTreeSet::new();
+        let mut protected = HashSet::new();
+        for (user, host) in accounts {
+            if self.our_host(&host).is_none() {
+                continue;
+            }
+            if privileged.contains(&grantee(&user, &host)) {
+                protected.insert(user);
+            } else {
+                customers.insert(user);
+            }
+        }
+        Ok(customers
+            .iter()
+            .filter(|user| !protected.contains(*user))
+            .filter_map(|user| user.parse().ok())
+            .collect())
     }
 
     async fn rotate_password(&self, user: &DbUserName, password: &Password) -> Result<()> {
-        tracing::debug!(%user, host = %self.user_host, "rotating MySQL password");
-        self.customer(user).await?;
-        let sql = format!(
-            "ALTER USER {} IDENTIFIED BY {}",
-            self.account_name(user)?,
-            string_literal("password", password.expose())?
-        );
-        self.execute(sql).await.map_err(|e| match number(&e) {
-            Some(CANNOT_USER) => Error::not_found("database user"),
-            _ => password_statement_error(BACKEND, &e),
-        })
+        tracing::debug!(%user, "rotating MySQL password");
+        let accounts = self.whole(user).await?;
+        let identified = self.identified(password);
+        let specs = self
+            .user_hosts
+            .iter()
+            .map(|host| Ok(format!("{} {identified}", Self::account_name(user, host)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.execute(format!("ALTER USER {}", specs.join(", ")))
+            .await
+            .map_err(|e| match number(&e) {
+                Some(CANNOT_USER) => Error::not_found("database user"),
+                _ => password_statement_error(BACKEND, &e),
+            })?;
+        // A live session logged in with the old password; left alone, it could even set a
+        // password of its own choosing again.
+        self.kill_sessions(user, None, &accounts).await
     }
 
     async fn grant_all(&self, user: &DbUserName, database: &DbName) -> Result<()> {
         tracing::debug!(%user, %database, "granting MySQL database");
-        self.customer(user).await?;
+        self.whole(user).await?;
         self.existing_database(database).await?;
-        self.execute(format!(
-            "GRANT ALL PRIVILEGES ON {}.* TO {}",
-            quote_ident(&escape_grant_pattern(database.as_str())),
-            self.account_name(user)?
-        ))
-        .await
-        .map_err(backend)
+        for host in &self.user_hosts {
+            self.execute(format!(
+                "GRANT ALL PRIVILEGES ON {}.* TO {}",
+                quote_ident(&escape_grant_pattern(database.as_str())),
+                Self::account_name(user, host)?
+            ))
+            .await
+            .map_err(backend)?;
+        }
+        Ok(())
     }
 
     async fn revoke_all(&self, user: &DbUserName, database: &DbName) -> Result<()> {
         tracing::debug!(%user, %database, "revoking MySQL database");
-        self.customer(user).await?;
+        let accounts = self.existing(user).await?;
         self.existing_database(database).await?;
-        match self
-            .execute(format!(
-                "REVOKE ALL PRIVILEGES ON {}.* FROM {}",
-                quote_ident(&escape_grant_pattern(database.as_str())),
-                self.account_name(user)?
-            ))
-            .await
-        {
-            Err(e) if number(&e) == Some(NONEXISTING_GRANT) => {}
-            other => other.map_err(backend)?,
+        for host in &accounts.present {
+            match self
+                .execute(format!(
+                    "REVOKE ALL PRIVILEGES ON {}.* FROM {}",
+                    quote_ident(&escape_grant_pattern(database.as_str())),
+                    Self::account_name(user, host)?
+                ))
+                .await
+            {
+                Err(e) if number(&e) == Some(NONEXISTING_GRANT) => {}
+                other => other.map_err(backend)?,
+            }
         }
         // A session keeps the privileges of its current database until it switches.
-        self.kill_sessions(user, Some(database)).await
+        self.kill_sessions(user, Some(database), &accounts).await
     }
 
-    async fn lock_user(&self, _user: &DbUserName) -> Result<()> {
-        Err(Error::backend(BACKEND, "lock_user: in progress"))
+    async fn lock_user(&self, user: &DbUserName) -> Result<()> {
+        tracing::debug!(%user, "locking MySQL account");
+        let accounts = self.existing(user).await?;
+        self.execute(format!(
+            "ALTER USER {} ACCOUNT LOCK",
+            Self::account_names(user, &accounts.present)?
+        ))
+        .await
+        .map_err(|e| match number(&e) {
+            Some(CANNOT_USER) => Error::not_found("database user"),
+            _ => backend(e),
+        })?;
+        // The lock refuses new sessions only.
+        self.kill_sessions(user, None, &accounts).await
     }
 
-    async fn unlock_user(&self, _user: &DbUserName) -> Result<()> {
-        Err(Error::backend(BACKEND, "unlock_user: in progress"))
+    async fn unlock_user(&self, user: &DbUserName) -> Result<()> {
+        tracing::debug!(%user, "unlocking MySQL account");
+        self.whole(user).await?;
+        self.execute(format!(
+            "ALTER USER {} ACCOUNT UNLOCK",
+            Self::account_names(user, &self.user_hosts)?
+        ))
+        .await
+        .map_err(|e| match number(&e) {
+            Some(CANNOT_USER) => Error::not_found("database user"),
+            _ => backend(e),
+        })
     }
 
-    async fn set_limits(&self, _user: &DbUserName, _limits: &DatabaseLimits) -> Result<()> {
-        Err(Error::backend(BACKEND, "set_limits: in progress"))
+    /// `MAX_USER_CONNECTIONS`, `MAX_QUERIES_PER_HOUR` and `MAX_CONNECTIONS_PER_HOUR`, and on
+    /// MariaDB `MAX_STATEMENT_TIME`. MySQL has no per-account statement time, and neither
+    /// engine a per-account temporary-file limit: those two are not applied there.
+    ///
+    /// The server counts each limit per account, that is per host: a login with accounts at
+    /// three hosts may hold `max_connections` sessions through each of them.
+    /// `MAX_STATEMENT_TIME` only sets the session's starting `max_statement_time`, which the
+    /// session may change itself.
+    async fn set_limits(&self, user: &DbUserName, limits: &DatabaseLimits) -> Result<()> {
+        tracing::debug!(%user, ?limits, "setting MySQL account limits");
+        self.whole(user).await?;
+        let mut sql = format!(
+            "ALTER USER {} WITH MAX_USER_CONNECTIONS {} MAX_QUERIES_PER_HOUR {} \
+             MAX_CONNECTIONS_PER_HOUR {}",
+            Self::account_names(user, &self.user_hosts)?,
+            limits.max_connections(),
+            limits.max_queries_per_hour(),
+            limits.max_connections_per_hour(),
+        );
+        if self.engine == DbEngine::MariaDb {
+            sql.push_str(&format!(
+                " MAX_STATEMENT_TIME {}",
+                limits.statement_timeout_seconds()
+            ));
+        }
+        self.execute(sql).await.map_err(|e| match number(&e) {
+            Some(CANNOT_USER) => Error::not_found("database user"),
+            _ => backend(e),
+        })
     }
 
+    /// MySQL and MariaDB have no `PUBLIC`; what comes closest is the anonymous account
+    /// (`''@host`): the server applies its database grants to every login from a matching host
+    /// (tested on MariaDB 10.11), and anyone whose name has no account there logs in as it.
+    /// Reported are the databases granted to an anonymous account, as the server holds them (a
+    /// name or a pattern such as `test\_%`), and `*.*` when one has a global privilege.
     async fn health(&self) -> Result<ServerHealth> {
-        Err(Error::backend(BACKEND, "health: in progress"))
+        let mut open: BTreeSet<String> = sqlx::query_scalar::<_, String>(
+            "SELECT DISTINCT CAST(Db AS CHAR) FROM mysql.db WHERE User = ''",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .collect();
+        if self
+            .privileged_accounts()
+            .await?
+            .iter()
+            .any(|grantee| grantee.starts_with("''@"))
+        {
+            open.insert("*.*".to_owned());
+        }
+        Ok(ServerHealth {
+            open_to_every_login: open.into_iter().collect(),
+        })
     }
 
     async fn can_connect(
@@ -517,6 +728,69 @@ impl DatabaseBackend for MySqlBackend {
 
 fn backend(err: sqlx::Error) -> Error {
     Error::backend(BACKEND, err)
+}
+
+/// The hosts customer accounts are made at: the configured ones, duplicates dropped, or for a
+/// server on this machine the loopback hosts. A remote server without a list is refused: its
+/// customers come from the web nodes, which only the operator knows.
+fn user_hosts(
+    configured: Option<Vec<UserHost>>,
+    server: &MySqlConnectOptions,
+) -> Result<Vec<UserHost>> {
+    match configured {
+        Some(hosts) => {
+            let mut seen = HashSet::new();
+            let hosts: Vec<UserHost> = hosts
+                .into_iter()
+                .filter(|host| seen.insert(host.clone()))
+                .collect();
+            if hosts.is_empty() {
+                return Err(invalid(USER_HOSTS, "must name at least one host"));
+            }
+            Ok(hosts)
+        }
+        None if on_this_machine(server) => Ok(UserHost::loopback()),
+        None => Err(invalid(
+            USER_HOSTS,
+            format!(
+                "must be set for the database server {}, which is not on loopback or a Unix \
+                 socket: list the addresses of the web nodes that connect to it",
+                server.get_host()
+            ),
+        )),
+    }
+}
+
+/// Whether the admin URL reaches the server over a Unix socket or loopback.
+fn on_this_machine(server: &MySqlConnectOptions) -> bool {
+    if server.get_socket().is_some() {
+        return true;
+    }
+    let host = server.get_host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// `'user'@'host'` as `information_schema.USER_PRIVILEGES` writes a grantee.
+fn grantee(user: &str, host: &str) -> String {
+    format!("'{user}'@'{host}'")
+}
+
+/// The `mysql_native_password` hash of `password`: `*` and the upper-case hex of
+/// SHA1(SHA1(password)), what `PASSWORD()` returns on MariaDB. It is sent instead of the
+/// password so no server log holds the password. The hash is still a secret: with it and one
+/// recorded login exchange, SHA1(password), enough to log in, can be recovered.
+fn native_password_hash(password: &str) -> String {
+    let hash = Sha1::digest(Sha1::digest(password.as_bytes()));
+    let mut out = String::from("*");
+    out.extend(hash.iter().map(|byte| format!("{byte:02X}")));
+    out
 }
 
 /// The server's error number of a database error.
@@ -565,6 +839,75 @@ fn string_literal(field: &'static str, value: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn native_password_hash_matches_the_servers() {
+        // MariaDB: SELECT PASSWORD('password').
+        assert_eq!(
+            native_password_hash("password"),
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+        );
+        let hash = native_password_hash(r"q'u\o;t€");
+        assert_eq!(hash.len(), 41);
+        assert!(hash.strip_prefix('*').is_some_and(|hex| {
+            hex.bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        }));
+    }
+
+    fn options(url: &str) -> MySqlConnectOptions {
+        url.parse().expect("a valid URL")
+    }
+
+    #[test]
+    fn a_local_server_gets_the_loopback_hosts() {
+        for url in [
+            "mysql://u:p@127.0.0.1:3306/x",
+            "mysql://u:p@127.8.9.1/x",
+            "mysql://u:p@localhost/x",
+            "mysql://u:p@LocalHost/x",
+            "mysql://u:p@[::1]:3306/x",
+            "mysql://u:p@db.example/x?socket=/run/mysqld/mysqld.sock",
+        ] {
+            assert_eq!(
+                user_hosts(None, &options(url)).expect(url),
+                UserHost::loopback(),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_remote_server_needs_a_list() {
+        for url in [
+            "mysql://u:p@192.0.2.1/x",
+            "mysql://u:p@db.example/x",
+            "mysql://u:p@[2001:db8::1]/x",
+        ] {
+            match user_hosts(None, &options(url)) {
+                Err(Error::Invalid { field, .. }) => assert_eq!(field, USER_HOSTS, "{url}"),
+                other => panic!("{url}: expected Invalid, got {other:?}"),
+            }
+        }
+        let host = |h: &str| h.parse::<UserHost>().expect("host");
+        let remote = options("mysql://u:p@192.0.2.1/x");
+        assert_eq!(
+            user_hosts(
+                Some(vec![host("10.0.0.5"), host("web1"), host("10.0.0.5")]),
+                &remote
+            )
+            .expect("a list"),
+            vec![host("10.0.0.5"), host("web1")]
+        );
+        assert_eq!(
+            user_hosts(Some(vec![UserHost::any()]), &remote).expect("named %"),
+            vec![UserHost::any()]
+        );
+        assert!(matches!(
+            user_hosts(Some(Vec::new()), &remote),
+            Err(Error::Invalid { .. })
+        ));
+    }
 
     #[test]
     fn identifiers_double_their_backticks() {
