@@ -12,6 +12,7 @@
 
 mod mysql;
 mod postgres;
+mod scram;
 
 use std::fmt;
 use std::net::IpAddr;

@@ -10,7 +10,7 @@ use hosting_core::{
 use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, ConnectOptions, Postgres};
 
-use super::{CustomerServerConfig, invalid, password_statement_error, single_connection};
+use super::{CustomerServerConfig, invalid, password_statement_error, scram, single_connection};
 
 const BACKEND: &str = "postgres";
 
@@ -37,11 +37,30 @@ const DEPENDENT_OBJECTS: &str = "2BP01";
 const PROTECTED_ROLE: &str = "(rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication \
                               OR rolbypassrls OR rolname = current_user)";
 
+/// Databases the server's `PUBLIC` (every login) may connect to: no ACL means the default,
+/// which grants `CONNECT` to `PUBLIC`; grantee 0 in an ACL is `PUBLIC`.
+const OPEN_TO_PUBLIC: &str = "(d.datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(d.datacl) a \
+                              WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT'))";
+
+/// The advisory lock that serializes closing the system databases, so backends registering
+/// at the same moment do not update the same catalog rows together.
+const CLOSE_LOCK: i64 = 0x686f_7374_696e_6701;
+
+/// How often, and how long apart, `terminate_sessions` looks whether the sessions ended.
+const SESSION_END_POLLS: u32 = 100;
+const SESSION_END_POLL: Duration = Duration::from_millis(50);
+
 /// A [`DatabaseBackend`] on PostgreSQL.
 ///
 /// Each customer database is created from `template0` with `CONNECT` revoked from `PUBLIC`, so
 /// only the logins granted on it (and the admin) can open it; each customer login is a plain
-/// `LOGIN` role with no other attribute.
+/// `LOGIN` role with no other attribute. Passwords reach the server only as SCRAM-SHA-256
+/// verifiers computed here.
+///
+/// Limits ([`DatabaseBackend::set_limits`]): `CONNECTION LIMIT` and `temp_file_limit` are out
+/// of the customer's reach, but `statement_timeout` is only the default of its sessions: a
+/// customer may lower or raise it for its own session with `SET`, so it guards against runaway
+/// statements, not against a customer who wants long ones.
 #[derive(Debug)]
 pub struct PostgresBackend {
     pool: PgPool,
@@ -59,12 +78,19 @@ enum Role {
 }
 
 impl PostgresBackend {
-    /// Connects the admin pool to the server in `config`, checks that the admin login may
-    /// create databases and roles, and records the server version.
+    /// Connects the admin pool to the server in `config`, checks that the admin login may do
+    /// everything the backend needs, records the server version, and closes the `postgres` and
+    /// `template1` databases to every login but the admin (`REVOKE CONNECT … FROM PUBLIC`, logged
+    /// at info), so customers cannot read their catalogs or store data there.
+    ///
+    /// A non-superuser admin needs CREATEDB and CREATEROLE, membership in `pg_signal_backend`
+    /// (to end customer sessions), `SET` on the parameter `temp_file_limit` (PostgreSQL 15+),
+    /// and, while the system databases are still open, ownership of them.
     ///
     /// # Errors
     /// [`Error::Invalid`] for a URL that is not `postgres://` or `postgresql://`,
-    /// [`Error::PermissionDenied`] when the login lacks CREATEDB or CREATEROLE,
+    /// [`Error::PermissionDenied`] when the login lacks one of the rights above (the message
+    /// names the statement a superuser runs to grant it),
     /// [`Error::Backend`] when the server is unreachable.
     pub async fn connect(config: CustomerServerConfig) -> Result<Self> {
         let options = config
@@ -78,17 +104,19 @@ impl PostgresBackend {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        let (version, admin_role, admin_database, conforming, superuser, may_create): (
+        let (version, admin_role, admin_database, conforming, superuser, may_create, may_signal): (
             String,
             String,
             String,
             String,
+            bool,
             bool,
             bool,
         ) = sqlx::query_as(
             "SELECT version(), current_user::text, current_database()::text, \
                     current_setting('standard_conforming_strings'), rolsuper, \
-                    rolsuper OR (rolcreaterole AND rolcreatedb) \
+                    rolsuper OR (rolcreaterole AND rolcreatedb), \
+                    rolsuper OR pg_has_role(current_user, 'pg_signal_backend', 'USAGE') \
              FROM pg_roles WHERE rolname = current_user",
         )
         .fetch_one(&pool)
@@ -105,6 +133,23 @@ impl PostgresBackend {
                 "PostgreSQL role {admin_role} needs SUPERUSER or CREATEROLE and CREATEDB"
             )));
         }
+        let admin = quote_ident(&admin_role);
+        if !may_signal {
+            return Err(Error::denied(format!(
+                "PostgreSQL role {admin_role} may not end customer sessions (after a password \
+                 rotation, a lock or a deletion); as a superuser run: \
+                 GRANT pg_signal_backend TO {admin}"
+            )));
+        }
+        if !superuser && !may_set_temp_file_limit(&pool).await? {
+            return Err(Error::denied(format!(
+                "PostgreSQL role {admin_role} may not set temp_file_limit on customer logins; \
+                 on PostgreSQL 15 or later, as a superuser run: \
+                 GRANT SET ON PARAMETER temp_file_limit TO {admin} \
+                 (before 15, only a superuser admin can)"
+            )));
+        }
+        close_system_databases(&pool, &admin_role).await?;
         tracing::debug!(%version, %admin_role, "connected to PostgreSQL for customer databases");
         Ok(Self {
             pool,
@@ -179,19 +224,60 @@ impl PostgresBackend {
         result.map(drop).map_err(backend)
     }
 
-    /// Ends the sessions of `user` (in `database` only, when given).
+    /// Ends the sessions of `user` (in `database` only, when given) and waits until they are
+    /// gone, so a caller's next step never meets one. Sessions opened meanwhile (with a new
+    /// password) are left alone.
     async fn terminate_sessions(&self, user: &DbUserName, database: Option<&DbName>) -> Result<()> {
-        sqlx::query(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+        let signalled: Vec<(i32, bool)> = sqlx::query_as(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE usename = $1 AND ($2::text IS NULL OR datname = $2) \
                AND pid <> pg_backend_pid()",
         )
         .bind(user.as_str())
         .bind(database.map(DbName::as_str))
-        .execute(&self.pool)
+        .fetch_all(&self.pool)
         .await
-        .map(drop)
-        .map_err(backend)
+        .map_err(backend)?;
+        let pids: Vec<i32> = signalled.into_iter().map(|(pid, _)| pid).collect();
+        if pids.is_empty() {
+            return Ok(());
+        }
+        for _ in 0..SESSION_END_POLLS {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1)")
+                    .bind(&pids)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(backend)?;
+            if left == 0 {
+                return Ok(());
+            }
+            tokio::time::sleep(SESSION_END_POLL).await;
+        }
+        Err(Error::backend(
+            BACKEND,
+            format!("sessions of {user} were told to end but were still there after 5 seconds"),
+        ))
+    }
+
+    /// Runs `ALTER ROLE` on a customer login, then ends its sessions when `end_sessions`.
+    async fn alter_customer(
+        &self,
+        user: &DbUserName,
+        change: &str,
+        end_sessions: bool,
+    ) -> Result<()> {
+        self.customer(user).await?;
+        self.execute(format!(
+            "ALTER ROLE {} {change}",
+            quote_ident(user.as_str())
+        ))
+        .await
+        .map_err(backend)?;
+        if end_sessions {
+            self.terminate_sessions(user, None).await?;
+        }
+        Ok(())
     }
 
     /// Runs a statement that carries a password. With a superuser admin the server is told not
@@ -339,7 +425,7 @@ impl DatabaseBackend for PostgresBackend {
             "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS \
              INHERIT PASSWORD {}",
             quote_ident(user.as_str()),
-            string_literal("password", password.expose())?
+            string_literal("password", &scram::verifier(password.expose())?)?
         );
         self.run_with_password(sql).await.map_err(|e| {
             // The existence check can race with a concurrent create.
@@ -377,6 +463,12 @@ impl DatabaseBackend for PostgresBackend {
         .map_err(backend)?;
         // Its objects are dropped, never handed to the admin: a SECURITY DEFINER function of
         // the customer's that the (superuser) admin owned would run as the admin.
+        if !databases.is_empty() && !self.admin_is_superuser {
+            // DROP OWNED needs the role's privileges; the membership goes with the role.
+            self.execute(format!("GRANT {role} TO CURRENT_USER"))
+                .await
+                .map_err(backend)?;
+        }
         for database in &databases {
             self.in_database(database, format!("DROP OWNED BY {role}"))
                 .await?;
@@ -410,10 +502,12 @@ impl DatabaseBackend for PostgresBackend {
         self.run_with_password(format!(
             "ALTER ROLE {} PASSWORD {}",
             quote_ident(user.as_str()),
-            string_literal("password", password.expose())?
+            string_literal("password", &scram::verifier(password.expose())?)?
         ))
         .await
-        .map_err(|e| password_statement_error(BACKEND, &e))
+        .map_err(|e| password_statement_error(BACKEND, &e))?;
+        // A session opened with the old password could otherwise go on, and set its own.
+        self.terminate_sessions(user, None).await
     }
 
     async fn grant_all(&self, user: &DbUserName, database: &DbName) -> Result<()> {
@@ -466,20 +560,49 @@ impl DatabaseBackend for PostgresBackend {
         .await
     }
 
-    async fn lock_user(&self, _user: &DbUserName) -> Result<()> {
-        Err(Error::backend(BACKEND, "lock_user: in progress"))
+    async fn lock_user(&self, user: &DbUserName) -> Result<()> {
+        tracing::debug!(%user, "locking PostgreSQL login");
+        // No new sessions first, so none slips in between.
+        self.alter_customer(user, "NOLOGIN", true).await
     }
 
-    async fn unlock_user(&self, _user: &DbUserName) -> Result<()> {
-        Err(Error::backend(BACKEND, "unlock_user: in progress"))
+    async fn unlock_user(&self, user: &DbUserName) -> Result<()> {
+        tracing::debug!(%user, "unlocking PostgreSQL login");
+        self.alter_customer(user, "LOGIN", false).await
     }
 
-    async fn set_limits(&self, _user: &DbUserName, _limits: &DatabaseLimits) -> Result<()> {
-        Err(Error::backend(BACKEND, "set_limits: in progress"))
+    /// `CONNECTION LIMIT`, and `statement_timeout` and `temp_file_limit` as the role's
+    /// defaults. The customer cannot change the first and the last (`temp_file_limit` needs a
+    /// superuser or `SET` on it), but may `SET statement_timeout` in its own session, higher too.
+    async fn set_limits(&self, user: &DbUserName, limits: &DatabaseLimits) -> Result<()> {
+        tracing::debug!(%user, ?limits, "setting PostgreSQL login limits");
+        let role = quote_ident(user.as_str());
+        self.customer(user).await?;
+        // Numbers only: nothing here comes from text.
+        self.execute(format!(
+            "ALTER ROLE {role} CONNECTION LIMIT {}; \
+             ALTER ROLE {role} SET statement_timeout = '{}s'; \
+             ALTER ROLE {role} SET temp_file_limit = '{}MB'",
+            limits.max_connections(),
+            limits.statement_timeout_seconds(),
+            limits.temp_file_limit_mb()
+        ))
+        .await
+        .map_err(backend)
     }
 
     async fn health(&self) -> Result<ServerHealth> {
-        Err(Error::backend(BACKEND, "health: in progress"))
+        let mut open: Vec<String> = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT d.datname::text FROM pg_database d \
+             WHERE d.datallowconn AND d.datname <> 'template0' AND {OPEN_TO_PUBLIC}"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        open.sort();
+        Ok(ServerHealth {
+            open_to_every_login: open,
+        })
     }
 
     async fn can_connect(
@@ -506,6 +629,80 @@ impl DatabaseBackend for PostgresBackend {
         pool.close().await;
         probe.map(|one| one == 1).map_err(backend)
     }
+}
+
+/// Whether the (non-superuser) admin may set `temp_file_limit`, a superuser-only parameter:
+/// PostgreSQL 15 added `GRANT SET ON PARAMETER`; before it, nobody but a superuser may.
+async fn may_set_temp_file_limit(pool: &PgPool) -> Result<bool> {
+    let version: i32 = sqlx::query_scalar("SELECT current_setting('server_version_num')::int")
+        .fetch_one(pool)
+        .await
+        .map_err(backend)?;
+    if version < 150_000 {
+        return Ok(false);
+    }
+    sqlx::query_scalar("SELECT has_parameter_privilege(current_user, 'temp_file_limit', 'SET')")
+        .fetch_one(pool)
+        .await
+        .map_err(backend)
+}
+
+/// Revokes `CONNECT` from `PUBLIC` on `postgres` and `template1` where it is still granted,
+/// granting it to the admin first on the database the admin itself uses. Refuses, naming the
+/// statements a superuser must run, when the admin is neither superuser nor owner there.
+async fn close_system_databases(pool: &PgPool, admin_role: &str) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(backend)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CLOSE_LOCK)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    let open: Vec<(String, bool, bool)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT d.datname::text, d.datname = current_database(), \
+                (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) \
+                OR pg_has_role(current_user, d.datdba, 'USAGE') \
+         FROM pg_database d \
+         WHERE d.datname IN ('postgres', 'template1') AND {OPEN_TO_PUBLIC} \
+         ORDER BY d.datname"
+    )))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(backend)?;
+    if open.is_empty() {
+        return Ok(());
+    }
+    let admin = quote_ident(admin_role);
+    let sql: Vec<String> = open
+        .iter()
+        .map(|(name, is_admin_database, _)| {
+            let db = quote_ident(name);
+            let keep_admin = if *is_admin_database {
+                format!("GRANT CONNECT ON DATABASE {db} TO {admin}; ")
+            } else {
+                String::new()
+            };
+            format!("{keep_admin}REVOKE CONNECT ON DATABASE {db} FROM PUBLIC;")
+        })
+        .collect();
+    let names: Vec<&str> = open.iter().map(|(name, _, _)| name.as_str()).collect();
+    if open.iter().any(|(_, _, may)| !may) {
+        return Err(Error::denied(format!(
+            "every PostgreSQL login may connect to {}, and role {admin_role} may not change \
+             that (it is neither superuser nor owner); as a superuser run: {}",
+            names.join(" and "),
+            sql.join(" ")
+        )));
+    }
+    sqlx::raw_sql(AssertSqlSafe(sql.join(" ")))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    tracing::info!(
+        databases = %names.join(", "),
+        "revoked CONNECT from PUBLIC: customer logins can no longer open these databases"
+    );
+    Ok(())
 }
 
 fn backend(err: sqlx::Error) -> Error {
