@@ -9,6 +9,8 @@
 #   trap hosting_stop_servers EXIT
 #   hosting_start_postgres "$HOSTING_SERVERS_DIR"   # exports HOSTING_TEST_POSTGRES_URL
 #   hosting_start_mariadb "$HOSTING_SERVERS_DIR"    # exports HOSTING_TEST_MARIADB_URL
+#                                       # both serve TLS too (and plain connections);
+#                                       # HOSTING_TEST_DB_CA is the CA file that signed them
 #   hosting_note_mysql                  # HOSTING_TEST_MYSQL_URL is left unset
 #   hosting_print_urls                  # prints the URLs, passwords masked
 #   hosting_export_binaries             # exports HOSTING_TEST_{NGINX,APACHE,PHP_FPM_82,CADDY}
@@ -55,6 +57,7 @@ _HOSTING_MARIADB_PID=""
 _HOSTING_MARIADB_SOCKET=""
 _HOSTING_MARIADB_LOG=""
 _HOSTING_USED_PORTS=()
+_HOSTING_TLS_DIR=""
 
 _hosting_log() {
     printf '[servers] %s\n' "$*" >&2
@@ -226,6 +229,55 @@ _hosting_pg_run() {
     fi
 }
 
+# _hosting_tls_files DIR: a throwaway CA and a server certificate it signed for
+# 127.0.0.1 and localhost, in DIR/tls (made once, shared by both servers); exports
+# HOSTING_TEST_DB_CA.  On failure the servers start without TLS and the variable
+# stays unset (the TLS tests then skip, or fail under CI=true).
+_hosting_tls_files() {
+    local tls="${1%/}/tls" out
+    if [[ -n "${_HOSTING_TLS_DIR}" ]]; then
+        return 0
+    fi
+    out="${tls}/openssl.out"
+    mkdir -p "${tls}" && chmod 0755 "${tls}" || return 1
+    printf '%s\n' \
+        'basicConstraints = critical, CA:FALSE' \
+        'keyUsage = critical, digitalSignature, keyEncipherment' \
+        'extendedKeyUsage = serverAuth' \
+        'subjectAltName = IP:127.0.0.1, DNS:localhost' >"${tls}/server.ext" || return 1
+    if ! {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "${tls}/ca.key" -out "${tls}/ca.pem" -days 2 \
+            -subj '/CN=hosting-sdk throwaway test CA' \
+            -addext 'basicConstraints = critical, CA:TRUE' \
+            -addext 'keyUsage = critical, keyCertSign, cRLSign' &&
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -keyout "${tls}/server.key" -out "${tls}/server.csr" -subj '/CN=localhost' &&
+            openssl x509 -req -in "${tls}/server.csr" -CA "${tls}/ca.pem" \
+                -CAkey "${tls}/ca.key" -CAcreateserial -days 2 \
+                -extfile "${tls}/server.ext" -out "${tls}/server.pem"
+    } >"${out}" 2>&1; then
+        _hosting_log "openssl could not make the test certificates; servers start without TLS:"
+        cat "${out}" >&2
+        return 1
+    fi
+    chmod 0644 "${tls}/ca.pem" "${tls}/server.pem" || return 1
+    chmod 0600 "${tls}/ca.key" "${tls}/server.key" || return 1
+    _HOSTING_TLS_DIR="${tls}"
+    export HOSTING_TEST_DB_CA="${tls}/ca.pem"
+}
+
+# _hosting_tls_key DIR OWNER: copy the server key into DIR, readable by OWNER
+# only (both servers refuse a key others can read); prints its path.
+_hosting_tls_key() {
+    local dir="$1" owner="$2" key="$1/server.key"
+    install -m 0600 "${_HOSTING_TLS_DIR}/server.key" "${key}" || return 1
+    if _hosting_is_root; then
+        chown "${owner}:${owner}" "${key}" || return 1
+    fi
+    printf '%s\n' "${key}"
+}
+
 # hosting_start_postgres DIR: start a throwaway PostgreSQL on 127.0.0.1
 # with its files in DIR/postgres; exports HOSTING_TEST_POSTGRES_URL.
 hosting_start_postgres() {
@@ -270,12 +322,17 @@ hosting_start_postgres() {
     # Every statement is logged and counted, so tests can prove no password reaches a log.
     local pg_logging="-c log_statement=all -c log_min_duration_statement=0"
     pg_logging+=" -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+    # TLS besides plain connections (pg_hba's "host" lines take both).
+    local pg_tls="" key
+    if _hosting_tls_files "${dir}" && key="$(_hosting_tls_key "${pgdir}" postgres)"; then
+        pg_tls="-c ssl=on -c ssl_cert_file=${_HOSTING_TLS_DIR}/server.pem -c ssl_key_file=${key}"
+    fi
     for attempt in 1 2 3; do
         port="$(_hosting_free_port)" || return 1
         _HOSTING_USED_PORTS+=("${port}")
         rm -f "${log}"
         if _hosting_pg_run pg_ctl -D "${data}" -w -t 60 -l "${log}" -o \
-            "-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=${pgdir} -c fsync=off -c max_connections=200 ${pg_logging}" \
+            "-c listen_addresses=127.0.0.1 -p ${port} -c unix_socket_directories=${pgdir} -c fsync=off -c max_connections=200 ${pg_logging} ${pg_tls}" \
             start >"${out}" 2>&1; then
             started=1
             break
@@ -349,6 +406,14 @@ hosting_start_mariadb() {
         return 1
     fi
 
+    # TLS besides plain connections (require_secure_transport stays off).
+    local -a tls_opt=()
+    local key
+    if _hosting_tls_files "${dir}" && key="$(_hosting_tls_key "${mdir}" mysql)"; then
+        tls_opt=(--ssl-ca="${_HOSTING_TLS_DIR}/ca.pem" --ssl-cert="${_HOSTING_TLS_DIR}/server.pem"
+            --ssl-key="${key}")
+    fi
+
     for attempt in 1 2 3; do
         port="$(_hosting_free_port)" || return 1
         _HOSTING_USED_PORTS+=("${port}")
@@ -360,7 +425,7 @@ hosting_start_mariadb() {
             --general-log=1 --general-log-file="${mdir}/general.log" \
             --slow-query-log=1 --slow-query-log-file="${mdir}/slow.log" --long-query-time=0 \
             --log-bin="${mdir}/binlog" --server-id=1 \
-            --max-connections=300 </dev/null >>"${dout}" 2>&1 &
+            --max-connections=300 "${tls_opt[@]}" </dev/null >>"${dout}" 2>&1 &
         _HOSTING_MARIADB_PID=$!
 
         for ((i = 0; i < 300; i++)); do
@@ -434,7 +499,8 @@ _hosting_mask_url() {
 # Print the exported server URLs with the passwords masked.
 hosting_print_urls() {
     local var
-    for var in HOSTING_TEST_POSTGRES_URL HOSTING_TEST_MARIADB_URL HOSTING_TEST_MYSQL_URL; do
+    for var in HOSTING_TEST_POSTGRES_URL HOSTING_TEST_MARIADB_URL HOSTING_TEST_MYSQL_URL \
+        HOSTING_TEST_DB_CA; do
         if [[ -n "${!var:-}" ]]; then
             _hosting_log "${var}=$(_hosting_mask_url "${!var}")"
         else
@@ -774,5 +840,7 @@ hosting_stop_servers() {
     fi
     _HOSTING_OWN_TEMP_DIR=""
     HOSTING_SERVERS_DIR=""
+    _HOSTING_TLS_DIR=""
+    unset HOSTING_TEST_DB_CA
     return 0
 }

@@ -94,22 +94,17 @@ impl CustomerServerConfig {
         }
     }
 
-    /// The admin connection options for PostgreSQL, from the URL.
+    /// The admin connection options for PostgreSQL, from the URL under the TLS policy
+    /// (customer probes clone them, so they inherit it).
     fn postgres_options(&self) -> Result<PgConnectOptions, Error> {
         self.admin_url_with_scheme(&["postgres", "postgresql"])
-            .and_then(|url| {
-                PgConnectOptions::from_str(url)
-                    .map_err(|_| invalid("admin_url", "is not a valid URL"))
-            })
+            .and_then(|url| crate::tls::postgres_options(url, "admin_url"))
     }
 
-    /// The admin connection options for MySQL/MariaDB, from the URL.
+    /// The admin connection options for MySQL/MariaDB, from the URL under the TLS policy.
     fn mysql_options(&self) -> Result<MySqlConnectOptions, Error> {
         self.admin_url_with_scheme(&["mysql", "mariadb"])
-            .and_then(|url| {
-                MySqlConnectOptions::from_str(url)
-                    .map_err(|_| invalid("admin_url", "is not a valid URL"))
-            })
+            .and_then(|url| crate::tls::mysql_options(url, "admin_url"))
     }
 
     fn pool_options<DB: Database>(&self) -> PoolOptions<DB> {

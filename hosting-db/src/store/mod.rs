@@ -30,6 +30,7 @@ use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Arguments, AssertSqlSafe, Executor};
 
 use crate::errors::map_sqlx;
+use crate::tls;
 pub use feed::{ChangeFeed, Following};
 
 /// SQL dialect of the connected server.
@@ -202,7 +203,9 @@ impl SqlStore {
     ///
     /// `sqlite:PATH` (the embedded default: the file is created on first use and put in WAL
     /// mode), `postgres://` / `postgresql://`, or `mysql://` / `mariadb://` (MariaDB and MySQL
-    /// are told apart by `SELECT VERSION()`).
+    /// are told apart by `SELECT VERSION()`). A server off this machine is reached over
+    /// verified TLS unless the URL sets its own `sslmode`/`ssl-mode`; a mode that allows
+    /// cleartext to one is refused (see the crate docs).
     pub async fn open(url: &str, options: &StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let (dialect, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
@@ -221,11 +224,12 @@ impl SqlStore {
             };
             (Dialect::Sqlite, url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Dialect::Postgres, url.to_owned())
+            (Dialect::Postgres, tls::postgres_url(url, "database_url")?)
         } else if let Some(rest) = url.strip_prefix("mariadb://") {
-            (Dialect::MySql, format!("mysql://{rest}"))
+            let url = format!("mysql://{rest}");
+            (Dialect::MySql, tls::mysql_url(&url, "database_url")?)
         } else if url.starts_with("mysql://") {
-            (Dialect::MySql, url.to_owned())
+            (Dialect::MySql, tls::mysql_url(url, "database_url")?)
         } else {
             return Err(unsupported_url(url));
         };
