@@ -10,6 +10,7 @@ use std::str::FromStr;
 
 use hosting_core::UidRange;
 use hosting_core::types::{EmailAddress, IpNetwork, NodeName};
+use hosting_db::customer::UserHost;
 use serde::Deserialize;
 
 /// The prefix of every environment variable the server reads.
@@ -180,6 +181,10 @@ pub struct DatabaseServerConfig {
     pub host: String,
     /// The port customers' sites connect to.
     pub port: u16,
+    /// MariaDB/MySQL: the hosts customer accounts are created for (the web nodes' addresses);
+    /// empty: the backend's default (`localhost`, `127.0.0.1`, `::1` for a server on this
+    /// machine; a remote server needs them listed).
+    pub user_hosts: Vec<UserHost>,
 }
 
 /// The node the panel runs on.
@@ -309,6 +314,7 @@ struct NodeLayer {
     mariadb_url: Option<String>,
     mariadb_host: Option<String>,
     mariadb_port: Option<u16>,
+    mariadb_user_hosts: Option<Vec<String>>,
     postgres_url: Option<String>,
     postgres_host: Option<String>,
     postgres_port: Option<u16>,
@@ -328,7 +334,7 @@ impl NodeLayer {
         over!(self, low, {
             name, nginx, http_port, https_port, apache, apache_http_port, apache_https_port,
             php_system_dir, php_prefixes, mariadb_url,
-            mariadb_host, mariadb_port, postgres_url, postgres_host, postgres_port, uid_range,
+            mariadb_host, mariadb_port, mariadb_user_hosts, postgres_url, postgres_host, postgres_port, uid_range,
             allow_shared_account,
         })
     }
@@ -385,6 +391,7 @@ pub const KEYS: &[&str] = &[
     "node.mariadb_url",
     "node.mariadb_host",
     "node.mariadb_port",
+    "node.mariadb_user_hosts",
     "node.postgres_url",
     "node.postgres_host",
     "node.postgres_port",
@@ -460,7 +467,7 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, String> {
         | "node.apache_https_port"
         | "node.mariadb_port"
         | "node.postgres_port" => number(raw),
-        "trusted_proxies" | "cors_allowed_origins" => Ok(list(raw)),
+        "trusted_proxies" | "cors_allowed_origins" | "node.mariadb_user_hosts" => Ok(list(raw)),
         "node.allow_shared_account" => match raw.trim() {
             "true" => Ok(toml::Value::Boolean(true)),
             "false" => Ok(toml::Value::Boolean(false)),
@@ -581,6 +588,7 @@ fn database_server(
     port: Option<u16>,
     default_port: u16,
     schemes: &[&str],
+    user_hosts: Option<Vec<String>>,
 ) -> Result<Option<DatabaseServerConfig>, ConfigError> {
     let Some(url) = url.filter(|u| !u.is_empty()) else {
         return Ok(None);
@@ -603,10 +611,20 @@ fn database_server(
             "node.{prefix}_host: must be a host name or IP address"
         )));
     }
+    let user_hosts = user_hosts
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            raw.parse::<UserHost>()
+                .map_err(|e| ConfigError::new(format!("node.{prefix}_user_hosts[{i}]: {}", e.rule)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(DatabaseServerConfig {
         admin_url: url,
         host,
         port: port.or(url_port).unwrap_or(default_port),
+        user_hosts,
     }))
 }
 
@@ -707,6 +725,7 @@ impl Config {
                 node.mariadb_port,
                 3306,
                 &["mysql", "mariadb"],
+                node.mariadb_user_hosts,
             )?,
             uid_range: match node.uid_range {
                 Some(raw) => raw
@@ -722,6 +741,7 @@ impl Config {
                 node.postgres_port,
                 5432,
                 &["postgres", "postgresql"],
+                None,
             )?,
         };
         let database_url = match layer.database_url {
@@ -941,6 +961,30 @@ mod tests {
         )
         .expect_err("scheme");
         assert!(err.to_string().contains("node.mariadb_url"), "{err}");
+    }
+
+    #[test]
+    fn mariadb_user_hosts_are_checked_where_they_are_read() {
+        let c = Config::from_toml(
+            "[node]\nmariadb_url = \"mysql://a:b@db.internal/mysql\"\n\
+             mariadb_user_hosts = [\"10.0.0.5\", \"web-1.internal\"]",
+            Path::new("/"),
+        )
+        .expect("hosts");
+        let hosts = c.node.mariadb.expect("server").user_hosts;
+        assert_eq!(
+            hosts.iter().map(UserHost::as_str).collect::<Vec<_>>(),
+            ["10.0.0.5", "web-1.internal"]
+        );
+        let err = Config::from_toml(
+            "[node]\nmariadb_url = \"mysql://a:b@db/mysql\"\nmariadb_user_hosts = [\"x'y\"]",
+            Path::new("/"),
+        )
+        .expect_err("a quote");
+        assert!(
+            err.to_string().contains("node.mariadb_user_hosts[0]"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -270,7 +270,10 @@ async fn connect(
     name: &str,
     server: &DatabaseServerConfig,
 ) -> hosting_core::Result<Arc<dyn DatabaseBackend>> {
-    let config = CustomerServerConfig::new(server.admin_url.expose());
+    let mut config = CustomerServerConfig::new(server.admin_url.expose());
+    if !server.user_hosts.is_empty() {
+        config = config.user_hosts(server.user_hosts.clone());
+    }
     let backend: Arc<dyn DatabaseBackend> = if name == "postgres" {
         Arc::new(PostgresBackend::connect(config).await?)
     } else {
