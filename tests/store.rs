@@ -134,6 +134,54 @@ async fn until(
 /// PostgreSQL's change feed: a commit by another store (another panel process) ends every
 /// stamp; a lost listening connection leaves no stamp to take until it listens again, and
 /// listening again ends the stamps from before.
+/// A customer login on the store's PostgreSQL server cannot open the panel's database: the
+/// store takes `CONNECT` from `PUBLIC` when it opens (its own login keeps it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_is_closed_to_other_logins() {
+    use sqlx::Connection;
+    let Some(admin) = server_url(POSTGRES_URL) else {
+        return;
+    };
+    let url = fresh_database(&admin).await;
+    let database = url.rsplit('/').next().expect("database").to_owned();
+    let role = format!("cust_{}", hosting_core::conformance::unique_suffix());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw-{role}'"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("a customer-like login");
+    // Before the store opens, a fresh database is open to every login (the default).
+    let customer_url = {
+        let (scheme, rest) = admin.split_once("://").expect("url");
+        let host = rest.rsplit_once('@').expect("credentials").1;
+        let host = host.split('/').next().expect("host");
+        format!("{scheme}://{role}:pw-{role}@{host}/{database}")
+    };
+    sqlx::PgConnection::connect(&customer_url)
+        .await
+        .expect("before: the default lets every login in")
+        .close()
+        .await
+        .expect("close");
+    let store = SqlStore::open(&url, &StoreOptions::default())
+        .await
+        .expect("open store");
+    match sqlx::PgConnection::connect(&customer_url).await {
+        Err(sqlx::Error::Database(e)) => {
+            assert_eq!(e.code().as_deref(), Some("42501"), "{e}");
+        }
+        other => panic!("the customer opened the panel store: {other:?}"),
+    }
+    assert!(store.info().engine == "postgres");
+    store.close().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE \"{role}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("drop role");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_change_feed_hears_other_writers_and_its_own_loss() {
     let Some(url) = server_url(POSTGRES_URL) else {

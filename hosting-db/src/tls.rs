@@ -40,6 +40,12 @@ pub(crate) fn mysql_options(url: &str, field: &'static str) -> Result<MySqlConne
 
 /// `url` (PostgreSQL) under the policy, for what takes a URL (the store's `Any` pool, the
 /// change feed's listener).
+/// Whether a MySQL/MariaDB server is reached over a Unix socket or loopback: the rule the TLS
+/// policy uses, shared with the customer accounts' default hosts.
+pub(crate) fn mysql_on_this_machine(options: &MySqlConnectOptions) -> bool {
+    options.on_this_machine()
+}
+
 pub(crate) fn postgres_url(url: &str, field: &'static str) -> Result<String, Error> {
     url_under_policy::<PgConnectOptions>(url, field)
 }

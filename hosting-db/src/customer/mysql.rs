@@ -1,7 +1,6 @@
 //! Customer databases and logins on a MySQL or MariaDB server.
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -749,7 +748,7 @@ fn user_hosts(
             }
             Ok(hosts)
         }
-        None if on_this_machine(server) => Ok(UserHost::loopback()),
+        None if crate::tls::mysql_on_this_machine(server) => Ok(UserHost::loopback()),
         None => Err(invalid(
             USER_HOSTS,
             format!(
@@ -759,22 +758,6 @@ fn user_hosts(
             ),
         )),
     }
-}
-
-/// Whether the admin URL reaches the server over a Unix socket or loopback.
-fn on_this_machine(server: &MySqlConnectOptions) -> bool {
-    if server.get_socket().is_some() {
-        return true;
-    }
-    let host = server.get_host();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// `'user'@'host'` as `information_schema.USER_PRIVILEGES` writes a grantee.

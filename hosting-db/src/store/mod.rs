@@ -187,6 +187,42 @@ fn page_of<T>(items: Vec<T>, page: PageRequest, id: impl Fn(&T) -> i64) -> Page<
     Page { items, next_after }
 }
 
+/// Keeps customers out of the panel's own database on PostgreSQL: `CONNECT` is taken from
+/// `PUBLIC` (after the store's own login is granted it), so a customer login on the same server
+/// cannot open the store, read its catalogs or listen to its change channel. When the store's
+/// login may not (it does not own the database), a warning names the statement to run;
+/// MySQL/MariaDB grant nothing to every login, so there is nothing to close there.
+async fn close_store_to_public(pool: &AnyPool) -> Result<()> {
+    let open: bool = sqlx::query_scalar(
+        "SELECT datacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(datacl) a \
+                WHERE a.grantee = 0 AND a.privilege_type = 'CONNECT') \
+         FROM pg_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|e| Error::backend("panel-store", e))?;
+    if !open {
+        return Ok(());
+    }
+    let closed = sqlx::raw_sql(
+        "DO $$ BEGIN \
+           EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), current_user); \
+           EXECUTE format('REVOKE CONNECT ON DATABASE %I FROM PUBLIC', current_database()); \
+         END $$",
+    )
+    .execute(pool)
+    .await;
+    match closed {
+        Ok(_) => tracing::info!("revoked CONNECT on the panel store's database from PUBLIC"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "every login on this PostgreSQL server may connect to the panel store's database: \
+             as its owner or a superuser, run REVOKE CONNECT ON DATABASE <store> FROM PUBLIC"
+        ),
+    }
+    Ok(())
+}
+
 fn unsupported_url(url: &str) -> Error {
     let scheme = url.split(':').next().unwrap_or_default();
     Error::Invalid {
@@ -286,6 +322,9 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| Error::backend("panel-store", e))?;
+        if dialect == Dialect::Postgres {
+            close_store_to_public(&pool).await?;
+        }
         tracing::info!(engine, %server_version, "panel store opened");
         Ok(Self {
             feed_url: (dialect == Dialect::Postgres).then_some(FeedUrl(url)),
