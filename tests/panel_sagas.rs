@@ -45,7 +45,8 @@ use hosting_core::types::{
 use hosting_core::{
     ApplyReport, Caller, DatabaseBackend, DatabaseLimits, DatabaseOptions, DbCapabilities,
     DirectivePolicy, Drift, Error, HostLayout, Isolation, NodeAccounts, Operator, PageRequest,
-    PanelStore, RenderedFile, Result, ServerHealth, SystemClock, UidRange, UnixAccount, WebServer,
+    PanelStore, RefusedSite, RenderedFile, Result, ServerHealth, SystemClock, UidRange,
+    UnixAccount, WebServer,
 };
 use hosting_db::customer::{CustomerServerConfig, MySqlBackend};
 use hosting_db::{SqlStore, StoreOptions};
@@ -100,6 +101,9 @@ impl WebServer for FaultyWeb {
     }
     async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>> {
         self.0.drift(sites).await
+    }
+    async fn refused_sites(&self, sites: &[Website]) -> Result<Vec<RefusedSite>> {
+        self.0.refused_sites(sites).await
     }
 }
 

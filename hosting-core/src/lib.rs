@@ -57,4 +57,4 @@ pub use rbac::{Caller, Operator};
 pub use store::{PanelStore, StoreInfo};
 pub use system::{Command, CommandOutput, CommandRunner};
 pub use tracked::{ChangeTracker, Stamp, TrackedStore};
-pub use web::{ApplyReport, Drift, RenderedFile, WebServer};
+pub use web::{ApplyReport, Drift, RefusedSite, RenderedFile, WebServer};

@@ -1,5 +1,6 @@
 //! Web servers: pure rendering, validation by the real binary, and an atomic apply.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::Path;
 
@@ -30,6 +31,18 @@ pub struct ApplyReport {
     pub reloaded: bool,
 }
 
+/// A site a web server's configuration test refuses, and what the test said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedSite {
+    /// The refused site.
+    pub site: WebsiteId,
+    /// The test that refused it, e.g. `/usr/sbin/nginx -t`.
+    pub tool: String,
+    /// What the test printed. It names node paths and may name other sites' files: it is for
+    /// the operator's log, never for a tenant.
+    pub output: String,
+}
+
 /// How a live file differs from what the database implies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drift {
@@ -56,6 +69,10 @@ pub enum Drift {
 ///   renders only directives it accepts (site paths made absolute under the site's home) and
 ///   the operator's directives as they are. No directive it accepts names a file, socket,
 ///   module, user or upstream of the node outside the site's home.
+/// - `refused_sites` attributes a refused set to its sites without making anything live: each
+///   site it names is refused by the configuration test on top of what the server last accepted
+///   (see [`find_refused`]). A server that cannot test sites apart keeps the default, which names
+///   none; a refused apply is then refused as a whole.
 ///
 /// `hosting_core::conformance::web` checks the parts of this that need no running server.
 #[async_trait]
@@ -72,4 +89,94 @@ pub trait WebServer: Debug + Send + Sync {
     async fn apply(&self, sites: &[Website]) -> Result<ApplyReport>;
     /// Differences between the live tree and what `sites` render to.
     async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>>;
+    /// The sites of `sites` the configuration test refuses, each with the test's output; the
+    /// live tree and the running server are left alone. Asked after `apply` failed with
+    /// [`Error::Validation`](crate::Error::Validation), so one site's refusal is reported as that
+    /// site's and keeps no other site from changing.
+    async fn refused_sites(&self, sites: &[Website]) -> Result<Vec<RefusedSite>> {
+        let _ = sites;
+        Ok(Vec::new())
+    }
+}
+
+/// The sites of `sites` that `trial` refuses, for a backend that can test any set of site
+/// files (staged beside its live tree, with the files around them) and keeps the files it last
+/// made live in `live`.
+///
+/// Each site's live files are the base: the last set the server accepted. The sites whose
+/// rendering (`render`) differs from the base are tried on top of it, as many at once as pass:
+/// a refused group is halved until each refused site stands alone, and each accepted group
+/// stays for the next, so of two changed sites that conflict, the later one is refused. A single
+/// refused site costs about twice log2(changed sites) trials. When the base itself is refused
+/// (the server no longer accepts what is live), every site is tried from an empty set.
+///
+/// `trial` fails with [`Error::Validation`](crate::Error::Validation) when the server refuses
+/// the files; any other error ends the search.
+pub async fn find_refused<Trial: Future<Output = Result<()>>>(
+    sites: &[Website],
+    render: impl Fn(&Website) -> Result<Vec<RenderedFile>>,
+    live: &BTreeMap<crate::types::ConfinedPath, String>,
+    mut trial: impl FnMut(Vec<RenderedFile>) -> Trial,
+) -> Result<Vec<RefusedSite>> {
+    let rendered = sites
+        .iter()
+        .map(|s| Ok((s.id, render(s)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let mut accepted: BTreeMap<WebsiteId, Vec<RenderedFile>> = rendered
+        .iter()
+        .map(|(id, files)| {
+            let kept = files
+                .iter()
+                .filter_map(|f| {
+                    live.get(&f.path).map(|contents| RenderedFile {
+                        path: f.path.clone(),
+                        contents: contents.clone(),
+                    })
+                })
+                .collect();
+            (*id, kept)
+        })
+        .collect();
+    let flat = |set: &BTreeMap<WebsiteId, Vec<RenderedFile>>| -> Vec<RenderedFile> {
+        set.values().flatten().cloned().collect()
+    };
+    let mut candidates: Vec<usize> = (0..rendered.len())
+        .filter(|&i| accepted.get(&rendered[i].0) != Some(&rendered[i].1))
+        .collect();
+    match trial(flat(&accepted)).await {
+        Ok(()) => {}
+        Err(crate::Error::Validation { .. }) => {
+            accepted.clear();
+            candidates = (0..rendered.len()).collect();
+        }
+        Err(e) => return Err(e),
+    }
+    let mut refused = Vec::new();
+    let mut pending = vec![candidates];
+    while let Some(group) = pending.pop() {
+        if group.is_empty() {
+            continue;
+        }
+        let mut tried = accepted.clone();
+        for &i in &group {
+            tried.insert(rendered[i].0, rendered[i].1.clone());
+        }
+        match trial(flat(&tried)).await {
+            Ok(()) => accepted = tried,
+            Err(crate::Error::Validation { tool, output }) if group.len() == 1 => {
+                refused.push(RefusedSite {
+                    site: rendered[group[0]].0,
+                    tool,
+                    output,
+                });
+            }
+            Err(crate::Error::Validation { .. }) => {
+                let (first, second) = group.split_at(group.len() / 2);
+                pending.push(second.to_vec());
+                pending.push(first.to_vec());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(refused)
 }

@@ -23,6 +23,11 @@
 //! failure after it points `live` back at the previous generation and reloads again. The
 //! health check asks only the sites whose files changed, each on a path its own server block
 //! answers without PHP.
+//!
+//! When the test refuses a set, `refused_sites` tells whose fault it is without touching what
+//! is live: trial generations, each staged beside the live one, tested and discarded, put the
+//! changed sites' new files on top of the live files of the rest
+//! ([`find_refused`](hosting_core::web::find_refused)).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,8 +37,8 @@ use async_trait::async_trait;
 use hosting_core::model::{Website, WebsiteId};
 use hosting_core::tree::{FileUndo, ManagedTree, Staged, replace_file};
 use hosting_core::types::ConfinedPath;
-use hosting_core::web::RenderedFile;
-use hosting_core::{ApplyReport, Command, CommandRunner, Drift, Error, Result};
+use hosting_core::web::{RenderedFile, find_refused};
+use hosting_core::{ApplyReport, Command, CommandRunner, Drift, Error, RefusedSite, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::context::first_serving_name;
@@ -206,17 +211,20 @@ macro_rules! managed_web_server {
             ) -> hosting_core::Result<Vec<hosting_core::Drift>> {
                 $crate::apply::drift(self, self.config.runner.clone(), sites)
             }
+
+            async fn refused_sites(
+                &self,
+                sites: &[hosting_core::model::Website],
+            ) -> hosting_core::Result<Vec<hosting_core::RefusedSite>> {
+                $crate::apply::refused_sites(self, self.config.runner.clone(), sites).await
+            }
         }
     };
 }
 pub(crate) use managed_web_server;
 
-/// The shared apply path; see the module docs.
-pub(crate) async fn apply<S: Managed>(
-    server: &S,
-    runner: std::sync::Arc<dyn CommandRunner>,
-    sites: &[Website],
-) -> Result<ApplyReport> {
+/// Creates the directories the server (or its configuration test) writes.
+fn create_dirs<S: Managed + ?Sized>(server: &S) -> Result<()> {
     let (dirs_root, dirs) = match server.run() {
         Run::Supervised(root) => (root.to_owned(), S::RUNTIME_DIRS),
         Run::Service(service) => (service.managed_root.to_owned(), S::SERVICE_DIRS),
@@ -227,6 +235,16 @@ pub(crate) async fn apply<S: Managed>(
             Error::backend(S::NAME, format!("cannot create {}: {e}", dir.display()))
         })?;
     }
+    Ok(())
+}
+
+/// The shared apply path; see the module docs.
+pub(crate) async fn apply<S: Managed>(
+    server: &S,
+    runner: std::sync::Arc<dyn CommandRunner>,
+    sites: &[Website],
+) -> Result<ApplyReport> {
+    create_dirs(server)?;
     let service = match server.run() {
         Run::Service(service) => Some(service),
         Run::Supervised(_) => None,
@@ -335,6 +353,33 @@ pub(crate) async fn apply<S: Managed>(
         removed,
         reloaded: true,
     })
+}
+
+/// The sites of `sites` the server's own test refuses ([`find_refused`]): each trial is a
+/// generation staged beside the live one with the frame for `sites`, tested as an apply tests
+/// it, and discarded. Nothing is activated or reloaded.
+pub(crate) async fn refused_sites<S: Managed>(
+    server: &S,
+    runner: std::sync::Arc<dyn CommandRunner>,
+    sites: &[Website],
+) -> Result<Vec<RefusedSite>> {
+    create_dirs(server)?;
+    let tree = tree(server, runner);
+    let live = tree.read_live()?;
+    let tree = &tree;
+    let trial = |files: Vec<RenderedFile>| async move {
+        let staged = tree
+            .stage_with(|generation| {
+                let mut all = files;
+                all.extend(server.render_frame(generation, sites)?);
+                Ok(all)
+            })
+            .await?;
+        let tested = server.test_staged(&staged.dir).await;
+        tree.discard(&staged)?;
+        tested
+    };
+    find_refused(sites, |site| server.render_site_files(site), &live, trial).await
 }
 
 /// Differences between the live tree and what `sites` render to.

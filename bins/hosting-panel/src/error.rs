@@ -162,6 +162,25 @@ fn backend_message(step: Option<&'static str>, backend: &str) -> String {
     }
 }
 
+/// Text of a refused configuration test reported to clients: the server (the program's file
+/// name), never its path or output.
+fn validation_message(step: Option<&'static str>, tool: &str) -> String {
+    let program = tool
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.rsplit('/').next())
+        .filter(|p| !p.is_empty())
+        .unwrap_or("the server");
+    let undone = match step {
+        Some(step) => format!("the {step} step was refused and earlier steps were undone"),
+        None => "nothing was changed".to_owned(),
+    };
+    format!(
+        "{program}'s configuration test refused the change; {undone} (the server log has the \
+         details under this request's id)"
+    )
+}
+
 /// Backends the panel itself owns: a failure there is the panel's (500), not a node's (502).
 fn panel_internal(backend: &str) -> bool {
     matches!(
@@ -205,8 +224,15 @@ impl From<Error> for ApiError {
             Error::Unsupported { .. } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported", full)
             }
-            Error::Validation { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", full)
+            Error::Validation { tool, output } => {
+                // The tool's output names node paths and other tenants' files: the operator's
+                // log keeps it, the client learns which server refused.
+                tracing::warn!(%tool, %output, "a configuration test refused a change");
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    validation_message(step, tool),
+                )
             }
             Error::Backend { backend, .. } => {
                 // The details go to the log (inside the request's span), never to the client.
@@ -351,6 +377,27 @@ mod tests {
             let api = ApiError::from(error);
             assert_eq!(api.status().as_u16(), status, "{code}");
             assert_eq!(api.code(), code);
+        }
+    }
+
+    #[test]
+    fn a_refused_configuration_test_names_no_path_and_no_output() {
+        let e = Error::StepFailed {
+            step: "deploy",
+            source: Box::new(Error::Validation {
+                tool: "/usr/sbin/nginx -t".into(),
+                output: "nginx: [emerg] unknown directive \"x\" in \
+                         /srv/node/managed/generations/7/sites/site42.conf:9"
+                    .into(),
+            }),
+        };
+        let api = ApiError::from(e);
+        assert_eq!(api.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(api.code(), "validation_failed");
+        assert!(api.message().starts_with("nginx's"), "{}", api.message());
+        assert!(api.message().contains("deploy"), "{}", api.message());
+        for leak in ["/", "site42", "emerg", "unknown directive"] {
+            assert!(!api.message().contains(leak), "{leak}: {}", api.message());
         }
     }
 

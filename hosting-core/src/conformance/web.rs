@@ -13,6 +13,7 @@
 //! | [`directives_outside_the_policy_are_not_rendered`] | a tenant directive the policy refuses (a forbidden name, or an allowed one with the wrong arguments) is not in the site's files; the operator's directives are, as they are |
 //! | [`apply_makes_the_set_live`] | after `apply(sites)` drift is empty and every site is reported changed; the same apply again changes nothing and does not reload |
 //! | [`apply_is_atomic`] | a set the real server refuses fails with [`Error::Validation`] and leaves the live tree byte-identical: no drift, the refused site not live |
+//! | [`refused_sites_names_only_the_refused`] | with a set live, `refused_sites` of that set plus a refused site and a changed good one names the refused site alone (or nothing, for a server that cannot test sites apart) and changes nothing live |
 //! | [`remove_leaves_nothing_behind`] | a site left out of the set is reported removed, its files are gone from the live tree, and no other site changes |
 //! | [`drift_is_reported`] | a live file changed behind the server's back shows up in `drift`, and the next apply repairs it |
 //!
@@ -558,6 +559,7 @@ pub async fn run_all(
     render_contract(server, sites);
     apply_makes_the_set_live(server, sites).await;
     apply_is_atomic(server, sites, rejected, Some(snapshot)).await;
+    refused_sites_names_only_the_refused(server, sites, rejected, Some(snapshot)).await;
     drift_is_reported(server, sites, tamper).await;
     let (kept, removed) = sites.split_at(sites.len() / 2);
     remove_leaves_nothing_behind(server, kept, removed, Some(snapshot)).await;
@@ -580,6 +582,56 @@ pub async fn apply_is_atomic(
     snapshot: Option<Snapshot<'_>>,
 ) {
     check_apply_is_atomic(&Web(server), sites, rejected, snapshot).await;
+}
+
+/// With `sites` live, `refused_sites` of `sites` (the first one changed: its `gzip` flipped)
+/// plus `rejected` names `rejected` alone, or nothing when the server keeps the default (it
+/// cannot test sites apart); either way `drift(sites)` stays empty and, when `snapshot` is
+/// given, every live file is byte-identical.
+pub async fn refused_sites_names_only_the_refused(
+    server: &dyn WebServer,
+    sites: &[Website],
+    rejected: &Website,
+    snapshot: Option<Snapshot<'_>>,
+) {
+    let what = format!("the {} web server", server.kind());
+    server
+        .apply(sites)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: applying the good sites: {e}"));
+    let before = snapshot.map(|s| s());
+    let mut asked = sites.to_vec();
+    if let Some(first) = asked.first_mut() {
+        first.settings.gzip = !first.settings.gzip;
+    }
+    asked.push(rejected.clone());
+    let refused = server
+        .refused_sites(&asked)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: refused_sites: {e}"));
+    let named: Vec<WebsiteId> = refused.iter().map(|r| r.site).collect();
+    assert!(
+        named.is_empty() || named == [rejected.id],
+        "{what}: refused_sites must name site {} alone, named {named:?}",
+        rejected.id
+    );
+    for r in &refused {
+        assert!(!r.tool.is_empty(), "{what}: a refusal names its tool");
+    }
+    let drift = server
+        .drift(sites)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: drift: {e}"));
+    assert!(
+        drift.is_empty(),
+        "{what}: refused_sites changed the live tree: {drift:?}"
+    );
+    if let (Some(snapshot), Some(before)) = (snapshot, before) {
+        assert!(
+            snapshot() == before,
+            "{what}: refused_sites changed a live file"
+        );
+    }
 }
 
 /// With `kept` and `removed` live, `apply(kept)` reports every file of `removed` as removed and

@@ -1,5 +1,18 @@
 //! Websites and their customer databases. Each change is a saga over the store, the database
 //! server and the node (pools and vhosts), run under the node's apply lock.
+//!
+//! A change the node refuses leaves nothing behind and is its own site's alone:
+//! - the record goes back to exactly what it was (aliases, web server, PHP version, document
+//!   root, status, settings; only `updated_at` moves), written on the panel's authority as an
+//!   admin of the site's tenant, since the caller may not write every field (a client never
+//!   writes `status`); the node goes back to what it served.
+//! - when a web server's test refuses the node's set, it is asked which sites it refuses
+//!   ([`WebServer::refused_sites`](crate::web::WebServer::refused_sites)). The changed site
+//!   refused: the change is refused with the field and the rule (`settings.extra_directives[1]`,
+//!   found by testing prefixes of the site's directives), never the server's output, which
+//!   goes to the log. Only other sites refused: their stored state is broken, and they are set
+//!   aside ([`Panel::converge_changing`]) so that the change goes through: served without their
+//!   tenant directives, else left out, and recorded `failed` until their own next change.
 
 use serde::Serialize;
 
@@ -20,6 +33,7 @@ use crate::page::{Page, PageLimit, PageRequest};
 use crate::php::PhpInstallation;
 use crate::rbac::{Caller, Operator};
 use crate::types::{DbEngine, DbName, DbUserName, Password, SystemUser, WebServerKind};
+use crate::web::RefusedSite;
 
 /// How a site reaches its database. The password is shown once, here, and stored nowhere.
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +85,110 @@ fn with_site(sites: &[Website], site: &Website) -> Vec<Website> {
 
 fn without_site(sites: &[Website], id: WebsiteId) -> Vec<Website> {
     sites.iter().filter(|s| s.id != id).cloned().collect()
+}
+
+/// The share of `sites` that the web server of `kind` serves.
+fn share(sites: &[Website], kind: WebServerKind) -> Vec<Website> {
+    sites
+        .iter()
+        .filter(|s| s.web_server == kind)
+        .cloned()
+        .collect()
+}
+
+/// Rounds of setting refused sites aside before a move gives up: a site is tried without its
+/// tenant directives, then left out.
+const SET_ASIDE_ROUNDS: usize = 3;
+
+/// Why one attempt to move a node failed.
+enum Refusal {
+    /// A web server's configuration test refused the set; `refused` are the sites it names.
+    Sites {
+        error: Error,
+        refused: Vec<RefusedSite>,
+    },
+    /// Anything else.
+    Other(Error),
+}
+
+/// `sites` as the node serves them: a [`WebsiteStatus::Failed`] site without its tenant
+/// directives (the part of a site only its tenant changes, and what a server refuses).
+fn served(sites: &[Website]) -> Vec<Website> {
+    sites
+        .iter()
+        .map(|s| match s.status {
+            WebsiteStatus::Failed => without_directives(s),
+            _ => s.clone(),
+        })
+        .collect()
+}
+
+fn without_directives(site: &Website) -> Website {
+    let mut out = site.clone();
+    out.settings.extra_directives = ExtraDirectives::default();
+    out
+}
+
+/// `sites` with `id` set aside: served without its tenant directives and marked failed when it
+/// had some and is not suspended, else left out.
+fn set_aside_site(sites: Vec<Website>, id: WebsiteId) -> Vec<Website> {
+    sites
+        .into_iter()
+        .filter_map(|s| {
+            if s.id != id {
+                return Some(s);
+            }
+            let retry = s.status != WebsiteStatus::Suspended
+                && !s.settings.extra_directives.as_slice().is_empty();
+            retry.then(|| {
+                let mut out = without_directives(&s);
+                out.status = WebsiteStatus::Failed;
+                out
+            })
+        })
+        .collect()
+}
+
+/// The first field of `after` that differs from `before`, for a refusal that no tenant
+/// directive explains.
+fn changed_field(before: &Website, after: &Website) -> &'static str {
+    if before.settings.operator_directives != after.settings.operator_directives {
+        "settings.operator_directives"
+    } else if before.aliases != after.aliases {
+        "aliases"
+    } else if before.document_root != after.document_root {
+        "document_root"
+    } else if before.php_version != after.php_version {
+        "php_version"
+    } else if before.web_server != after.web_server {
+        "web_server"
+    } else if before.status != after.status {
+        "status"
+    } else if before.settings != after.settings {
+        "settings"
+    } else {
+        "website"
+    }
+}
+
+/// The server's own words about directive `name`, when they are only about it: the first
+/// `[emerg]` message, cut before its file and line, kept only when it names `name` and holds
+/// no path.
+fn server_said(output: &str, name: &str) -> Option<String> {
+    let message = output.lines().find_map(|l| l.split_once("[emerg] "))?.1;
+    let message = message.split(" in /").next()?.trim();
+    (message.contains(name) && !message.contains(['/', '\\']) && message.len() <= 160)
+        .then(|| message.to_owned())
+}
+
+fn refused_field(
+    field: impl Into<std::borrow::Cow<'static, str>>,
+    reason: impl Into<std::borrow::Cow<'static, str>>,
+) -> Error {
+    Error::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 /// The changes that put `site` back as it was.
@@ -127,20 +245,28 @@ impl Panel {
 
     /// Moves a node from serving `previous` to serving `desired`: pools for both, each web
     /// server to its share of `desired`, then only the desired pools. When a web server
-    /// refuses, the web servers before it and the PHP side go back to `previous`.
-    pub(super) async fn converge(
+    /// refuses, the web servers before it and the PHP side go back to `previous`, and the web
+    /// server is asked which sites it refuses ([`WebServer::refused_sites`]):
+    /// - `changing` (the site this change is about) refused: the change is refused with the
+    ///   field that broke it ([`Self::refusal`]); nothing else is tried.
+    /// - only other sites refused: their stored state is broken (stored before the policy, left
+    ///   by an interrupted change, or made invalid by the node): each is set aside and the move
+    ///   tried again. A site set aside is served without its tenant directives and recorded
+    ///   [`WebsiteStatus::Failed`]; refused even so (or suspended), it is left out of the node
+    ///   until its next accepted change. A warning names it and the server's output.
+    /// - none named: the error as it is.
+    ///
+    /// A site already [`WebsiteStatus::Failed`] in the store is served without its tenant
+    /// directives, in `previous` and `desired` alike; `changing` comes with the status it is to
+    /// have, so a change is its retry.
+    pub(super) async fn converge_changing(
         &self,
         backends: &NodeBackends,
         previous: &[Website],
-        desired: &[Website],
+        stored: &[Website],
+        changing: Option<WebsiteId>,
     ) -> Result<()> {
-        let share = |sites: &[Website], kind: WebServerKind| -> Vec<Website> {
-            sites
-                .iter()
-                .filter(|s| s.web_server == kind)
-                .cloned()
-                .collect()
-        };
+        let desired = stored;
         if let Some(site) = desired
             .iter()
             .find(|s| backends.web_server(s.web_server).is_none())
@@ -154,13 +280,85 @@ impl Panel {
                 .into(),
             });
         }
+        let previous = served(previous);
+        let mut desired = served(desired);
+        let mut set_aside = Vec::new();
+        for round in 0..=SET_ASIDE_ROUNDS {
+            let Err(refusal) = self.converge_once(backends, &previous, &desired).await else {
+                break;
+            };
+            let (error, refused) = match refusal {
+                Refusal::Other(e) => return Err(e),
+                Refusal::Sites { error, refused } => (error, refused),
+            };
+            if let Some(own) = refused.iter().find(|r| Some(r.site) == changing) {
+                tracing::warn!(
+                    website = own.site.0,
+                    tool = %own.tool,
+                    output = %own.output,
+                    "the web server refuses the change"
+                );
+                return Err(self.refusal(backends, &previous, &desired, own).await);
+            }
+            if refused.is_empty() || round == SET_ASIDE_ROUNDS {
+                return Err(error);
+            }
+            for r in &refused {
+                tracing::warn!(
+                    website = r.site.0,
+                    tool = %r.tool,
+                    output = %r.output,
+                    "the web server refuses a website's stored configuration: set aside"
+                );
+                set_aside.push(r.site);
+                desired = set_aside_site(desired, r.site);
+            }
+        }
+        let op = Operator::assume();
+        for id in set_aside {
+            let recorded = stored.iter().find(|s| s.id == id).is_some_and(|s| {
+                matches!(s.status, WebsiteStatus::Suspended | WebsiteStatus::Failed)
+            });
+            if !recorded
+                && let Err(e) = self
+                    .store
+                    .set_website_status(&op, id, WebsiteStatus::Failed)
+                    .await
+            {
+                tracing::error!(website = id.0, error = %e, "recording a website as failed failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::converge_changing`] for a move that changes no site of its own (a deletion, an
+    /// undo, a node apply): every refused site is set aside.
+    pub(super) async fn converge(
+        &self,
+        backends: &NodeBackends,
+        previous: &[Website],
+        desired: &[Website],
+    ) -> Result<()> {
+        self.converge_changing(backends, previous, desired, None)
+            .await
+    }
+
+    /// One attempt of [`Self::converge_changing`]; a web server's refusal comes with the sites it names.
+    async fn converge_once(
+        &self,
+        backends: &NodeBackends,
+        previous: &[Website],
+        desired: &[Website],
+    ) -> std::result::Result<(), Refusal> {
         backends
             .php
             .apply(&transition_pools(previous, desired))
-            .await?;
+            .await
+            .map_err(Refusal::Other)?;
         let (previous_pools, desired_pools) = (pool_sites(previous), pool_sites(desired));
         for (done, web) in backends.web.iter().enumerate() {
-            if let Err(e) = web.apply(&share(desired, web.kind())).await {
+            let mine = share(desired, web.kind());
+            if let Err(e) = web.apply(&mine).await {
                 for undo in backends.web.iter().take(done) {
                     if let Err(again) = undo.apply(&share(previous, undo.kind())).await {
                         tracing::error!(error = %again, "putting a web server back failed");
@@ -169,11 +367,92 @@ impl Panel {
                 if let Err(again) = backends.php.apply(&previous_pools).await {
                     tracing::error!(error = %again, "putting the PHP pools back failed");
                 }
-                return Err(e);
+                if !matches!(e.root(), Error::Validation { .. }) {
+                    return Err(Refusal::Other(e));
+                }
+                let refused = web.refused_sites(&mine).await.unwrap_or_else(|again| {
+                    tracing::error!(error = %again, "finding the refused websites failed");
+                    Vec::new()
+                });
+                return Err(Refusal::Sites { error: e, refused });
             }
         }
-        backends.php.apply(&desired_pools).await?;
-        Ok(())
+        backends
+            .php
+            .apply(&desired_pools)
+            .await
+            .map(|_| ())
+            .map_err(Refusal::Other)
+    }
+
+    /// The error for `own`, the changed site its web server refuses: the field that breaks it
+    /// and the rule, never the server's output (it names node paths and other sites' files).
+    /// The first tenant directive whose addition makes the server refuse the site is named
+    /// (`settings.extra_directives[2]`); when the site is refused without any, the first field
+    /// that differs from `previous`.
+    async fn refusal(
+        &self,
+        backends: &NodeBackends,
+        previous: &[Website],
+        desired: &[Website],
+        own: &RefusedSite,
+    ) -> Error {
+        let Some(site) = desired.iter().find(|s| s.id == own.site) else {
+            return refused_field("website", "the web server refuses the website");
+        };
+        let server = site.web_server;
+        let directives = site.settings.extra_directives.as_slice();
+        if let Some(web) = backends.web_server(server)
+            && !directives.is_empty()
+        {
+            // Refused with the first `n` directives, as far as the server says.
+            let refused_with = async |n: usize| -> Option<bool> {
+                let mut trial = site.clone();
+                trial.settings.extra_directives =
+                    ExtraDirectives::try_from(directives[..n].to_vec()).ok()?;
+                let sites = share(&with_site(desired, &trial), server);
+                match web.refused_sites(&sites).await {
+                    Ok(refused) => Some(refused.iter().any(|r| r.site == site.id)),
+                    Err(e) => {
+                        tracing::error!(website = site.id.0, error = %e, "testing a website's directives failed");
+                        None
+                    }
+                }
+            };
+            if refused_with(0).await == Some(false) {
+                // Accepted with none, refused with all: the first refused prefix ends at it.
+                let (mut accepted, mut refused) = (0, directives.len());
+                while refused - accepted > 1 {
+                    let mid = accepted + (refused - accepted) / 2;
+                    match refused_with(mid).await {
+                        Some(true) => refused = mid,
+                        Some(false) => accepted = mid,
+                        None => break,
+                    }
+                }
+                let at = refused - 1;
+                let name = directives[at].name.as_str();
+                let said = server_said(&own.output, name)
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default();
+                return refused_field(
+                    format!("settings.extra_directives[{at}]"),
+                    format!(
+                        "the {server} server's configuration test refuses `{name}` together \
+                         with this website's other settings{said}; nothing was changed"
+                    ),
+                );
+            }
+        }
+        let before = previous.iter().find(|s| s.id == site.id);
+        let field = before.map_or("website", |before| changed_field(before, site));
+        refused_field(
+            field,
+            format!(
+                "the {server} server's configuration test refuses the website with this \
+                 change; nothing was changed"
+            ),
+        )
     }
 
     /// Undoes `done`, newest first. An undo that fails is logged and, for the node, leaves an
@@ -352,7 +631,10 @@ impl Panel {
         }
         let desired = with_site(&previous, &site);
         done.push(Done::Node(previous.clone()));
-        if let Err(e) = self.converge(&entry.backends, &previous, &desired).await {
+        if let Err(e) = self
+            .converge_changing(&entry.backends, &previous, &desired, Some(site.id))
+            .await
+        {
             self.undo(caller, &entry, node, done).await;
             return Err(step("deploy")(e));
         }
@@ -777,11 +1059,28 @@ impl Panel {
                 return Err(e);
             }
         };
-        let desired = with_site(&previous, &updated);
-        if let Err(e) = self.converge(&entry.backends, &previous, &desired).await {
+        // A failed site's change is its retry: it is deployed whole, as the status it had
+        // before it failed (a failed site is never suspended), and recorded so when accepted.
+        let retried = updated.status == WebsiteStatus::Failed;
+        let mut deployed = updated.clone();
+        if retried {
+            deployed.status = WebsiteStatus::Active;
+        }
+        let desired = with_site(&previous, &deployed);
+        if let Err(e) = self
+            .converge_changing(&entry.backends, &previous, &desired, Some(id))
+            .await
+        {
+            // Put back on the panel's own authority, as an admin of the site's tenant: the
+            // caller may not set everything the record holds (a client never sets `status`).
+            let restorer = Caller {
+                tenant: current.tenant_id,
+                user: caller.user,
+                role: Role::Admin,
+            };
             if let Err(again) = self
                 .store
-                .update_website(caller, id, restoring(&current))
+                .update_website(&restorer, id, restoring(&current))
                 .await
             {
                 tracing::error!(website = id.0, error = %again, "restoring a website record failed");
@@ -790,6 +1089,19 @@ impl Panel {
                 .await;
             undo_login().await;
             return Err(step("deploy")(e));
+        }
+        if retried {
+            return match self
+                .store
+                .set_website_status(&op, id, WebsiteStatus::Active)
+                .await
+            {
+                Ok(site) => Ok(site),
+                Err(e) => {
+                    tracing::error!(website = id.0, error = %e, "recording a retried website as active failed");
+                    Ok(updated)
+                }
+            };
         }
         Ok(updated)
     }
