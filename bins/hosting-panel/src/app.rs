@@ -15,6 +15,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use hosting_core::auth::RateLimiter;
+use hosting_core::clock::{Clock, SystemClock};
 use hosting_core::model::NodeId;
 use hosting_core::panel::Panel;
 use hosting_core::types::{DbEngine, IpNetwork};
@@ -42,7 +44,10 @@ pub struct ApiSettings {
     pub max_header_bytes: usize,
     /// Deepest JSON nesting in a body; deeper is a 400.
     pub max_json_depth: usize,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` are believed for the client address.
+    /// Peers whose `X-Forwarded-For` is believed for the client address, read right to left
+    /// past every trusted hop. `Forwarded` is never read: a proxy that appends to
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`) passes a client's `Forwarded`
+    /// through untouched.
     pub trusted_proxies: Vec<IpNetwork>,
     /// Origins allowed to call from a browser; empty turns CORS off.
     pub cors_allowed_origins: Vec<HeaderValue>,
@@ -52,6 +57,13 @@ pub struct ApiSettings {
     /// Bytes of serialized answers kept for repeated reads; 0 keeps none. Answers are only
     /// kept when the panel's store counts its writes (a `TrackedStore`).
     pub read_cache_bytes: usize,
+    /// Requests one credential (session or API token) may make in `rate_limit_window`; more
+    /// are a 429 with `Retry-After`.
+    pub rate_limit_per_credential: u32,
+    /// Requests all credentials of one tenant may make in `rate_limit_window`.
+    pub rate_limit_per_tenant: u32,
+    /// The window of both request limits.
+    pub rate_limit_window: Duration,
 }
 
 impl Default for ApiSettings {
@@ -64,6 +76,9 @@ impl Default for ApiSettings {
             cors_allowed_origins: Vec::new(),
             request_timeout: Duration::from_secs(120),
             read_cache_bytes: 16 * 1024 * 1024,
+            rate_limit_per_credential: 300,
+            rate_limit_per_tenant: 1500,
+            rate_limit_window: Duration::from_secs(10),
         }
     }
 }
@@ -96,6 +111,7 @@ pub struct NodeNotes {
 struct Inner {
     panel: Arc<Panel>,
     settings: ApiSettings,
+    limits: RequestLimits,
     reads: ReadCache,
     notes: RwLock<BTreeMap<NodeId, NodeNotes>>,
     openapi_json: OnceLock<String>,
@@ -122,6 +138,11 @@ impl AppState {
     /// The HTTP settings.
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
+    }
+
+    /// The per-credential and per-tenant request limits.
+    pub(crate) fn limits(&self) -> &RequestLimits {
+        &self.0.limits
     }
 
     /// Kept answers to repeated reads.
@@ -158,6 +179,7 @@ impl Api {
             state: AppState(Arc::new(Inner {
                 panel,
                 reads: ReadCache::new(settings.read_cache_bytes),
+                limits: RequestLimits::new(&settings),
                 settings,
                 notes: RwLock::new(BTreeMap::new()),
                 openapi_json: OnceLock::new(),
@@ -254,6 +276,37 @@ impl Api {
                 header::PROXY_AUTHORIZATION,
                 header::COOKIE,
             ]))
+    }
+}
+
+/// Request floods shed per credential and per tenant, in this process: a limit on load, never
+/// an authorization decision (several panel processes each allow their share).
+#[derive(Debug)]
+pub(crate) struct RequestLimits {
+    pub(crate) per_credential: RateLimiter,
+    pub(crate) per_tenant: RateLimiter,
+}
+
+impl RequestLimits {
+    /// Keys tracked per limiter; each holds at most its limit's timestamps.
+    const MAX_KEYS: usize = 10_000;
+
+    fn new(settings: &ApiSettings) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Self {
+            per_credential: RateLimiter::new(
+                settings.rate_limit_per_credential,
+                settings.rate_limit_window,
+                clock.clone(),
+            )
+            .with_max_keys(Self::MAX_KEYS),
+            per_tenant: RateLimiter::new(
+                settings.rate_limit_per_tenant,
+                settings.rate_limit_window,
+                clock,
+            )
+            .with_max_keys(Self::MAX_KEYS),
+        }
     }
 }
 

@@ -231,7 +231,8 @@ pub struct Config {
     pub database_url: SecretUrl,
     /// The access-token signing key.
     pub signing_key_file: PathBuf,
-    /// Peers whose `X-Forwarded-For` / `Forwarded` headers are believed.
+    /// Peers whose `X-Forwarded-For` header is believed, read right to left past every
+    /// trusted hop (`Forwarded` is never read).
     pub trusted_proxies: Vec<IpNetwork>,
     /// Largest request body.
     pub max_body_bytes: usize,
@@ -243,8 +244,29 @@ pub struct Config {
     pub access_ttl_secs: u64,
     /// Refresh-token lifetime.
     pub refresh_ttl_secs: u64,
-    /// Login attempts per minute per source address and per account.
+    /// Password attempts per source address, and per account from sources that never logged
+    /// in as its user, before each further attempt waits (1 s, doubling up to 15 min; the
+    /// count is forgotten after an hour without attempts).
     pub login_attempts_per_minute: u32,
+    /// Second-factor codes a user may try (login, confirm, disable together) before each further try waits.
+    pub second_factor_attempts: u32,
+    /// The first wait after `login_attempts_per_minute` password attempts; it doubles per
+    /// attempt, up to 15 minutes.
+    pub login_backoff_secs: u64,
+    /// The first wait after `second_factor_attempts`; it doubles per try, up to an hour.
+    pub second_factor_backoff_secs: u64,
+    /// Password writes (new hashes) waiting or running at once per tenant.
+    pub password_writes_per_tenant: u32,
+    /// Password writes waiting or running at once per source address.
+    pub password_writes_per_source: u32,
+    /// Requests per credential (session or API token) in `rate_limit_window_secs`.
+    pub rate_limit_per_credential: u32,
+    /// Requests per tenant in `rate_limit_window_secs`.
+    pub rate_limit_per_tenant: u32,
+    /// The window of the per-credential and per-tenant request limits.
+    pub rate_limit_window_secs: u64,
+    /// Denied calls of one credential and action within this long are one audit entry with a count.
+    pub audit_denied_burst_secs: u64,
     /// Passwords hashed at once; each slot keeps argon2's 19 MiB.
     pub password_hashing_slots: u32,
     /// MiB of serialized answers kept for repeated reads; 0 keeps none.
@@ -289,6 +311,15 @@ struct Layer {
     access_ttl_secs: Option<u64>,
     refresh_ttl_secs: Option<u64>,
     login_attempts_per_minute: Option<u32>,
+    second_factor_attempts: Option<u32>,
+    login_backoff_secs: Option<u64>,
+    second_factor_backoff_secs: Option<u64>,
+    password_writes_per_tenant: Option<u32>,
+    password_writes_per_source: Option<u32>,
+    rate_limit_per_credential: Option<u32>,
+    rate_limit_per_tenant: Option<u32>,
+    rate_limit_window_secs: Option<u64>,
+    audit_denied_burst_secs: Option<u64>,
     password_hashing_slots: Option<u32>,
     read_cache_mib: Option<u32>,
     cors_allowed_origins: Option<Vec<Origin>>,
@@ -351,6 +382,9 @@ impl Layer {
             listen, data_dir, database_url, signing_key_file, trusted_proxies, max_body_bytes,
             max_header_bytes, max_json_depth, access_ttl_secs, refresh_ttl_secs,
             login_attempts_per_minute, password_hashing_slots, read_cache_mib,
+            second_factor_attempts, login_backoff_secs, second_factor_backoff_secs, password_writes_per_tenant,
+            password_writes_per_source, rate_limit_per_credential, rate_limit_per_tenant,
+            rate_limit_window_secs, audit_denied_burst_secs,
             cors_allowed_origins, admin_email, request_timeout_secs,
             shutdown_grace_secs, log_level, node,
         });
@@ -373,6 +407,15 @@ pub const KEYS: &[&str] = &[
     "refresh_ttl_secs",
     "login_attempts_per_minute",
     "password_hashing_slots",
+    "second_factor_attempts",
+    "login_backoff_secs",
+    "second_factor_backoff_secs",
+    "password_writes_per_tenant",
+    "password_writes_per_source",
+    "rate_limit_per_credential",
+    "rate_limit_per_tenant",
+    "rate_limit_window_secs",
+    "audit_denied_burst_secs",
     "read_cache_mib",
     "cors_allowed_origins",
     "admin_email",
@@ -457,6 +500,15 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, String> {
         | "access_ttl_secs"
         | "refresh_ttl_secs"
         | "login_attempts_per_minute"
+        | "second_factor_attempts"
+        | "login_backoff_secs"
+        | "second_factor_backoff_secs"
+        | "password_writes_per_tenant"
+        | "password_writes_per_source"
+        | "rate_limit_per_credential"
+        | "rate_limit_per_tenant"
+        | "rate_limit_window_secs"
+        | "audit_denied_burst_secs"
         | "password_hashing_slots"
         | "read_cache_mib"
         | "request_timeout_secs"
@@ -763,6 +815,15 @@ impl Config {
             access_ttl_secs: layer.access_ttl_secs.unwrap_or(300),
             refresh_ttl_secs: layer.refresh_ttl_secs.unwrap_or(30 * 24 * 3600),
             login_attempts_per_minute: layer.login_attempts_per_minute.unwrap_or(10),
+            second_factor_attempts: layer.second_factor_attempts.unwrap_or(5),
+            login_backoff_secs: layer.login_backoff_secs.unwrap_or(1),
+            second_factor_backoff_secs: layer.second_factor_backoff_secs.unwrap_or(30),
+            password_writes_per_tenant: layer.password_writes_per_tenant.unwrap_or(4),
+            password_writes_per_source: layer.password_writes_per_source.unwrap_or(4),
+            rate_limit_per_credential: layer.rate_limit_per_credential.unwrap_or(300),
+            rate_limit_per_tenant: layer.rate_limit_per_tenant.unwrap_or(1500),
+            rate_limit_window_secs: layer.rate_limit_window_secs.unwrap_or(10),
+            audit_denied_burst_secs: layer.audit_denied_burst_secs.unwrap_or(60),
             password_hashing_slots: layer.password_hashing_slots.unwrap_or(1),
             read_cache_mib: layer.read_cache_mib.unwrap_or(16),
             cors_allowed_origins: layer.cors_allowed_origins.unwrap_or_default(),
@@ -798,6 +859,33 @@ impl Config {
                 "password_hashing_slots",
                 u64::from(self.password_hashing_slots),
             ),
+            (
+                "second_factor_attempts",
+                u64::from(self.second_factor_attempts),
+            ),
+            ("login_backoff_secs", self.login_backoff_secs),
+            (
+                "second_factor_backoff_secs",
+                self.second_factor_backoff_secs,
+            ),
+            (
+                "password_writes_per_tenant",
+                u64::from(self.password_writes_per_tenant),
+            ),
+            (
+                "password_writes_per_source",
+                u64::from(self.password_writes_per_source),
+            ),
+            (
+                "rate_limit_per_credential",
+                u64::from(self.rate_limit_per_credential),
+            ),
+            (
+                "rate_limit_per_tenant",
+                u64::from(self.rate_limit_per_tenant),
+            ),
+            ("rate_limit_window_secs", self.rate_limit_window_secs),
+            ("audit_denied_burst_secs", self.audit_denied_burst_secs),
             ("request_timeout_secs", self.request_timeout_secs),
             ("node.http_port", u64::from(self.node.http_port)),
             ("node.https_port", u64::from(self.node.https_port)),

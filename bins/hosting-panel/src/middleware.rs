@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use hosting_core::types::IpNetwork;
 use tracing::Span;
 
+use hosting_core::panel::{Actor, Grant};
+
 use crate::app::{AppState, REQUEST_ID};
 use crate::error::ApiError;
 use crate::extract::ClientIp;
@@ -75,11 +77,34 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     match state.panel().authenticate(&token, ip).await {
         Ok(actor) => {
+            if let Err(e) = within_limits(&state, &actor) {
+                return ApiError::from(e).into_response();
+            }
             req.extensions_mut().insert(actor);
             next.run(req).await
         }
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// Counts the request against its credential's and its tenant's limits; a 429 with
+/// `Retry-After` when either is spent. Refused requests reach no use case, so they cost no
+/// work and no audit row.
+fn within_limits(state: &AppState, actor: &Actor) -> Result<(), hosting_core::Error> {
+    let limits = state.limits();
+    let credential = match actor.grant() {
+        Grant::Session { id, .. } => format!("session:{id}"),
+        Grant::ApiToken { id, .. } => format!("api_token:{id}"),
+        Grant::Embedder => format!("user:{}", actor.caller().user),
+    };
+    let refused = |retry: hosting_core::auth::RetryAfter| hosting_core::Error::RateLimited {
+        retry_after_secs: retry.secs(),
+    };
+    limits.per_credential.check(&credential).map_err(refused)?;
+    limits
+        .per_tenant
+        .check(&format!("tenant:{}", actor.caller().tenant))
+        .map_err(refused)
 }
 
 /// Whether `ip` is inside `net`.
@@ -105,7 +130,7 @@ fn trusted(proxies: &[IpNetwork], ip: IpAddr) -> bool {
     proxies.iter().any(|n| contains(n, ip))
 }
 
-/// An address from `Forwarded`'s `for=` (`192.0.2.1`, `"[2001:db8::1]:4711"`, `1.2.3.4:80`).
+/// One hop's address (`192.0.2.1`, `[2001:db8::1]:4711`, `1.2.3.4:80`).
 fn forwarded_for(value: &str) -> Option<IpAddr> {
     let v = value.trim().trim_matches('"');
     if let Some(rest) = v.strip_prefix('[') {
@@ -116,53 +141,43 @@ fn forwarded_for(value: &str) -> Option<IpAddr> {
         .or_else(|| v.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
-/// The hops a proxy chain reports, oldest first: `Forwarded` when present, else
-/// `X-Forwarded-For`. `None` when a header is present but unreadable.
-fn reported_hops(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
-    let forwarded: Vec<&str> = headers
-        .get_all(header::FORWARDED)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if !forwarded.is_empty() {
-        let mut hops = Vec::new();
-        for element in forwarded.iter().flat_map(|v| v.split(',')) {
-            let for_value = element.split(';').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then_some(v)
-            })?;
-            hops.push(forwarded_for(for_value)?);
-        }
-        return Some(hops);
-    }
-    let mut hops = Vec::new();
+/// The hops `X-Forwarded-For` reports, newest first (every header line, in order), each
+/// `None` when unreadable.
+///
+/// Only `X-Forwarded-For` is read: a proxy that appends the peer it saw to it (nginx's
+/// `$proxy_add_x_forwarded_for`, HAProxy's `option forwardfor`) leaves any `Forwarded` header
+/// the client wrote as it was, so believing `Forwarded` would let a client pick its address.
+fn reported_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let mut hops: Vec<Option<IpAddr>> = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        for part in value.to_str().ok()?.split(',') {
-            hops.push(forwarded_for(part)?);
+        match value.to_str() {
+            Ok(text) => hops.extend(text.split(',').map(forwarded_for)),
+            Err(_) => hops.push(None),
         }
     }
-    Some(hops)
+    hops.reverse();
+    hops
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy, in which case
-/// the nearest hop its headers report that is not itself a trusted proxy.
+/// the nearest hop `X-Forwarded-For` reports that is not itself a trusted proxy. Hops are
+/// read right to left, newest first, because only the ones trusted proxies appended are
+/// facts: everything left of the first untrusted hop was written by the client. An
+/// unreadable hop ends the walk at the last trusted hop before it.
 pub fn resolve_client_ip(
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     proxies: &[IpNetwork],
 ) -> Option<IpAddr> {
     let peer = peer?;
-    if !trusted(proxies, peer) {
-        return Some(peer);
-    }
-    let Some(hops) = reported_hops(headers) else {
-        return Some(peer);
-    };
     let mut client = peer;
-    for hop in hops.into_iter().rev() {
-        client = hop;
-        if !trusted(proxies, hop) {
+    for hop in reported_hops(headers) {
+        if !trusted(proxies, client) {
             break;
+        }
+        match hop {
+            Some(hop) => client = hop,
+            None => break,
         }
     }
     Some(client)
@@ -294,20 +309,51 @@ mod tests {
             resolve_client_ip(Some(ip("10.0.0.1")), &headers, &proxies),
             Some(ip("198.51.100.7"))
         );
+        // A client's own `Forwarded` never wins over what the proxy appended.
         let mut headers = HeaderMap::new();
         headers.insert(
             header::FORWARDED,
             HeaderValue::from_static("for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3"),
         );
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.1.1.1, 198.51.100.7"),
+        );
         assert_eq!(
             resolve_client_ip(Some(ip("10.0.0.1")), &headers, &proxies),
-            Some(ip("2001:db8::7"))
+            Some(ip("198.51.100.7"))
+        );
+        headers.remove("x-forwarded-for");
+        assert_eq!(
+            resolve_client_ip(Some(ip("10.0.0.1")), &headers, &proxies),
+            Some(ip("10.0.0.1")),
+            "Forwarded alone: the proxy itself"
+        );
+        // Two header lines are one list, in order.
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", HeaderValue::from_static("203.0.113.1"));
+        headers.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("[2001:db8::9]:443, 10.0.0.5"),
+        );
+        assert_eq!(
+            resolve_client_ip(Some(ip("10.0.0.1")), &headers, &proxies),
+            Some(ip("2001:db8::9"))
         );
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", HeaderValue::from_static("not-an-ip"));
         assert_eq!(
             resolve_client_ip(Some(ip("10.0.0.1")), &headers, &proxies),
             Some(ip("10.0.0.1"))
+        );
+        // Junk the client wrote left of the proxy's hop does not hide the client.
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("not-an-ip, 10.0.0.9, 198.51.100.8, 10.0.0.2"),
+        );
+        assert_eq!(
+            resolve_client_ip(Some(ip("10.0.0.1")), &headers, &proxies),
+            Some(ip("198.51.100.8"))
         );
     }
 

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use hosting_core::auth::{Keyring, SigningKey};
-use hosting_core::auth_store::LockoutPolicy;
+use hosting_core::auth::{AttemptPolicy, Keyring, SigningKey};
 use hosting_core::jobs::{JobKind, JobOwner, JobStore, NewJob};
 use hosting_core::model::{NewNode, NewTenant, Node, NodeRole, TenantId};
 use hosting_core::panel::{AuthSettings, Panel, PanelParts};
@@ -306,6 +305,9 @@ pub fn api_settings(config: &Config) -> Result<ApiSettings, StartError> {
         read_cache_bytes: usize::try_from(config.read_cache_mib)
             .unwrap_or(usize::MAX)
             .saturating_mul(1024 * 1024),
+        rate_limit_per_credential: config.rate_limit_per_credential,
+        rate_limit_per_tenant: config.rate_limit_per_tenant,
+        rate_limit_window: Duration::from_secs(config.rate_limit_window_secs),
     })
 }
 
@@ -313,18 +315,31 @@ pub fn api_settings(config: &Config) -> Result<ApiSettings, StartError> {
 /// Panel's defaults.
 #[allow(clippy::needless_update)] // `AuthSettings` grows; new policies keep their defaults
 pub fn auth_settings(config: &Config) -> AuthSettings {
+    let defaults = AuthSettings::default();
     AuthSettings {
         access_ttl: Duration::from_secs(config.access_ttl_secs),
         refresh_ttl: Duration::from_secs(config.refresh_ttl_secs),
-        login_attempts: config.login_attempts_per_minute,
-        login_window: Duration::from_secs(60),
-        lockout: LockoutPolicy::default(),
+        password_attempts: AttemptPolicy {
+            free: config.login_attempts_per_minute,
+            first_wait: Duration::from_secs(config.login_backoff_secs),
+            ..defaults.password_attempts
+        },
+        code_attempts: AttemptPolicy {
+            free: config.second_factor_attempts,
+            first_wait: Duration::from_secs(config.second_factor_backoff_secs),
+            ..defaults.code_attempts
+        },
+        hashing_writes_per_tenant: usize::try_from(config.password_writes_per_tenant)
+            .unwrap_or(usize::MAX),
+        hashing_writes_per_source: usize::try_from(config.password_writes_per_source)
+            .unwrap_or(usize::MAX),
+        denied_audit_burst: Duration::from_secs(config.audit_denied_burst_secs),
         totp_issuer: "hosting-panel".to_owned(),
         hashing_slots: usize::try_from(config.password_hashing_slots)
             .ok()
             .and_then(NonZeroUsize::new)
             .unwrap_or(NonZeroUsize::MIN),
-        ..AuthSettings::default()
+        ..defaults
     }
 }
 
@@ -532,7 +547,8 @@ pub async fn prepare(
 }
 
 /// Runs jobs until `stop` turns true, checking between jobs (never in the middle of one),
-/// polling with a growing pause while there is nothing to do.
+/// polling with a growing pause while there is nothing to do; between polls (and when it
+/// stops) it writes the counts of denied-call bursts that ended.
 pub async fn run_worker(panel: Arc<Panel>, worker: String, mut stop: watch::Receiver<bool>) {
     const IDLE_MIN: Duration = Duration::from_millis(250);
     const IDLE_MAX: Duration = Duration::from_secs(5);
@@ -554,10 +570,17 @@ pub async fn run_worker(panel: Arc<Panel>, worker: String, mut stop: watch::Rece
             }
         };
         idle = (idle * 2).min(IDLE_MAX);
+        // While idle, the counts of ended bursts of denied calls reach the audit log.
+        if let Err(e) = panel.flush_denied_audit(false).await {
+            tracing::error!(error = %e, "writing the counts of denied calls failed");
+        }
         tokio::select! {
             () = tokio::time::sleep(pause) => {}
             _ = stop.changed() => {}
         }
+    }
+    if let Err(e) = panel.flush_denied_audit(true).await {
+        tracing::error!(error = %e, "writing the counts of denied calls failed");
     }
     tracing::info!("job worker stopped");
 }

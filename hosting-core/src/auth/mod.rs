@@ -8,7 +8,7 @@
 //! - [`token`]: opaque refresh and API tokens (stored as hashes) and signed, short-lived
 //!   access tokens with key rotation.
 //! - [`permission`]: what an API token may do.
-//! - [`rate_limit`]: an in-memory, bounded login throttle.
+//! - [`rate_limit`]: an in-memory, bounded request throttle and attempt budgets with backoff.
 //!
 //! Secrets (passwords, TOTP secrets, plaintext codes and tokens, signing keys) have a `Debug`
 //! that prints `***`, no `Display` and no `Serialize`; each has one explicit way out.
@@ -26,7 +26,7 @@ pub use password::{
     verify_against_dummy, verify_password, verify_password_in,
 };
 pub use permission::{Permission, PermissionSet};
-pub use rate_limit::{RateLimiter, RetryAfter};
+pub use rate_limit::{AttemptPolicy, AttemptRecord, RateLimiter, RetryAfter};
 pub use recovery::RecoveryCodes;
 pub use secret::SecretHash;
 pub use token::{AccessClaims, Keyring, OpaqueToken, SigningKey, TokenError, TokenKind};

@@ -1,10 +1,15 @@
-//! An in-memory, keyed sliding-window limiter for login throttling.
+//! Throttles: an in-memory sliding window for request floods, and attempt budgets with
+//! backoff for guesses.
 //!
-//! Keyed by whatever should be throttled (a source IP, an e-mail). Memory is bounded: a key
-//! whose last attempt left the window is dropped, and past [`RateLimiter::with_max_keys`] keys
-//! the least recently allowed key is evicted, so a flood of new keys cannot exhaust memory
-//! (at worst it resets some other key's count early). The state is per process: several
-//! panel instances each throttle on their own, which the account lockout in the store backs.
+//! [`RateLimiter`] is keyed by whatever should be throttled (a credential, a tenant). Memory is
+//! bounded: a key whose last attempt left the window is dropped, and past
+//! [`RateLimiter::with_max_keys`] keys the least recently allowed key is evicted, so a flood of
+//! new keys cannot exhaust memory (at worst it resets some other key's count early). Its state
+//! is per process, so it only sheds load; it decides nobody's access.
+//!
+//! [`AttemptPolicy`] decides guesses (passwords, second-factor codes): it is a pure function
+//! from the stored [`AttemptRecord`] to the next one, so the record lives in the store and
+//! every panel process on one store spends the same budget.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -194,6 +199,107 @@ fn bounded_key(key: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// A budget of guesses with exponential backoff: `free` attempts, then each further attempt
+/// only after a wait that doubles from `first_wait` up to `max_wait`. A record untouched for
+/// `forget` starts afresh. Every attempt is spent before it is checked (so concurrent guesses
+/// cannot overdraw the budget); a success gives its attempt back or clears the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptPolicy {
+    /// Attempts allowed before waits begin.
+    pub free: u32,
+    /// The first wait; each further attempt doubles it.
+    pub first_wait: Duration,
+    /// The longest wait.
+    pub max_wait: Duration,
+    /// A record with no attempt for this long is forgotten.
+    pub forget: Duration,
+}
+
+/// The stored state of one attempt budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Attempts spent and not given back.
+    pub spent: u32,
+    /// No attempt is allowed before then.
+    pub blocked_until: Option<DateTime<Utc>>,
+    /// The last change.
+    pub updated_at: DateTime<Utc>,
+    /// When the record may be deleted: it would be forgotten and nothing is blocked.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl AttemptPolicy {
+    /// Spends one attempt at `now`: the new record, or how long to wait (the record is then
+    /// unchanged, so a refused attempt costs nothing and extends nothing).
+    pub fn spend(
+        &self,
+        current: Option<&AttemptRecord>,
+        now: DateTime<Utc>,
+    ) -> Result<AttemptRecord, RetryAfter> {
+        let current = current.filter(|r| !self.forgotten(r, now));
+        if let Some(until) = current.and_then(|r| r.blocked_until)
+            && until > now
+        {
+            return Err(RetryAfter((until - now).to_std().unwrap_or(Duration::ZERO)));
+        }
+        let spent = current.map_or(0, |r| r.spent).saturating_add(1);
+        let blocked_until = (spent >= self.free).then(|| {
+            let doublings = spent - self.free;
+            let wait = self
+                .first_wait
+                .checked_mul(2u32.saturating_pow(doublings.min(31)))
+                .unwrap_or(self.max_wait)
+                .min(self.max_wait);
+            later(now, wait)
+        });
+        Ok(self.record(spent, blocked_until, now))
+    }
+
+    /// Gives one attempt back after a success that must not clear the budget (a source that
+    /// logged in may still be guessing other accounts): the wait ends when the count drops
+    /// below `free`. `None` when nothing is left to keep.
+    pub fn give_back(
+        &self,
+        current: Option<&AttemptRecord>,
+        now: DateTime<Utc>,
+    ) -> Option<AttemptRecord> {
+        let current = current.filter(|r| !self.forgotten(r, now))?;
+        let spent = current.spent.saturating_sub(1);
+        if spent == 0 {
+            return None;
+        }
+        let blocked_until = current.blocked_until.filter(|_| spent >= self.free);
+        Some(self.record(spent, blocked_until, now))
+    }
+
+    fn forgotten(&self, record: &AttemptRecord, now: DateTime<Utc>) -> bool {
+        record.blocked_until.is_none_or(|until| until <= now)
+            && later(record.updated_at, self.forget) <= now
+    }
+
+    fn record(
+        &self,
+        spent: u32,
+        blocked_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> AttemptRecord {
+        let forgotten_at = later(now, self.forget);
+        AttemptRecord {
+            spent,
+            blocked_until,
+            updated_at: now,
+            expires_at: blocked_until.map_or(forgotten_at, |b| b.max(forgotten_at)),
+        }
+    }
+}
+
+fn later(at: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(by)
+        .ok()
+        .and_then(|d| at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::expect_used)]
@@ -202,6 +308,63 @@ mod tests {
 
     use super::*;
     use crate::clock::ManualClock;
+
+    const CODES: AttemptPolicy = AttemptPolicy {
+        free: 3,
+        first_wait: Duration::from_secs(30),
+        max_wait: Duration::from_secs(3_600),
+        forget: Duration::from_secs(86_400),
+    };
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(secs, 0).expect("valid")
+    }
+
+    #[test]
+    fn attempts_are_free_then_wait_ever_longer_and_refusals_cost_nothing() {
+        let mut record = None;
+        for i in 0..2 {
+            let next = CODES.spend(record.as_ref(), at(i)).expect("free");
+            assert_eq!(next.blocked_until, None);
+            record = Some(next);
+        }
+        // The third spends the last free attempt; from now on each attempt waits.
+        let third = CODES.spend(record.as_ref(), at(2)).expect("free");
+        assert_eq!(third.blocked_until, Some(at(32)));
+        let refused = CODES.spend(Some(&third), at(10)).expect_err("blocked");
+        assert_eq!(refused.secs(), 22);
+        let fourth = CODES.spend(Some(&third), at(32)).expect("after the wait");
+        assert_eq!(fourth.blocked_until, Some(at(92)), "the wait doubled");
+        let fifth = CODES.spend(Some(&fourth), at(92)).expect("after the wait");
+        assert_eq!(fifth.blocked_until, Some(at(212)));
+        let mut record = fifth;
+        for _ in 0..40 {
+            let now = record.blocked_until.expect("blocked");
+            record = CODES.spend(Some(&record), now).expect("after the wait");
+            let wait = record.blocked_until.expect("blocked") - now;
+            assert!(wait <= TimeDelta::seconds(3_600), "capped: {wait}");
+        }
+        assert_eq!(record.expires_at, later(record.updated_at, CODES.forget));
+    }
+
+    #[test]
+    fn a_quiet_record_is_forgotten_and_a_success_gives_back() {
+        let mut record = None;
+        for i in 0..3 {
+            record = Some(CODES.spend(record.as_ref(), at(i)).expect("free"));
+        }
+        let blocked = record.expect("record");
+        // A day after the wait ended, the budget is whole again.
+        let fresh = CODES
+            .spend(Some(&blocked), at(32 + 86_400))
+            .expect("forgotten");
+        assert_eq!(fresh.spent, 1);
+        // Giving back below the free count ends the wait.
+        let back = CODES.give_back(Some(&blocked), at(3)).expect("two left");
+        assert_eq!((back.spent, back.blocked_until), (2, None));
+        assert_eq!(CODES.give_back(Some(&fresh), at(32 + 86_400)), None);
+        assert_eq!(CODES.give_back(None, at(0)), None);
+    }
 
     fn limiter(limit: u32, window_secs: u64) -> (RateLimiter, ManualClock) {
         let clock = ManualClock::default();
