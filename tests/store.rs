@@ -81,6 +81,7 @@ macro_rules! every_engine {
                     api_tokens_respect_the_role_ceiling,
                     api_tokens_are_scoped_to_owner_and_tenant,
                     deleting_a_user_removes_its_credentials,
+                    ending_credentials_moves_the_generation,
                 );
                 suite!($engine, jobs:
                     jobs_enqueue_and_read_back,

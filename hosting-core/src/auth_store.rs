@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{PasswordHash, PermissionSet, SecretHash, TotpSecret};
+use crate::auth::{AttemptRecord, PasswordHash, PermissionSet, SecretHash, TotpSecret};
 use crate::error::Result;
-use crate::model::{ApiTokenId, Role, SessionId, TenantId, TenantStatus, User, UserId};
+use crate::model::{ApiTokenId, Role, SessionId, TenantId, TenantStatus, User, UserId, UserStatus};
 use crate::page::{Page, PageRequest};
 use crate::rbac::{Caller, Operator};
 use crate::types::DisplayName;
@@ -52,6 +52,50 @@ pub struct LoginRecord {
     pub locked_until: Option<DateTime<Utc>>,
 }
 
+/// What a request's credential check needs about its user, read fresh on every request: its
+/// current tenant, role and status, its credential generation, and its second-factor state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    /// The user.
+    pub user: UserId,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its role now.
+    pub role: Role,
+    /// Its status now.
+    pub status: UserStatus,
+    /// Its tenant's status now.
+    pub tenant_status: TenantStatus,
+    /// Moved by every event that must end the user's access tokens at once (password change,
+    /// suspension, role change, refresh replay); tokens carry the value they were minted under.
+    pub generation: i64,
+    /// The tenant requires a second factor.
+    pub requires_2fa: bool,
+    /// The user has a confirmed second factor.
+    pub second_factor: bool,
+}
+
+impl Standing {
+    /// Whether the user and its tenant are active.
+    pub fn is_active(&self) -> bool {
+        self.status == UserStatus::Active && self.tenant_status == TenantStatus::Active
+    }
+
+    /// Whether the user must enrol a second factor before doing anything else.
+    pub fn must_enrol(&self) -> bool {
+        self.requires_2fa && !self.second_factor
+    }
+}
+
+/// A session and its user's standing, read together in one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStanding {
+    /// The session (revoked or not).
+    pub session: Session,
+    /// Its user's standing.
+    pub user: Standing,
+}
+
 /// When repeated failures lock an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
@@ -67,6 +111,38 @@ impl Default for LockoutPolicy {
             threshold: 10,
             duration: Duration::from_secs(15 * 60),
         }
+    }
+}
+
+/// What an attempt budget counts guesses of. Every code check of a user shares one budget;
+/// passwords are counted per account (by the e-mail asked for, so an unknown account is
+/// counted exactly like a known one) and per source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptKey {
+    /// A user's second-factor and recovery codes, wherever they are checked.
+    SecondFactor(UserId),
+    /// Passwords tried for this e-mail from sources that never logged in as its user.
+    Account(crate::types::EmailAddress),
+    /// Passwords tried from this source (an IPv6 source by its /64, which one holder has).
+    Source(IpAddr),
+}
+
+impl AttemptKey {
+    /// What the store keys the budget by: a digest, so no e-mail or address is kept in it.
+    pub fn digest(&self) -> SecretHash {
+        let text = match self {
+            Self::SecondFactor(user) => format!("code:{}", user.0),
+            Self::Account(email) => format!("account:{email}"),
+            Self::Source(IpAddr::V4(ip)) => format!("source:{ip}"),
+            Self::Source(IpAddr::V6(ip)) => match ip.to_ipv4_mapped() {
+                Some(v4) => format!("source:{v4}"),
+                None => {
+                    let net = u128::from(*ip) & (u128::MAX << 64);
+                    format!("source:{}/64", std::net::Ipv6Addr::from(net))
+                }
+            },
+        };
+        SecretHash::of(text.as_bytes())
     }
 }
 
@@ -173,8 +249,15 @@ pub struct NewApiToken {
 ///   exactly one call returns `true`.
 /// - `rotate_refresh` is atomic: under concurrent use of one refresh token exactly one call gets
 ///   [`Refreshed::Rotated`].
+/// - `update_attempts` is atomic per key across every process on the store: concurrent
+///   updates each see the record the previous one left (none is lost).
+/// - `record_login_success` also removes the user's account and second-factor budgets.
 /// - API tokens are created by a caller for itself, with a role no higher than its own; they
 ///   are listed and revoked within the caller's own tokens (a tenant admin: its tenant's).
+/// - Every method that ends a user's credentials (`change_password`, `end_user_credentials`,
+///   `end_tenant_credentials`, a [`Refreshed::Replayed`] rotation) moves the user's
+///   [`Standing::generation`] and revokes its sessions in the same transaction as the change;
+///   a replay revokes every session of the session's user.
 #[async_trait]
 pub trait AuthStore: Debug + Send + Sync {
     /// The login record of the user with this e-mail, if any.
@@ -194,8 +277,30 @@ pub trait AuthStore: Debug + Send + Sync {
         now: DateTime<Utc>,
         policy: LockoutPolicy,
     ) -> Result<LoginRecord>;
-    /// Clears the failure count and any lock.
+    /// Clears the failure count and any lock, and the user's attempt budgets
+    /// ([`AttemptKey::Account`] of its e-mail, [`AttemptKey::SecondFactor`]): the owner, or an
+    /// operator resetting the password, lifts any throttle on the account.
     async fn record_login_success(&self, user: UserId) -> Result<()>;
+    /// Replaces `key`'s budget with what `change` makes of it (`None`: there is none, or
+    /// delete it), atomically; `change` may run more than once when another process changed
+    /// the record meanwhile. Returns the record `change` produced last. Expired records
+    /// ([`AttemptRecord::expires_at`] passed) may be deleted by the store at any time.
+    async fn update_attempts(
+        &self,
+        key: &AttemptKey,
+        now: DateTime<Utc>,
+        change: &(dyn Fn(Option<AttemptRecord>) -> Option<AttemptRecord> + Send + Sync),
+    ) -> Result<Option<AttemptRecord>>;
+    /// Remembers that `user` logged in from `source` at `now`.
+    async fn remember_source(&self, user: UserId, source: IpAddr, now: DateTime<Utc>)
+    -> Result<()>;
+    /// Whether `user` logged in from `source` at or after `since`.
+    async fn is_known_source(
+        &self,
+        user: UserId,
+        source: IpAddr,
+        since: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Replaces (or with `None` removes) a user's second factor and its recovery codes.
     async fn set_totp(
         &self,
@@ -234,6 +339,35 @@ pub trait AuthStore: Debug + Send + Sync {
     async fn revoke_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<()>;
     /// Ends every session of a user (after a password change or suspension).
     async fn revoke_user_sessions(&self, user: UserId, now: DateTime<Utc>) -> Result<()>;
+
+    /// A user's standing; `None` for an unknown user. One read by primary key: the panel asks
+    /// it on every request an API token makes.
+    async fn user_standing(&self, user: UserId) -> Result<Option<Standing>>;
+    /// A session with its user's standing; `None` for an unknown session (a deleted user's
+    /// sessions are gone with it). One read by primary key: the panel asks it on every request
+    /// an access token makes.
+    async fn session_standing(&self, session: SessionId) -> Result<Option<SessionStanding>>;
+    /// Sets a user's password and ends its credentials in one transaction: the generation
+    /// moves, every session is revoked, and so is every API token unless `keep_api_tokens`.
+    async fn change_password(
+        &self,
+        user: UserId,
+        hash: &PasswordHash,
+        now: DateTime<Utc>,
+        keep_api_tokens: bool,
+    ) -> Result<()>;
+    /// Ends a user's sessions and access tokens (suspension, role change): the generation
+    /// moves and every session is revoked, in one transaction. API tokens are left alone:
+    /// they follow the user's current status and role on every use.
+    async fn end_user_credentials(&self, user: UserId, now: DateTime<Utc>) -> Result<()>;
+    /// [`end_user_credentials`](Self::end_user_credentials) for every user of a tenant (its
+    /// suspension), in one transaction.
+    async fn end_tenant_credentials(
+        &self,
+        op: &Operator,
+        tenant: TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
 
     /// Creates an API token for the caller.
     async fn create_api_token(&self, caller: &Caller, new: NewApiToken) -> Result<ApiToken>;

@@ -81,6 +81,10 @@ pub enum Error {
     /// The password was right but the account's second factor is required: ask for a code.
     #[error("a second factor is required")]
     SecondFactorRequired,
+    /// The caller's bearer token is valid, but the current password it was asked to repeat
+    /// (before changing the password or second factor, or minting an API token) was wrong.
+    #[error("the current password is wrong")]
+    ReauthenticationFailed,
     /// Too many attempts; try again after the given number of seconds.
     #[error("too many attempts; retry after {retry_after_secs} s")]
     RateLimited {

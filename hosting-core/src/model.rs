@@ -903,6 +903,10 @@ pub struct AuditEntry {
     pub detail: String,
     /// When it happened.
     pub at: DateTime<Utc>,
+    /// Which credential acted: `session:12` or `api_token:7` (the same string an
+    /// `auth.logout` or `api_token.revoke` entry names as its target); `None` for logins, the
+    /// embedder's own actors and the panel itself.
+    pub credential: Option<String>,
 }
 
 /// An audit line to append. Build it with [`NewAuditEntry::by`] or [`NewAuditEntry::by_operator`]
@@ -921,6 +925,8 @@ pub struct NewAuditEntry {
     pub source_ip: Option<IpAddr>,
     /// Extra context. Never put secrets here.
     pub detail: String,
+    /// Which credential acted (see [`AuditEntry::credential`]).
+    pub credential: Option<String>,
 }
 
 impl NewAuditEntry {
@@ -939,6 +945,7 @@ impl NewAuditEntry {
             outcome,
             source_ip: None,
             detail: String::new(),
+            credential: None,
         }
     }
 
@@ -956,6 +963,7 @@ impl NewAuditEntry {
             outcome,
             source_ip: None,
             detail: String::new(),
+            credential: None,
         }
     }
 
@@ -980,6 +988,13 @@ impl NewAuditEntry {
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
+        self
+    }
+
+    /// Sets which credential acted.
+    #[must_use]
+    pub fn with_credential(mut self, credential: Option<String>) -> Self {
+        self.credential = credential;
         self
     }
 }

@@ -297,6 +297,27 @@ pub struct CodeBody {
     pub code: String,
 }
 
+/// The caller's current password, asked again before a second factor is enrolled.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReauthBody {
+    /// The caller's current password.
+    #[schema(value_type = String, format = Password)]
+    pub current_password: Password,
+}
+
+/// A second-factor code and the caller's current password, to remove the second factor.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableTotpBody {
+    /// The authenticator's current 6-digit code.
+    #[schema(example = "123456")]
+    pub code: String,
+    /// The caller's current password.
+    #[schema(value_type = String, format = Password)]
+    pub current_password: Password,
+}
+
 /// What a login or refresh hands out.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TokensView {
@@ -628,6 +649,13 @@ pub struct PasswordBody {
     /// 8 to 256 characters, no control characters.
     #[schema(value_type = String, format = Password)]
     pub password: Password,
+    /// The caller's current password: required when changing one's own.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, format = Password)]
+    pub current_password: Option<Password>,
+    /// Keep the user's API tokens; by default they are revoked with its sessions.
+    #[serde(default)]
+    pub keep_api_tokens: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1127,8 +1155,11 @@ pub struct AuditView {
     /// Where the request came from.
     #[schema(value_type = Option<String>)]
     pub source_ip: Option<std::net::IpAddr>,
-    /// Extra context.
+    /// Extra context (a role change: `role: client -> admin`).
     pub detail: String,
+    /// Which credential acted: `session:12` or `api_token:7`, as `auth.logout` and
+    /// `api_token.revoke` entries name them; `null` for logins and the panel itself.
+    pub credential: Option<String>,
     /// When it happened.
     pub at: DateTime<Utc>,
 }
@@ -1145,6 +1176,7 @@ impl From<AuditEntry> for AuditView {
             source_ip,
             detail,
             at,
+            credential,
         } = a;
         Self {
             id,
@@ -1155,6 +1187,7 @@ impl From<AuditEntry> for AuditView {
             outcome,
             source_ip,
             detail,
+            credential,
             at,
         }
     }
@@ -1314,6 +1347,9 @@ pub struct NewApiTokenBody {
     /// When it stops working; never when absent.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The caller's current password (minting a token needs a login session and it).
+    #[schema(value_type = String, format = Password)]
+    pub current_password: Password,
 }
 
 /// An API token as created, with its secret (shown once).

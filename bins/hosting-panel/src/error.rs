@@ -211,6 +211,9 @@ impl From<Error> for ApiError {
             Error::Invalid { field, .. } => Self::unprocessable("invalid", field.to_string(), full),
             Error::Unauthenticated(_) => Self::unauthenticated(full),
             Error::TokenExpired => Self::new(StatusCode::UNAUTHORIZED, "token_expired", full),
+            Error::ReauthenticationFailed => {
+                Self::new(StatusCode::FORBIDDEN, "reauthentication_failed", full)
+            }
             Error::SecondFactorRequired => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "second_factor_required",
@@ -339,6 +342,7 @@ mod tests {
             (Error::Unauthenticated("x".into()), 401, "unauthenticated"),
             (Error::TokenExpired, 401, "token_expired"),
             (Error::SecondFactorRequired, 401, "second_factor_required"),
+            (Error::ReauthenticationFailed, 403, "reauthentication_failed"),
             (
                 Error::RateLimited {
                     retry_after_secs: 7,

@@ -75,12 +75,17 @@ async fn flows(database_url: Option<&str>) {
         .await
         .expect(401);
 
+    // The replay ended every session of the user, the first login's too.
+    panel.get("/api/v1/auth/me", &a).await.expect(401);
+    let a = panel.login("a@alpha.example", "alpha-password-1").await;
+
     // A limited API token.
     let token = panel
         .post(
             "/api/v1/tokens",
             &a,
-            &json!({"name": "read", "permissions": ["users_read"]}),
+            &json!({"name": "read", "permissions": ["users_read"],
+                    "current_password": "alpha-password-1"}),
         )
         .await
         .expect(201);

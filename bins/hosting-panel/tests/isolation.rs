@@ -104,7 +104,8 @@ async fn tenant(panel: &TestPanel, operator: &str, slug: &str) -> Tenant {
         .post(
             "/api/v1/tokens",
             &admin,
-            &json!({"name": "ci", "permissions": ["websites_read"]}),
+            &json!({"name": "ci", "permissions": ["websites_read"],
+                    "current_password": password}),
         )
         .await
         .expect(201);

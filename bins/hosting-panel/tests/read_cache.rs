@@ -210,7 +210,8 @@ async fn kept_answers_are_never_another_actors(store: Store) {
         .post(
             "/api/v1/tokens",
             &t.admin,
-            &json!({"name": "reader", "permissions": ["websites_read"]}),
+            &json!({"name": "reader", "permissions": ["websites_read"],
+                    "current_password": "tenant-password-1"}),
         )
         .await
         .expect(201);
@@ -219,7 +220,8 @@ async fn kept_answers_are_never_another_actors(store: Store) {
         .post(
             "/api/v1/tokens",
             &t.admin,
-            &json!({"name": "jobs", "permissions": ["jobs_read"]}),
+            &json!({"name": "jobs", "permissions": ["jobs_read"],
+                    "current_password": "tenant-password-1"}),
         )
         .await
         .expect(201);

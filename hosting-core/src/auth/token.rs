@@ -169,8 +169,12 @@ pub struct AccessClaims {
     pub user: UserId,
     /// The user's tenant.
     pub tenant: TenantId,
-    /// The role the user held when the token was minted.
+    /// The role the user held when the token was minted (the panel acts with the current one).
     pub role: Role,
+    /// The user's credential generation when the token was minted: a password change,
+    /// suspension, role change or refresh replay moves it in the store, and a token carrying an
+    /// older one is refused at once, in every panel process.
+    pub generation: i64,
     /// Whether the token only lets its holder enrol a second factor (its tenant requires one
     /// and the user has none yet).
     pub enrol_only: bool,
@@ -185,11 +189,12 @@ impl AccessClaims {
     /// is a number or a role name, so signing cannot fail.
     fn to_json(&self) -> String {
         format!(
-            r#"{{"session":{},"user":{},"tenant":{},"role":"{}","enrol_only":{},"issued_at":{},"expires_at":{}}}"#,
+            r#"{{"session":{},"user":{},"tenant":{},"role":"{}","generation":{},"enrol_only":{},"issued_at":{},"expires_at":{}}}"#,
             self.session,
             self.user.0,
             self.tenant.0,
             self.role,
+            self.generation,
             self.enrol_only,
             self.issued_at,
             self.expires_at
@@ -389,6 +394,7 @@ mod tests {
             user: UserId(42),
             tenant: TenantId(3),
             role: Role::Reseller,
+            generation: 5,
             enrol_only: false,
             issued_at: 1_000,
             expires_at: 1_900,
@@ -653,6 +659,7 @@ mod tests {
             user in any::<i64>(),
             tenant in any::<i64>(),
             role in prop::sample::select(Role::ALL.to_vec()),
+            generation in any::<i64>(),
             enrol_only in any::<bool>(),
             issued_at in -1_000_000i64..1_000_000,
             ttl in 1i64..100_000,
@@ -662,6 +669,7 @@ mod tests {
                 user: UserId(user),
                 tenant: TenantId(tenant),
                 role,
+                generation,
                 enrol_only,
                 issued_at,
                 expires_at: issued_at + ttl,

@@ -40,6 +40,7 @@ pub async fn run_all<S: PanelStore + AuthStore>(store: &S) {
     api_tokens_respect_the_role_ceiling(store).await;
     api_tokens_are_scoped_to_owner_and_tenant(store).await;
     deleting_a_user_removes_its_credentials(store).await;
+    ending_credentials_moves_the_generation(store).await;
 }
 
 fn parse<T: FromStr>(s: &str) -> T
@@ -660,8 +661,9 @@ pub async fn refresh_tokens_rotate<S: PanelStore + AuthStore>(store: &S) {
     );
 }
 
-/// Presenting a used refresh token again is `Replayed` and revokes that session (so the token
-/// that replaced it stops working too) and nothing else.
+/// Presenting a used refresh token again is `Replayed`: every session of that user is revoked
+/// (so the token that replaced it stops working too) and its generation moves; other users
+/// are untouched.
 pub async fn replayed_refresh_token_revokes_the_session<S: PanelStore + AuthStore>(store: &S) {
     let w = World::create(store).await;
     let user = &w.client_of_a;
@@ -670,6 +672,7 @@ pub async fn replayed_refresh_token_revokes_the_session<S: PanelStore + AuthStor
     let session = open_session(store, user, &first, t0 + secs(3600)).await;
     let other_token = secret();
     let other = open_session(store, user, &other_token, t0 + secs(3600)).await;
+    let before = generation(store, user.id).await;
 
     assert!(matches!(
         rotate(store, &first, &second, t0 + secs(1)).await,
@@ -699,22 +702,31 @@ pub async fn replayed_refresh_token_revokes_the_session<S: PanelStore + AuthStor
         Refreshed::Unknown,
         "a replay stores no next token"
     );
-    assert_eq!(
-        store.get_session(other.id).await.expect("get").revoked_at,
-        None,
-        "the user's other session is untouched"
+    assert!(
+        store
+            .get_session(other.id)
+            .await
+            .expect("get")
+            .revoked_at
+            .is_some(),
+        "the user's other session ends too: the thief may have opened it"
     );
-    assert!(matches!(
+    assert_eq!(
         rotate(store, &other_token, &secret(), t0 + secs(4)).await,
-        Refreshed::Rotated(_)
-    ));
+        Refreshed::Unknown
+    );
+    assert_eq!(
+        generation(store, user.id).await,
+        before + 1,
+        "a replay moves the generation once"
+    );
 }
 
 /// Eight concurrent presentations of one refresh token: exactly one is `Rotated`. By the time
-/// the others are served the token is used, so they are `Replayed`: the session (with the
-/// winner's new token) is revoked, since the store cannot tell a racing copy from a stolen
-/// one. The losers' next tokens never become valid, and the user's other sessions and other
-/// users' sessions stay live.
+/// the others are served the token is used, so they are `Replayed`: the user's sessions (with
+/// the winner's new token) are revoked, since the store cannot tell a racing copy from a
+/// stolen one. The losers' next tokens never become valid, and other users' sessions stay
+/// live.
 pub async fn concurrent_refresh_has_one_winner<S: PanelStore + AuthStore>(store: &S) {
     let w = World::create(store).await;
     let user = &w.client_of_a;
@@ -771,10 +783,20 @@ pub async fn concurrent_refresh_has_one_winner<S: PanelStore + AuthStore>(store:
             winners[0]
         );
     }
-    for (name, s, token) in [
-        ("the user's other session", &sibling, &sibling_token),
-        ("another user's session", &stranger, &stranger_token),
-    ] {
+    assert_eq!(
+        rotate(store, &sibling_token, &secret(), t0 + secs(3)).await,
+        Refreshed::Unknown,
+        "the user's other session ended with it"
+    );
+    assert!(
+        store
+            .get_session(sibling.id)
+            .await
+            .expect("get")
+            .revoked_at
+            .is_some()
+    );
+    for (name, s, token) in [("another user's session", &stranger, &stranger_token)] {
         assert_eq!(
             store.get_session(s.id).await.expect("get").revoked_at,
             None,
@@ -1092,5 +1114,245 @@ pub async fn deleting_a_user_removes_its_credentials<S: PanelStore + AuthStore>(
         store.api_token_by_hash(&token_hash).await.expect("lookup"),
         None,
         "a deleted user's token is gone"
+    );
+}
+
+async fn generation<S: AuthStore>(store: &S, user: UserId) -> i64 {
+    store
+        .user_standing(user)
+        .await
+        .expect("standing")
+        .expect("the user exists")
+        .generation
+}
+
+async fn token_live<S: AuthStore>(store: &S, hash: &SecretHash, at: DateTime<Utc>) -> bool {
+    store
+        .api_token_by_hash(hash)
+        .await
+        .expect("token by hash")
+        .expect("the token exists")
+        .is_live(at)
+}
+
+/// The standing a request is checked against follows the user, its tenant and its second
+/// factor; a password change, `end_user_credentials` and `end_tenant_credentials` move the
+/// generation and revoke sessions in one go (a password change also the API tokens, unless
+/// kept), and nothing of anyone else's.
+pub async fn ending_credentials_moves_the_generation<S: PanelStore + AuthStore>(store: &S) {
+    let w = World::create(store).await;
+    let other = World::create(store).await;
+    let op = Operator::assume();
+    let user = &w.client_of_a;
+    let t0 = now();
+
+    let standing = store
+        .user_standing(user.id)
+        .await
+        .expect("standing")
+        .expect("exists");
+    assert_eq!(
+        (standing.user, standing.tenant, standing.role),
+        (user.id, w.tenant.id, Role::Client)
+    );
+    assert!(standing.is_active() && !standing.must_enrol());
+    assert_eq!(store.user_standing(NO_USER).await.expect("standing"), None);
+    assert_eq!(
+        store
+            .session_standing(SessionId(i64::MAX))
+            .await
+            .expect("standing"),
+        None
+    );
+    let g0 = standing.generation;
+
+    // The second-factor flags follow the tenant's rule and the user's enrolment.
+    store
+        .set_tenant_requires_2fa(&op, w.tenant.id, true)
+        .await
+        .expect("require 2fa");
+    let standing = store
+        .user_standing(user.id)
+        .await
+        .expect("standing")
+        .expect("exists");
+    assert!(standing.requires_2fa && !standing.second_factor && standing.must_enrol());
+    let secret_key = TotpSecret::generate().expect("random");
+    store
+        .set_totp(
+            user.id,
+            Some(TotpState {
+                secret: secret_key,
+                confirmed: false,
+                last_step: None,
+            }),
+            Vec::new(),
+        )
+        .await
+        .expect("set totp");
+    store.confirm_totp(user.id).await.expect("confirm");
+    let standing = store
+        .user_standing(user.id)
+        .await
+        .expect("standing")
+        .expect("exists");
+    assert!(standing.second_factor && !standing.must_enrol());
+    assert_eq!(standing.generation, g0, "enrolling ends nothing");
+
+    // A password change: generation, sessions and API tokens, in one go.
+    let (r1, r2) = (secret(), secret());
+    let s1 = open_session(store, user, &r1, t0 + secs(3600)).await;
+    let s2 = open_session(store, user, &r2, t0 + secs(3600)).await;
+    let neighbour_refresh = secret();
+    let neighbour = open_session(store, &w.client_of_b, &neighbour_refresh, t0 + secs(3600)).await;
+    let me = caller(user);
+    let t1 = secret();
+    store
+        .create_api_token(&me, new_token("first", Role::Client, t1.clone()))
+        .await
+        .expect("token");
+    let state = store
+        .session_standing(s1.id)
+        .await
+        .expect("standing")
+        .expect("exists");
+    assert_eq!(state.session.id, s1.id);
+    assert_eq!(state.session.revoked_at, None);
+    assert_eq!(state.user.generation, g0);
+    let new_hash = password_hash();
+    store
+        .change_password(user.id, &new_hash, t0 + secs(1), false)
+        .await
+        .expect("change password");
+    assert_eq!(record(store, user).await.password, Some(new_hash.clone()));
+    assert_eq!(generation(store, user.id).await, g0 + 1);
+    for s in [&s1, &s2] {
+        let state = store
+            .session_standing(s.id)
+            .await
+            .expect("standing")
+            .expect("exists");
+        assert!(state.session.revoked_at.is_some(), "a session ends");
+        assert_eq!(state.user.generation, g0 + 1);
+    }
+    assert!(
+        !token_live(store, &t1, t0 + secs(2)).await,
+        "API tokens end"
+    );
+    assert_eq!(
+        store
+            .get_session(neighbour.id)
+            .await
+            .expect("get")
+            .revoked_at,
+        None,
+        "another user's session stays"
+    );
+
+    // Keeping API tokens keeps them, and still ends sessions.
+    let t2 = secret();
+    store
+        .create_api_token(&me, new_token("kept", Role::Client, t2.clone()))
+        .await
+        .expect("token");
+    let r3 = secret();
+    let s3 = open_session(store, user, &r3, t0 + secs(3600)).await;
+    store
+        .change_password(user.id, &new_hash, t0 + secs(3), true)
+        .await
+        .expect("change password, keeping tokens");
+    assert!(token_live(store, &t2, t0 + secs(4)).await, "kept");
+    assert!(
+        store
+            .get_session(s3.id)
+            .await
+            .expect("get")
+            .revoked_at
+            .is_some()
+    );
+    assert_eq!(generation(store, user.id).await, g0 + 2);
+
+    // Ending a user's credentials leaves its API tokens to the per-use checks.
+    store
+        .end_user_credentials(user.id, t0 + secs(5))
+        .await
+        .expect("end");
+    assert_eq!(generation(store, user.id).await, g0 + 3);
+    assert!(token_live(store, &t2, t0 + secs(6)).await);
+    assert_not_found(
+        store.end_user_credentials(NO_USER, t0).await,
+        "ending an unknown user's credentials",
+    );
+
+    // A tenant's: every user of it, nobody else.
+    let admin_before = generation(store, w.admin.id).await;
+    let stranger_before = generation(store, other.admin.id).await;
+    let r4 = secret();
+    let s4 = open_session(store, &w.admin, &r4, t0 + secs(3600)).await;
+    store
+        .end_tenant_credentials(&op, w.tenant.id, t0 + secs(7))
+        .await
+        .expect("end tenant");
+    assert_eq!(generation(store, w.admin.id).await, admin_before + 1);
+    assert_eq!(generation(store, user.id).await, g0 + 4);
+    assert_eq!(generation(store, other.admin.id).await, stranger_before);
+    assert!(
+        store
+            .get_session(s4.id)
+            .await
+            .expect("get")
+            .revoked_at
+            .is_some()
+    );
+    assert!(
+        store
+            .get_session(neighbour.id)
+            .await
+            .expect("get")
+            .revoked_at
+            .is_some(),
+        "every user of the tenant"
+    );
+    assert_not_found(
+        store
+            .end_tenant_credentials(&op, TenantId(i64::MAX), t0)
+            .await,
+        "ending an unknown tenant's credentials",
+    );
+
+    // Status and role are read fresh.
+    store
+        .update_tenant(
+            &op,
+            w.tenant.id,
+            TenantChanges {
+                status: Some(TenantStatus::Suspended),
+                ..TenantChanges::default()
+            },
+        )
+        .await
+        .expect("suspend tenant");
+    let standing = store
+        .user_standing(user.id)
+        .await
+        .expect("standing")
+        .expect("exists");
+    assert_eq!(standing.tenant_status, TenantStatus::Suspended);
+    assert!(!standing.is_active());
+
+    // A deleted user's sessions are gone with it.
+    let r5 = secret();
+    let s5 = open_session(store, &other.client_of_a, &r5, t0 + secs(3600)).await;
+    store
+        .delete_user(&caller(&other.admin), other.client_of_a.id)
+        .await
+        .expect("delete");
+    assert_eq!(store.session_standing(s5.id).await.expect("standing"), None);
+    assert_eq!(
+        store
+            .user_standing(other.client_of_a.id)
+            .await
+            .expect("standing"),
+        None
     );
 }

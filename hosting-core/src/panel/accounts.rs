@@ -16,6 +16,19 @@ use crate::page::{Page, PageRequest};
 use crate::rbac::Caller;
 use crate::types::{DbEngine, Password, SystemUser};
 
+/// A password change as the user or its manager asks for it.
+#[derive(Debug, Clone)]
+pub struct PasswordChange {
+    /// The new password.
+    pub password: Password,
+    /// The actor's current password: required when the actor changes its own, so a stolen
+    /// bearer token alone cannot take the account over.
+    pub current_password: Option<Password>,
+    /// Keep the user's API tokens working; by default a password change revokes them with its
+    /// sessions and access tokens.
+    pub keep_api_tokens: bool,
+}
+
 /// A user as created, with the password to hand over when the panel generated one.
 #[derive(Debug, Clone)]
 pub struct CreatedUser {
@@ -80,6 +93,7 @@ impl Panel {
         let result = async {
             actor.require(Permission::TenantsWrite)?;
             let op = self.operator(actor)?;
+            let suspending = changes.status == Some(crate::model::TenantStatus::Suspended);
             if id == self.operator_tenant && changes.status.is_some() {
                 return Err(Error::Conflict(
                     "the operator's own tenant cannot be suspended".into(),
@@ -89,14 +103,23 @@ impl Panel {
             let current = self.store.get_tenant(&op, id).await?;
             let status = changes.status;
             let limits = changes.quotas.map(|q| q.database_limits);
-            self.tenant_logins_follow(
-                *actor.caller(),
-                &current,
-                status,
-                limits.as_ref(),
-                self.store.update_tenant(&op, id, changes),
-            )
-            .await
+            let tenant = self
+                .tenant_logins_follow(
+                    *actor.caller(),
+                    &current,
+                    status,
+                    limits.as_ref(),
+                    self.store.update_tenant(&op, id, changes),
+                )
+                .await?;
+            if suspending {
+                // Every user's sessions and access tokens end now, in every panel process; API
+                // tokens stop while the tenant is suspended (checked on each use).
+                self.auth
+                    .end_tenant_credentials(&op, id, self.clock.now())
+                    .await?;
+            }
+            Ok(tenant)
         }
         .await;
         self.audited(actor, "tenant.update", format!("tenant:{id}"), result)
@@ -268,23 +291,32 @@ impl Panel {
         self.store.list_users(actor.caller(), page).await
     }
 
-    /// Changes a user the actor manages; suspending one ends its sessions.
+    /// Changes a user the actor manages. Suspending one or changing its role ends its sessions
+    /// and access tokens at once (its API tokens follow its current status and role on each
+    /// use); the audit entry records an old and new role.
     pub async fn update_user(
         &self,
         actor: &Actor,
         id: UserId,
         changes: UserChanges,
     ) -> Result<User> {
+        let mut detail = String::new();
         let result = async {
             actor.require(Permission::UsersWrite)?;
+            let before = self.store.get_user(actor.caller(), id).await?;
             let user = self.store.update_user(actor.caller(), id, changes).await?;
-            if user.status == UserStatus::Suspended {
-                self.auth.revoke_user_sessions(id, self.clock.now()).await?;
+            if user.role != before.role {
+                detail = format!("role: {} -> {}", before.role, user.role);
+            }
+            let suspended =
+                user.status == UserStatus::Suspended && before.status != UserStatus::Suspended;
+            if suspended || user.role != before.role {
+                self.auth.end_user_credentials(id, self.clock.now()).await?;
             }
             Ok(user)
         }
         .await;
-        self.audited(actor, "user.update", format!("user:{id}"), result)
+        self.audited_with(actor, "user.update", format!("user:{id}"), result, detail)
             .await
     }
 
@@ -303,13 +335,28 @@ impl Panel {
             .await
     }
 
-    /// Sets a user's password (the actor's own, or one it manages) and ends the user's
-    /// sessions.
-    pub async fn set_password(&self, actor: &Actor, id: UserId, password: Password) -> Result<()> {
+    /// Sets a user's password (the actor's own, proven with the current one, or one it
+    /// manages) and ends the user's sessions, access tokens and, unless asked to keep them,
+    /// API tokens, in one store transaction.
+    pub async fn set_password(
+        &self,
+        actor: &Actor,
+        id: UserId,
+        change: PasswordChange,
+    ) -> Result<()> {
         let result = async {
             actor.require(Permission::UsersWrite)?;
             let caller: &Caller = actor.caller();
-            if id != caller.user {
+            if id == caller.user {
+                let current = change
+                    .current_password
+                    .as_ref()
+                    .ok_or_else(|| Error::Invalid {
+                        field: "current_password".into(),
+                        reason: "is required to change your own password".into(),
+                    })?;
+                self.reauthenticate(actor, current).await?;
+            } else {
                 let user = self.store.get_user(caller, id).await?;
                 let facts = crate::rbac::UserFacts {
                     tenant: user.tenant_id,
@@ -321,9 +368,10 @@ impl Panel {
                     return Err(Error::denied("you may not change this user's password"));
                 }
             }
-            let hash = self.hashing.hash(password).await?;
-            self.auth.set_password(id, &hash).await?;
-            self.auth.revoke_user_sessions(id, self.clock.now()).await
+            let hash = self.hashing.hash_for(actor, change.password).await?;
+            self.auth
+                .change_password(id, &hash, self.clock.now(), change.keep_api_tokens)
+                .await
         }
         .await;
         self.audited(actor, "user.set_password", format!("user:{id}"), result)

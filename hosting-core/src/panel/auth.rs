@@ -2,16 +2,19 @@
 //! refresh tokens, short-lived signed access tokens, and API tokens.
 
 use std::net::IpAddr;
+use std::sync::PoisonError;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Actor, Grant, Panel};
 use crate::auth::{
-    AccessClaims, OpaqueToken, Permission, PermissionSet, RecoveryCodes, TokenError, TokenKind,
-    TotpSecret, recovery,
+    AccessClaims, AttemptPolicy, OpaqueToken, Permission, PermissionSet, RecoveryCodes, TokenError,
+    TokenKind, TotpSecret, recovery,
 };
-use crate::auth_store::{ApiToken, LoginRecord, NewApiToken, NewSession, Refreshed, TotpState};
+use crate::auth_store::{
+    ApiToken, AttemptKey, LoginRecord, NewApiToken, NewSession, Refreshed, TotpState,
+};
 use crate::error::{Error, Result};
 use crate::model::{
     ApiTokenId, AuditOutcome, NewAuditEntry, Role, SessionId, TenantStatus, User, UserId,
@@ -89,6 +92,11 @@ fn after(now: DateTime<Utc>, ttl: std::time::Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
 
+/// Writes `value` into a cell a budget update reports through.
+fn set<T>(cell: &std::sync::Mutex<Option<T>>, value: Option<T>) {
+    *cell.lock().unwrap_or_else(PoisonError::into_inner) = value;
+}
+
 fn wrong_credentials() -> Error {
     Error::Unauthenticated("wrong e-mail, password or code".into())
 }
@@ -123,59 +131,103 @@ impl Panel {
         self.store.append_audit(entry).await.map(|_| ())
     }
 
-    /// Logs in with e-mail, password and (when enrolled) a second factor. Attempts are
-    /// throttled per source IP and per account, failures count towards a lockout, and an
-    /// unknown account costs as much time as a known one.
+    /// Spends one attempt of `key`'s budget, or says how long to wait. Every panel process
+    /// on the store spends the same budget.
+    async fn spend_attempt(
+        &self,
+        key: &AttemptKey,
+        policy: AttemptPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let refused = std::sync::Mutex::new(None);
+        self.auth
+            .update_attempts(
+                key,
+                now,
+                &|current| match policy.spend(current.as_ref(), now) {
+                    Ok(next) => {
+                        set(&refused, None);
+                        Some(next)
+                    }
+                    Err(wait) => {
+                        set(&refused, Some(wait));
+                        current
+                    }
+                },
+            )
+            .await?;
+        match refused.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            Some(wait) => Err(Self::rate_limited(wait)),
+            None => Ok(()),
+        }
+    }
+
+    /// Gives back the attempt a request that was not a guess spent.
+    async fn give_back_attempt(
+        &self,
+        key: &AttemptKey,
+        policy: AttemptPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.auth
+            .update_attempts(key, now, &|current| policy.give_back(current.as_ref(), now))
+            .await
+            .map(|_| ())
+    }
+
+    /// Logs in with e-mail, password and (when enrolled) a second factor.
+    ///
+    /// Passwords spend the source's attempt budget, and the account's unless the source logged
+    /// in as this user lately (so nobody can lock the owner out from elsewhere); codes spend
+    /// the user's second-factor budget. An unknown account spends the same budgets, costs the
+    /// same hashing and gets the same answers as a known one with a wrong password.
     pub async fn login(&self, request: LoginRequest) -> Result<Tokens> {
-        let ip_key = request
-            .source_ip
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        self.login_by_ip
-            .check(&ip_key)
-            .map_err(Self::rate_limited)?;
-        self.login_by_account
-            .check(request.email.as_str())
-            .map_err(Self::rate_limited)?;
         let now = self.clock.now();
-        let Some(record) = self.auth.login_by_email(&request.email).await? else {
-            self.hashing
-                .verify_against_dummy(request.password.clone())
+        let ip = request.source_ip;
+        let passwords = self.settings.password_attempts;
+        if let Some(source) = ip {
+            self.spend_attempt(&AttemptKey::Source(source), passwords, now)
                 .await?;
+        }
+        let record = self.auth.login_by_email(&request.email).await?;
+        let known_source = match ip {
+            // The same statement for an unknown account (no user has id 0).
+            Some(source) => {
+                let user = record.as_ref().map_or(UserId(0), |r| r.user.id);
+                let since = now
+                    - chrono::Duration::from_std(self.settings.known_source_for)
+                        .unwrap_or(chrono::Duration::MAX);
+                self.auth.is_known_source(user, source, since).await? && record.is_some()
+            }
+            None => false,
+        };
+        let account = AttemptKey::Account(request.email.clone());
+        if !known_source {
+            self.spend_attempt(&account, passwords, now).await?;
+        }
+        let hash = record.as_ref().and_then(|r| r.password.clone());
+        let password_ok = match hash {
+            Some(hash) => self.hashing.verify(request.password.clone(), hash).await?,
+            None => {
+                // No account, or one without a password yet: the same work as a verification.
+                self.hashing
+                    .verify_against_dummy(request.password.clone())
+                    .await?;
+                false
+            }
+        };
+        let Some(record) = record else {
             self.audit_anonymous(
                 "auth.login",
                 format!("email:{}", request.email),
                 AuditOutcome::Denied,
-                request.source_ip,
+                ip,
                 "unknown account",
             )
             .await?;
             return Err(wrong_credentials());
         };
-        let ip = request.source_ip;
-        if let Some(until) = record.locked_until
-            && until > now
-        {
-            self.audit_login(
-                &record,
-                "auth.login",
-                AuditOutcome::Denied,
-                ip,
-                "account locked",
-            )
-            .await?;
-            let secs = (until - now).num_seconds().max(1);
-            return Err(Error::RateLimited {
-                retry_after_secs: u64::try_from(secs).unwrap_or(1),
-            });
-        }
-        let password_ok = match record.password.clone() {
-            Some(hash) => self.hashing.verify(request.password.clone(), hash).await?,
-            None => false,
-        };
         if !password_ok {
-            self.auth
-                .record_login_failure(record.user.id, now, self.settings.lockout)
-                .await?;
             self.audit_login(
                 &record,
                 "auth.login",
@@ -192,8 +244,33 @@ impl Panel {
                 .await?;
             return Err(Error::denied("the account is suspended"));
         }
+        // The right password was no guess; a second factor has its own budget.
+        if let Some(source) = ip {
+            self.give_back_attempt(&AttemptKey::Source(source), passwords, now)
+                .await?;
+        }
+        if !known_source {
+            self.give_back_attempt(&account, passwords, now).await?;
+        }
         let confirmed_totp = record.totp.as_ref().filter(|t| t.confirmed);
         if let Some(totp) = confirmed_totp {
+            if request.totp_code.is_none() && request.recovery_code.is_none() {
+                self.audit_login(
+                    &record,
+                    "auth.login",
+                    AuditOutcome::Denied,
+                    ip,
+                    "second factor required",
+                )
+                .await?;
+                return Err(Error::SecondFactorRequired);
+            }
+            self.spend_attempt(
+                &AttemptKey::SecondFactor(record.user.id),
+                self.settings.code_attempts,
+                now,
+            )
+            .await?;
             let proven = match (&request.totp_code, &request.recovery_code) {
                 (Some(code), _) => match totp.secret.verify(code, now, TOTP_WINDOW, totp.last_step)
                 {
@@ -204,22 +281,9 @@ impl Panel {
                     Ok(hash) => self.auth.use_recovery_code(record.user.id, &hash).await?,
                     Err(_) => false,
                 },
-                (None, None) => {
-                    self.audit_login(
-                        &record,
-                        "auth.login",
-                        AuditOutcome::Denied,
-                        ip,
-                        "second factor required",
-                    )
-                    .await?;
-                    return Err(Error::SecondFactorRequired);
-                }
+                (None, None) => false,
             };
             if !proven {
-                self.auth
-                    .record_login_failure(record.user.id, now, self.settings.lockout)
-                    .await?;
                 self.audit_login(
                     &record,
                     "auth.login",
@@ -231,8 +295,13 @@ impl Panel {
                 return Err(wrong_credentials());
             }
         }
+        // Clears the account's and the second factor's budgets.
         self.auth.record_login_success(record.user.id).await?;
-        self.login_by_account.reset(request.email.as_str());
+        if let Some(source) = ip {
+            self.auth
+                .remember_source(record.user.id, source, now)
+                .await?;
+        }
         let refresh = OpaqueToken::generate(TokenKind::Refresh)?;
         let refresh_expires_at = after(now, self.settings.refresh_ttl);
         let session = self
@@ -245,11 +314,20 @@ impl Panel {
             })
             .await?;
         let enrol_only = record.tenant_requires_2fa && confirmed_totp.is_none();
+        // The generation the session's access tokens carry, read after the session exists: a
+        // change that ends the user's credentials from now on ends these too.
+        let generation = self
+            .auth
+            .user_standing(record.user.id)
+            .await?
+            .ok_or_else(wrong_credentials)?
+            .generation;
         self.audit_login(&record, "auth.login", AuditOutcome::Success, ip, "")
             .await?;
         Ok(self.tokens(
             &record.user,
             session.id,
+            generation,
             refresh,
             refresh_expires_at,
             enrol_only,
@@ -257,10 +335,12 @@ impl Panel {
         ))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn tokens(
         &self,
         user: &User,
         session: SessionId,
+        generation: i64,
         refresh: OpaqueToken,
         refresh_expires_at: DateTime<Utc>,
         enrol_only: bool,
@@ -272,6 +352,7 @@ impl Panel {
             user: user.id,
             tenant: user.tenant_id,
             role: user.role,
+            generation,
             enrol_only,
             issued_at: unix(now),
             expires_at: unix(access_expires_at),
@@ -326,25 +407,29 @@ impl Panel {
             self.auth.revoke_session(session.id, now).await?;
             return Err(Error::denied("the account is suspended"));
         }
-        let enrol_only =
-            record.tenant_requires_2fa && !record.totp.as_ref().is_some_and(|t| t.confirmed);
-        Ok(self.tokens(&record.user, session.id, next, expires_at, enrol_only, now))
+        let standing = self
+            .auth
+            .user_standing(session.user_id)
+            .await?
+            .ok_or_else(|| Error::Unauthenticated("the account no longer exists".into()))?;
+        Ok(self.tokens(
+            &record.user,
+            session.id,
+            standing.generation,
+            next,
+            expires_at,
+            standing.must_enrol(),
+            now,
+        ))
     }
 
-    /// Ends the actor's session: its refresh token stops working at once, its access tokens
-    /// at once on this panel instance and within their short lifetime elsewhere.
+    /// Ends the actor's session: its refresh token and its access tokens stop working at once,
+    /// in every panel process (each request reads its session's state).
     pub async fn logout(&self, actor: &Actor) -> Result<()> {
         let Grant::Session { id, .. } = actor.grant else {
             return Err(Error::Conflict("only a login session can log out".into()));
         };
-        let now = self.clock.now();
-        let result = self.auth.revoke_session(id, now).await;
-        if result.is_ok()
-            && let Ok(mut revoked) = self.revoked.lock()
-        {
-            revoked.retain(|_, until| *until > now);
-            revoked.insert(id, after(now, self.settings.access_ttl));
-        }
+        let result = self.auth.revoke_session(id, self.clock.now()).await;
         self.audited(actor, "auth.logout", format!("session:{id}"), result)
             .await
     }
@@ -359,25 +444,44 @@ impl Panel {
             TokenError::Expired => Error::TokenExpired,
             other => Error::Unauthenticated(other.to_string()),
         })?;
+        // The signature proves who the token was minted for; the store says whether that still
+        // stands. One read by primary key, shared by every panel process, so a logout,
+        // password change, suspension, role change, deletion or refresh replay anywhere ends
+        // the token on its next request.
         let session = SessionId(claims.session);
-        let revoked = self
-            .revoked
-            .lock()
-            .map(|r| r.contains_key(&session))
-            .unwrap_or(true);
-        if revoked {
-            return Err(Error::Unauthenticated("the session was logged out".into()));
+        let Some(state) = self.auth.session_standing(session).await? else {
+            return Err(Error::Unauthenticated(
+                "the session or its account no longer exists".into(),
+            ));
+        };
+        let user = state.user;
+        if state.session.user_id != claims.user || user.tenant != claims.tenant {
+            return Err(Error::Unauthenticated(
+                "the token does not match its session".into(),
+            ));
+        }
+        if state.session.revoked_at.is_some() {
+            return Err(Error::Unauthenticated("the session has ended".into()));
+        }
+        if user.generation != claims.generation {
+            return Err(Error::Unauthenticated(
+                "the account's credentials changed since this token was issued; log in again"
+                    .into(),
+            ));
+        }
+        if !user.is_active() {
+            return Err(Error::Unauthenticated("the account is suspended".into()));
         }
         Ok(Actor {
             caller: Caller {
-                tenant: claims.tenant,
-                user: claims.user,
-                role: claims.role,
+                tenant: user.tenant,
+                user: user.user,
+                role: user.role,
             },
             source_ip,
             grant: Grant::Session {
                 id: session,
-                enrol_only: claims.enrol_only,
+                enrol_only: user.must_enrol(),
             },
         })
     }
@@ -398,10 +502,19 @@ impl Panel {
                 "the API token was revoked or expired".into(),
             ));
         }
-        let owner = self.auth.login_by_user(record.user_id).await?;
-        if owner.user.status != UserStatus::Active || owner.tenant_status != TenantStatus::Active {
+        let Some(owner) = self.auth.user_standing(record.user_id).await? else {
+            return Err(Error::Unauthenticated("unknown API token".into()));
+        };
+        if !owner.is_active() || owner.tenant != record.tenant_id {
             return Err(Error::Unauthenticated(
                 "the API token's account is suspended".into(),
+            ));
+        }
+        if owner.must_enrol() {
+            // The tenant started requiring a second factor: a token its owner minted without
+            // one works again once the owner has enrolled.
+            return Err(Error::Unauthenticated(
+                "the API token's tenant requires a second factor its owner has not enrolled".into(),
             ));
         }
         Ok(Actor {
@@ -409,7 +522,7 @@ impl Panel {
                 tenant: record.tenant_id,
                 user: record.user_id,
                 // Never more than the user holds now, even if it was demoted after minting.
-                role: record.role.max(owner.user.role),
+                role: record.role.max(owner.role),
             },
             source_ip,
             grant: Grant::ApiToken {
@@ -419,11 +532,41 @@ impl Panel {
         })
     }
 
-    /// Starts enrolling a second factor for the actor: a new secret and recovery codes, valid
-    /// once confirmed with a code.
-    pub async fn enrol_totp(&self, actor: &Actor) -> Result<TotpEnrolment> {
+    /// Asks the actor for its current password again before an account's anchors change (its
+    /// password, its second factor, a new API token), so a stolen bearer token alone cannot
+    /// take the account over. Each try spends the account's password budget, as a login does.
+    pub(super) async fn reauthenticate(
+        &self,
+        actor: &Actor,
+        current_password: &Password,
+    ) -> Result<()> {
+        let user = actor.caller.user;
+        let record = self.auth.login_by_user(user).await?;
+        // A guess like a login's: it spends the account's password budget first.
+        let account = AttemptKey::Account(record.user.email.clone());
+        let (policy, now) = (self.settings.password_attempts, self.clock.now());
+        self.spend_attempt(&account, policy, now).await?;
+        let right = match record.password {
+            Some(hash) => self.hashing.verify(current_password.clone(), hash).await?,
+            None => false,
+        };
+        if right {
+            self.give_back_attempt(&account, policy, now).await?;
+            return Ok(());
+        }
+        Err(Error::ReauthenticationFailed)
+    }
+
+    /// Starts enrolling a second factor for the actor, who repeats its current password: a
+    /// new secret and recovery codes, valid once confirmed with a code.
+    pub async fn enrol_totp(
+        &self,
+        actor: &Actor,
+        current_password: &Password,
+    ) -> Result<TotpEnrolment> {
         let result = async {
             actor.require_own_login()?;
+            self.reauthenticate(actor, current_password).await?;
             let record = self.auth.login_by_user(actor.caller.user).await?;
             if record.totp.as_ref().is_some_and(|t| t.confirmed) {
                 return Err(Error::Conflict(
@@ -462,16 +605,23 @@ impl Panel {
         .await
     }
 
-    /// Checks `code` against `totp` and uses its time step up, so it works once.
+    /// Checks `code` against `totp` and uses its time step up, so it works once. Spends an
+    /// attempt of the user's second-factor budget, the one logins spend too; a right code
+    /// clears it.
     async fn use_totp_code(&self, user: UserId, totp: &TotpState, code: &str) -> Result<()> {
+        let now = self.clock.now();
+        let key = AttemptKey::SecondFactor(user);
+        self.spend_attempt(&key, self.settings.code_attempts, now)
+            .await?;
         let step = totp
             .secret
-            .verify(code, self.clock.now(), TOTP_WINDOW, totp.last_step)
+            .verify(code, now, TOTP_WINDOW, totp.last_step)
             .ok_or_else(|| Error::Invalid {
                 field: "code".into(),
                 reason: "is not the authenticator's current code".into(),
             })?;
         if self.auth.use_totp_step(user, step).await? {
+            self.auth.update_attempts(&key, now, &|_| None).await?;
             Ok(())
         } else {
             Err(Error::Invalid {
@@ -505,11 +655,17 @@ impl Panel {
         .await
     }
 
-    /// Removes the actor's second factor, proven with a current code.
-    pub async fn disable_totp(&self, actor: &Actor, code: &str) -> Result<()> {
+    /// Removes the actor's second factor, proven with a current code and the current password.
+    pub async fn disable_totp(
+        &self,
+        actor: &Actor,
+        code: &str,
+        current_password: &Password,
+    ) -> Result<()> {
         let result = async {
             actor.require(Permission::UsersWrite)?;
             actor.require_own_login()?;
+            self.reauthenticate(actor, current_password).await?;
             let user = actor.caller.user;
             let record = self.auth.login_by_user(user).await?;
             let Some(totp) = record.totp.filter(|t| t.confirmed) else {
@@ -533,8 +689,9 @@ impl Panel {
         .await
     }
 
-    /// Creates an API token acting as the actor, with `role` (at most the actor's own) and
-    /// `permissions` (at most the actor's own, for a token creating a token).
+    /// Creates an API token acting as the actor, with `role` (at most the actor's own), from a
+    /// login session and with the actor's current password. An API token cannot mint one: a
+    /// child could outlive its parent's expiry or revocation.
     pub async fn create_api_token(
         &self,
         actor: &Actor,
@@ -542,17 +699,13 @@ impl Panel {
         role: Role,
         permissions: PermissionSet,
         expires_at: Option<DateTime<Utc>>,
+        current_password: &Password,
     ) -> Result<ApiTokenCreated> {
-        let target = format!("api_token:{name}");
         let result = async {
             actor.require(Permission::TokensWrite)?;
-            if let Grant::ApiToken {
-                permissions: own, ..
-            } = &actor.grant
-                && !permissions.is_subset(own)
-            {
+            if let Grant::ApiToken { .. } = actor.grant {
                 return Err(Error::denied(
-                    "a token cannot grant permissions its creator lacks",
+                    "API tokens are minted from a login session, not by another API token",
                 ));
             }
             if permissions.is_empty() {
@@ -561,6 +714,7 @@ impl Panel {
                     reason: "must name at least one permission".into(),
                 });
             }
+            self.reauthenticate(actor, current_password).await?;
             let secret = OpaqueToken::generate(TokenKind::ApiKey)?;
             let token = self
                 .auth
@@ -581,6 +735,11 @@ impl Panel {
             })
         }
         .await;
+        // The same target its revocation names, so the two entries can be matched.
+        let target = match &result {
+            Ok(created) => format!("api_token:{}", created.token.id),
+            Err(_) => "api_token:none".to_owned(),
+        };
         self.audited(actor, "api_token.create", target, result)
             .await
     }

@@ -161,7 +161,8 @@ impl Panel {
 
     /// Sets the password of the user `email` (of any tenant; by default the operator tenant's
     /// only admin) to `password` or a generated one returned once, lifts a lockout, and ends
-    /// every session of the user: the way back in for an operator who lost the password.
+    /// every session, access token and API token of the user: the way back in for an operator
+    /// who lost the password.
     pub async fn reset_password_on_machine(
         &self,
         _op: &Operator,
@@ -182,9 +183,12 @@ impl Panel {
                 .ok_or_else(|| Error::not_found("user"))?;
             let (hash, generated) = self.first_password(password).await?;
             let id = record.user.id;
-            self.auth.set_password(id, &hash).await?;
+            // Sessions, access tokens and API tokens end with the old password: whoever made
+            // the operator reset it may hold them.
+            self.auth
+                .change_password(id, &hash, self.clock.now(), false)
+                .await?;
             self.auth.record_login_success(id).await?;
-            self.auth.revoke_user_sessions(id, self.clock.now()).await?;
             Ok(PasswordReset {
                 user: record.user,
                 generated_password: generated,

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod auth;
+mod denials;
 mod hashing;
 mod machine;
 mod quotas;
@@ -17,13 +18,13 @@ mod sites;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use self::hashing::Hashing;
 use crate::accounts::NodeAccounts;
-use crate::auth::{Keyring, PasswordPolicy, Permission, PermissionSet, RateLimiter};
-use crate::auth_store::{AuthStore, LockoutPolicy};
+use crate::auth::{AttemptPolicy, Keyring, PasswordPolicy, Permission, PermissionSet};
+use crate::auth_store::AuthStore;
 use crate::clock::Clock;
 use crate::database::DatabaseBackend;
 use crate::error::{Error, Result};
@@ -36,7 +37,7 @@ use crate::store::PanelStore;
 use crate::types::{DbEngine, WebServerKind};
 use crate::web::WebServer;
 
-pub use accounts::CreatedUser;
+pub use accounts::{CreatedUser, PasswordChange};
 pub use auth::{ApiTokenCreated, LoginRequest, Tokens, TotpEnrolment};
 pub use machine::PasswordReset;
 pub use sites::{CreatedWebsite, DatabaseCredentials};
@@ -87,12 +88,24 @@ pub struct AuthSettings {
     pub access_ttl: Duration,
     /// How long a refresh token is valid.
     pub refresh_ttl: Duration,
-    /// Login attempts allowed per source IP and per account in `login_window`.
-    pub login_attempts: u32,
-    /// The window `login_attempts` counts in.
-    pub login_window: Duration,
-    /// When failures lock an account.
-    pub lockout: LockoutPolicy,
+    /// Password guesses per source, and per account from sources that never logged in as its
+    /// user (an unknown account is counted the same way). Kept in the store, so every panel
+    /// process on it spends the same budget.
+    pub password_attempts: AttemptPolicy,
+    /// Second-factor and recovery-code guesses per user, one budget for every place a code is
+    /// checked (login, confirming and disabling a factor).
+    pub code_attempts: AttemptPolicy,
+    /// How long a source stays known-good for a user after a login from it: the account's
+    /// budget (which anyone can spend) does not apply there, only the source's own.
+    pub known_source_for: Duration,
+    /// New password hashes (password writes) waiting or running at once per tenant and per
+    /// source; one per acting user. More are refused with a retry delay.
+    pub hashing_writes_per_tenant: usize,
+    /// See `hashing_writes_per_tenant`.
+    pub hashing_writes_per_source: usize,
+    /// Denied calls of one credential and action within this long are audited as one entry
+    /// counting them, not one entry each.
+    pub denied_audit_burst: Duration,
     /// The issuer shown in authenticator apps.
     pub totp_issuer: String,
     /// The argon2id cost of new password hashes (existing hashes carry their own).
@@ -107,9 +120,22 @@ impl Default for AuthSettings {
         Self {
             access_ttl: Duration::from_secs(5 * 60),
             refresh_ttl: Duration::from_secs(30 * 24 * 3600),
-            login_attempts: 10,
-            login_window: Duration::from_secs(60),
-            lockout: LockoutPolicy::default(),
+            password_attempts: AttemptPolicy {
+                free: 10,
+                first_wait: Duration::from_secs(1),
+                max_wait: Duration::from_secs(15 * 60),
+                forget: Duration::from_secs(3600),
+            },
+            code_attempts: AttemptPolicy {
+                free: 5,
+                first_wait: Duration::from_secs(30),
+                max_wait: Duration::from_secs(3600),
+                forget: Duration::from_secs(24 * 3600),
+            },
+            known_source_for: Duration::from_secs(90 * 24 * 3600),
+            hashing_writes_per_tenant: 4,
+            hashing_writes_per_source: 4,
+            denied_audit_burst: Duration::from_secs(60),
             totp_issuer: "hosting-sdk".to_owned(),
             password_policy: PasswordPolicy::OWASP,
             hashing_slots: NonZeroUsize::MIN,
@@ -148,10 +174,7 @@ pub struct Panel {
     settings: AuthSettings,
     hashing: Hashing,
     nodes: RwLock<BTreeMap<NodeId, NodeEntry>>,
-    login_by_ip: RateLimiter,
-    login_by_account: RateLimiter,
-    /// Sessions logged out through this instance, until their access tokens expire.
-    revoked: Mutex<BTreeMap<SessionId, chrono::DateTime<chrono::Utc>>>,
+    denials: denials::Denials,
 }
 
 /// A node's backends and the lock that keeps two applies to it from interleaving.
@@ -217,6 +240,16 @@ impl Actor {
         &self.grant
     }
 
+    /// The credential that acted, as the audit log names it (`session:12`, `api_token:7`);
+    /// `None` for an embedder's actor.
+    pub fn credential(&self) -> Option<String> {
+        match &self.grant {
+            Grant::Session { id, .. } => Some(format!("session:{id}")),
+            Grant::ApiToken { id, .. } => Some(format!("api_token:{id}")),
+            Grant::Embedder => None,
+        }
+    }
+
     /// Refuses an API token that lacks `permission`, and a session that must enrol a second
     /// factor before anything else.
     fn require(&self, permission: Permission) -> Result<()> {
@@ -249,26 +282,23 @@ impl Panel {
     pub fn new(parts: PanelParts) -> Self {
         let settings = parts.auth_settings;
         Self {
-            login_by_ip: RateLimiter::new(
-                settings.login_attempts,
-                settings.login_window,
-                parts.clock.clone(),
-            ),
-            login_by_account: RateLimiter::new(
-                settings.login_attempts,
-                settings.login_window,
-                parts.clock.clone(),
-            ),
+            denials: denials::Denials::default(),
             store: parts.store,
             auth: parts.auth,
             jobs: parts.jobs,
             clock: parts.clock,
             keys: parts.keys,
             operator_tenant: parts.operator_tenant,
-            hashing: Hashing::new(settings.password_policy, settings.hashing_slots),
+            hashing: Hashing::new(
+                settings.password_policy,
+                settings.hashing_slots,
+                hashing::WriteLimits {
+                    per_tenant: settings.hashing_writes_per_tenant,
+                    per_source: settings.hashing_writes_per_source,
+                },
+            ),
             settings,
             nodes: RwLock::new(BTreeMap::new()),
-            revoked: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -325,22 +355,67 @@ impl Panel {
         target: impl Into<String>,
         result: Result<T>,
     ) -> Result<T> {
+        self.audited_with(actor, action, target, result, String::new())
+            .await
+    }
+
+    /// [`audited`](Self::audited) with `detail` for a success (a failure's detail is its
+    /// error), such as a role change's old and new role.
+    async fn audited_with<T>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: impl Into<String>,
+        result: Result<T>,
+        detail: String,
+    ) -> Result<T> {
         let outcome = match &result {
             Ok(_) => AuditOutcome::Success,
             Err(e) => match e.root() {
-                Error::PermissionDenied(_) | Error::Unauthenticated(_) => AuditOutcome::Denied,
+                Error::PermissionDenied(_)
+                | Error::Unauthenticated(_)
+                | Error::ReauthenticationFailed
+                | Error::RateLimited { .. } => AuditOutcome::Denied,
                 _ => AuditOutcome::Failed,
             },
         };
-        let mut entry = NewAuditEntry::by(&actor.caller, action, target, outcome);
+        let mut entry = NewAuditEntry::by(&actor.caller, action, target, outcome)
+            .with_credential(actor.credential())
+            .with_detail(detail);
         if let Some(ip) = actor.source_ip {
             entry = entry.from_ip(ip);
         }
         if let Err(e) = &result {
             entry = entry.with_detail(e.to_string());
         }
-        self.store.append_audit(entry).await?;
+        if matches!(outcome, AuditOutcome::Denied) {
+            // A burst of denials is one entry and a count (see `denials`).
+            let key = format!("{:?}/{}/{action}", actor.grant, actor.caller.user);
+            let now = self.clock.now();
+            for entry in self
+                .denials
+                .note(key, entry, now, self.settings.denied_audit_burst)
+            {
+                self.store.append_audit(entry).await?;
+            }
+        } else {
+            self.store.append_audit(entry).await?;
+        }
         result
+    }
+
+    /// Writes the counts of denied-call bursts that have ended (all of them with `all`, at
+    /// shutdown). The server calls it periodically so a count is written even when no further
+    /// denial comes.
+    pub async fn flush_denied_audit(&self, all: bool) -> Result<()> {
+        let now = self.clock.now();
+        for entry in self
+            .denials
+            .take_closed(now, self.settings.denied_audit_burst, all)
+        {
+            self.store.append_audit(entry).await?;
+        }
+        Ok(())
     }
 
     /// Writes an audit entry for an action without an authenticated actor (a login attempt).

@@ -6,14 +6,15 @@
 //! refresh token), so it holds on all three engines without engine-specific locking. Secrets and
 //! their hashes are only ever bind parameters: they appear in no SQL text, log line or error.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use hosting_core::auth::{PasswordHash, SecretHash};
+use hosting_core::auth::{AttemptRecord, PasswordHash, SecretHash};
 use hosting_core::auth_store::{
-    ApiToken, AuthStore, LockoutPolicy, LoginRecord, NewApiToken, NewSession, Refreshed, Session,
-    TotpState,
+    ApiToken, AttemptKey, AuthStore, LockoutPolicy, LoginRecord, NewApiToken, NewSession,
+    Refreshed, Session, SessionStanding, Standing, TotpState,
 };
 use hosting_core::model::{ApiTokenId, SessionId, TenantId, UserId};
 use hosting_core::rbac::{self, Caller, Operator};
@@ -45,6 +46,32 @@ pub(super) fn millis_after(at: DateTime<Utc>, d: Duration) -> i64 {
 
 fn millis_of(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_else(Utc::now)
+}
+
+/// Compare-and-swap rounds before an attempt budget under contention gives up (the caller
+/// is told to retry, which is what a flood deserves).
+const ATTEMPT_ROUNDS: usize = 8;
+
+fn attempt_record(row: &sqlx::any::AnyRow) -> Result<(AttemptRecord, i64)> {
+    let spent = rows::int(row, "spent")?;
+    let blocked = rows::opt_int(row, "blocked_until")?;
+    Ok((
+        AttemptRecord {
+            spent: u32::try_from(spent).unwrap_or(u32::MAX),
+            blocked_until: blocked.map(millis_of),
+            updated_at: millis_of(rows::int(row, "updated_at")?),
+            expires_at: millis_of(rows::int(row, "expires_at")?),
+        },
+        rows::int(row, "version")?,
+    ))
+}
+
+/// The record's columns after `key_hash`, in the order the statements below bind them.
+fn attempt_args(args: Args, record: &AttemptRecord) -> Args {
+    args.int(i64::from(record.spent))
+        .opt_int(record.blocked_until.map(rows::millis))
+        .int(rows::millis(record.updated_at))
+        .int(rows::millis(record.expires_at))
 }
 
 impl SqlStore {
@@ -114,6 +141,42 @@ impl SqlStore {
         )
         .await?;
         Ok(())
+    }
+
+    /// Moves the credential generation of the users matching `users_filter` (on `users`) and
+    /// revokes the sessions matching `sessions_filter` (on `sessions`), both bound to `key`.
+    /// Returns how many users moved.
+    async fn end_credentials(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        users_filter: &str,
+        sessions_filter: &str,
+        key: i64,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let moved = self
+            .execute(
+                &mut **tx,
+                &format!(
+                    "UPDATE users SET credential_generation = credential_generation + 1 \
+                     WHERE {users_filter}"
+                ),
+                Args::default().int(key),
+                "user",
+                String::new,
+            )
+            .await?;
+        self.execute(
+            &mut **tx,
+            &format!(
+                "UPDATE sessions SET revoked_at = ? WHERE {sessions_filter} AND revoked_at IS NULL"
+            ),
+            Args::default().int(rows::millis(now)).int(key),
+            "session",
+            String::new,
+        )
+        .await?;
+        Ok(moved)
     }
 
     /// `Ok(())` when a conditional change found nothing to change for an existing user,
@@ -190,6 +253,28 @@ impl AuthStore for SqlStore {
     }
 
     async fn record_login_success(&self, user: UserId) -> Result<()> {
+        if let Some(row) = self
+            .fetch_optional(
+                &self.pool,
+                "SELECT email FROM users WHERE id = ?",
+                Args::default().int(user.0),
+            )
+            .await?
+        {
+            let email: EmailAddress = rows::text(&row, "email")?
+                .parse()
+                .map_err(|e| Error::backend("panel-store", format!("stored e-mail: {e}")))?;
+            for key in [AttemptKey::Account(email), AttemptKey::SecondFactor(user)] {
+                self.execute(
+                    &self.pool,
+                    "DELETE FROM attempt_budgets WHERE key_hash = ?",
+                    Args::default().text(key.digest().to_hex()),
+                    "attempt budget",
+                    String::new,
+                )
+                .await?;
+            }
+        }
         let changed = self
             .execute(
                 &self.pool,
@@ -205,6 +290,143 @@ impl AuthStore for SqlStore {
             self.require_user(user).await?;
         }
         Ok(())
+    }
+
+    async fn update_attempts(
+        &self,
+        key: &AttemptKey,
+        now: DateTime<Utc>,
+        change: &(dyn Fn(Option<AttemptRecord>) -> Option<AttemptRecord> + Send + Sync),
+    ) -> Result<Option<AttemptRecord>> {
+        let digest = key.digest().to_hex();
+        for _ in 0..ATTEMPT_ROUNDS {
+            let row = self
+                .fetch_optional(
+                    &self.pool,
+                    "SELECT spent, blocked_until, updated_at, expires_at, version \
+                     FROM attempt_budgets WHERE key_hash = ?",
+                    Args::default().text(digest.clone()),
+                )
+                .await?;
+            let current = row.as_ref().map(attempt_record).transpose()?;
+            let next = change(current.map(|(r, _)| r));
+            if next == current.map(|(r, _)| r) {
+                return Ok(next);
+            }
+            let done = match (current, &next) {
+                (None, None) => true,
+                (None, Some(record)) => {
+                    // A new key: also drop the expired ones, so a flood of new keys (e-mails,
+                    // addresses) leaves no more rows behind than its budgets still need.
+                    self.execute(
+                        &self.pool,
+                        "DELETE FROM attempt_budgets WHERE expires_at < ?",
+                        Args::default().int(rows::millis(now)),
+                        "attempt budget",
+                        String::new,
+                    )
+                    .await?;
+                    match self
+                        .execute(
+                            &self.pool,
+                            "INSERT INTO attempt_budgets (key_hash, spent, blocked_until, \
+                             updated_at, expires_at, version) VALUES (?, ?, ?, ?, ?, 0)",
+                            attempt_args(Args::default().text(digest.clone()), record),
+                            "attempt budget",
+                            String::new,
+                        )
+                        .await
+                    {
+                        Ok(_) => true,
+                        Err(Error::AlreadyExists { .. }) => false,
+                        Err(e) => return Err(e),
+                    }
+                }
+                (Some((_, version)), Some(record)) => {
+                    let args = attempt_args(Args::default(), record)
+                        .text(digest.clone())
+                        .int(version);
+                    self.execute(
+                        &self.pool,
+                        "UPDATE attempt_budgets SET spent = ?, blocked_until = ?, \
+                         updated_at = ?, expires_at = ?, version = version + 1 \
+                         WHERE key_hash = ? AND version = ?",
+                        args,
+                        "attempt budget",
+                        String::new,
+                    )
+                    .await?
+                        == 1
+                }
+                (Some((_, version)), None) => {
+                    self.execute(
+                        &self.pool,
+                        "DELETE FROM attempt_budgets WHERE key_hash = ? AND version = ?",
+                        Args::default().text(digest.clone()).int(version),
+                        "attempt budget",
+                        String::new,
+                    )
+                    .await?
+                        == 1
+                }
+            };
+            if done {
+                return Ok(next);
+            }
+        }
+        Err(Error::RateLimited {
+            retry_after_secs: 1,
+        })
+    }
+
+    async fn remember_source(
+        &self,
+        user: UserId,
+        source: IpAddr,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = match self.dialect {
+            Dialect::Sqlite | Dialect::Postgres => {
+                "INSERT INTO known_sources (user_id, source, last_success) VALUES (?, ?, ?) \
+                 ON CONFLICT (user_id, source) DO UPDATE SET last_success = excluded.last_success"
+            }
+            Dialect::MySql => {
+                "INSERT INTO known_sources (user_id, source, last_success) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE last_success = VALUES(last_success)"
+            }
+        };
+        self.execute(
+            &self.pool,
+            sql,
+            Args::default()
+                .int(user.0)
+                .text(source.to_canonical().to_string())
+                .int(rows::millis(now)),
+            "known source",
+            String::new,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn is_known_source(
+        &self,
+        user: UserId,
+        source: IpAddr,
+        since: DateTime<Utc>,
+    ) -> Result<bool> {
+        let row = self
+            .fetch_optional(
+                &self.pool,
+                "SELECT user_id FROM known_sources \
+                 WHERE user_id = ? AND source = ? AND last_success >= ?",
+                Args::default()
+                    .int(user.0)
+                    .text(source.to_canonical().to_string())
+                    .int(rows::millis(since)),
+            )
+            .await?;
+        Ok(row.is_some())
     }
 
     async fn set_totp(
@@ -437,15 +659,10 @@ impl AuthStore for SqlStore {
         let at = rows::millis(now);
         if rows::int(&row, "used")? != 0 {
             // Someone holds a copy of a spent token; which of the two holders is the thief is
-            // unknowable, so the session ends for both. Other sessions are left alone.
-            self.execute(
-                &mut *tx,
-                "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                Args::default().int(at).int(session.id.0),
-                "session",
-                String::new,
-            )
-            .await?;
+            // unknowable, and the thief may have logged in elsewhere with what it stole, so
+            // every session and access token of the user ends, in this transaction.
+            self.end_credentials(&mut tx, "id = ?", "user_id = ?", session.user_id.0, now)
+                .await?;
             Self::commit(tx).await?;
             tracing::warn!(
                 session = session.id.0,
@@ -545,6 +762,105 @@ impl AuthStore for SqlStore {
         )
         .await?;
         Ok(())
+    }
+
+    async fn user_standing(&self, user: UserId) -> Result<Option<Standing>> {
+        let sql = format!(
+            "SELECT {} FROM users u JOIN tenants t ON t.id = u.tenant_id \
+             LEFT JOIN tenant_security s ON s.tenant_id = u.tenant_id \
+             LEFT JOIN user_credentials c ON c.user_id = u.id WHERE u.id = ?",
+            rows::STANDING_COLUMNS
+        );
+        self.fetch_optional(&self.pool, &sql, Args::default().int(user.0))
+            .await?
+            .map(|row| rows::standing(&row))
+            .transpose()
+    }
+
+    async fn session_standing(&self, session: SessionId) -> Result<Option<SessionStanding>> {
+        let sql = format!(
+            "SELECT ss.id, ss.tenant_id, ss.user_id, ss.source_ip, ss.created_at, \
+             ss.expires_at, ss.revoked_at, {} FROM sessions ss \
+             JOIN users u ON u.id = ss.user_id JOIN tenants t ON t.id = u.tenant_id \
+             LEFT JOIN tenant_security s ON s.tenant_id = u.tenant_id \
+             LEFT JOIN user_credentials c ON c.user_id = u.id WHERE ss.id = ?",
+            rows::STANDING_COLUMNS
+        );
+        self.fetch_optional(&self.pool, &sql, Args::default().int(session.0))
+            .await?
+            .map(|row| {
+                Ok(SessionStanding {
+                    session: rows::session(&row)?,
+                    user: rows::standing(&row)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn change_password(
+        &self,
+        user: UserId,
+        hash: &PasswordHash,
+        now: DateTime<Utc>,
+        keep_api_tokens: bool,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        self.ensure_credentials(&mut tx, user).await?;
+        self.execute(
+            &mut *tx,
+            "UPDATE user_credentials SET password_hash = ? WHERE user_id = ?",
+            Args::default().text(hash.as_str()).int(user.0),
+            "user credentials",
+            String::new,
+        )
+        .await?;
+        self.end_credentials(&mut tx, "id = ?", "user_id = ?", user.0, now)
+            .await?;
+        if !keep_api_tokens {
+            self.execute(
+                &mut *tx,
+                "UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                Args::default().int(rows::millis(now)).int(user.0),
+                "api token",
+                String::new,
+            )
+            .await?;
+        }
+        Self::commit(tx).await
+    }
+
+    async fn end_user_credentials(&self, user: UserId, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if self
+            .end_credentials(&mut tx, "id = ?", "user_id = ?", user.0, now)
+            .await?
+            == 0
+        {
+            return Err(Error::not_found("user"));
+        }
+        Self::commit(tx).await
+    }
+
+    async fn end_tenant_credentials(
+        &self,
+        _op: &Operator,
+        tenant: TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let exists = self
+            .fetch_optional(
+                &mut *tx,
+                "SELECT id FROM tenants WHERE id = ?",
+                Args::default().int(tenant.0),
+            )
+            .await?;
+        if exists.is_none() {
+            return Err(Error::not_found("tenant"));
+        }
+        self.end_credentials(&mut tx, "tenant_id = ?", "tenant_id = ?", tenant.0, now)
+            .await?;
+        Self::commit(tx).await
     }
 
     async fn create_api_token(&self, caller: &Caller, new: NewApiToken) -> Result<ApiToken> {

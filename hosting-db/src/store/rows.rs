@@ -9,7 +9,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use hosting_core::Error;
 use hosting_core::auth::TotpSecret;
-use hosting_core::auth_store::{ApiToken, LoginRecord, Session, TotpState};
+use hosting_core::auth_store::{ApiToken, LoginRecord, Session, Standing, TotpState};
 use hosting_core::jobs::Job;
 use hosting_core::model::{
     AlertRule, AlertRuleId, AlertRuleSpec, ApiTokenId, AuditEntry, AuditId, DatabaseSettings,
@@ -35,12 +35,12 @@ pub(crate) fn int(row: &AnyRow, column: &str) -> Result<i64, Error> {
         .map_err(|e| corrupt(column, e))
 }
 
-fn opt_int(row: &AnyRow, column: &str) -> Result<Option<i64>, Error> {
+pub(crate) fn opt_int(row: &AnyRow, column: &str) -> Result<Option<i64>, Error> {
     row.try_get::<Option<i64>, _>(column)
         .map_err(|e| corrupt(column, e))
 }
 
-fn text(row: &AnyRow, column: &str) -> Result<String, Error> {
+pub(crate) fn text(row: &AnyRow, column: &str) -> Result<String, Error> {
     row.try_get::<String, _>(column)
         .map_err(|e| corrupt(column, e))
 }
@@ -297,7 +297,7 @@ pub(crate) fn alert_rule(row: &AnyRow) -> Result<AlertRule, Error> {
 
 /// The columns [`audit_entry`] reads.
 pub(crate) const AUDIT_COLUMNS: &str =
-    "id, tenant_id, actor_id, action, target, outcome, source_ip, detail, at";
+    "id, tenant_id, actor_id, action, target, outcome, source_ip, detail, at, credential";
 
 pub(crate) fn audit_entry(row: &AnyRow) -> Result<AuditEntry, Error> {
     Ok(AuditEntry {
@@ -310,6 +310,7 @@ pub(crate) fn audit_entry(row: &AnyRow) -> Result<AuditEntry, Error> {
         source_ip: opt_parsed(row, "source_ip")?,
         detail: text(row, "detail")?,
         at: time(row, "at")?,
+        credential: opt_text(row, "credential")?,
     })
 }
 
@@ -340,6 +341,25 @@ pub(crate) fn login_record(row: &AnyRow) -> Result<LoginRecord, Error> {
         totp,
         failed_logins: opt_u32(row, "failed_logins")?.unwrap_or(0),
         locked_until: opt_time(row, "locked_until")?,
+    })
+}
+
+/// The columns [`standing`] reads, from `users u JOIN tenants t LEFT JOIN tenant_security s
+/// LEFT JOIN user_credentials c`.
+pub(crate) const STANDING_COLUMNS: &str = "u.id AS standing_user, u.tenant_id AS standing_tenant, \
+     u.role AS standing_role, u.status AS standing_status, t.status AS tenant_status, \
+     u.credential_generation, s.requires_2fa, c.totp_confirmed";
+
+pub(crate) fn standing(row: &AnyRow) -> Result<Standing, Error> {
+    Ok(Standing {
+        user: UserId(int(row, "standing_user")?),
+        tenant: TenantId(int(row, "standing_tenant")?),
+        role: parsed(row, "standing_role")?,
+        status: parsed(row, "standing_status")?,
+        tenant_status: parsed(row, "tenant_status")?,
+        generation: int(row, "credential_generation")?,
+        requires_2fa: opt_int(row, "requires_2fa")?.unwrap_or(0) != 0,
+        second_factor: opt_int(row, "totp_confirmed")?.unwrap_or(0) != 0,
     })
 }
 

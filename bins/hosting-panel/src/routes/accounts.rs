@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use hosting_core::model::{ApiTokenId, TenantId, UserId};
+use hosting_core::panel::PasswordChange;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -296,7 +297,9 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Set a user's password (the caller's own or one it manages); the user's sessions end.
+/// Set a user's password (the caller's own, with `current_password`, or one it manages). The
+/// user's sessions and access tokens end at once, and its API tokens too unless
+/// `keep_api_tokens` is true.
 #[utoipa::path(
     put, path = "/users/{id}/password", tag = "users", request_body = PasswordBody,
     params(("id" = i64, Path, description = "The user")),
@@ -310,7 +313,12 @@ async fn set_password(
     JsonBody(body): JsonBody<PasswordBody>,
 ) -> ApiResult<StatusCode> {
     let panel = state.panel().clone();
-    detached(async move { panel.set_password(&actor, id, body.password).await }).await?;
+    let change = PasswordChange {
+        password: body.password,
+        current_password: body.current_password,
+        keep_api_tokens: body.keep_api_tokens,
+    };
+    detached(async move { panel.set_password(&actor, id, change).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -332,6 +340,8 @@ async fn list_tokens(
 }
 
 /// Create an API token acting as the caller, with some permissions; its secret is shown once.
+/// Only from a login session (an API token cannot mint one) and with the caller's current
+/// password (`403 reauthentication_failed` when wrong).
 #[utoipa::path(
     post, path = "/tokens", tag = "tokens", request_body = NewApiTokenBody,
     responses((status = 201, description = "Created", body = ApiTokenCreatedView), Errors)
@@ -346,7 +356,14 @@ async fn create_token(
     let role = body.role.unwrap_or(actor.caller().role);
     let created = detached(async move {
         panel
-            .create_api_token(&actor, body.name, role, body.permissions, body.expires_at)
+            .create_api_token(
+                &actor,
+                body.name,
+                role,
+                body.permissions,
+                body.expires_at,
+                &body.current_password,
+            )
             .await
     })
     .await?;

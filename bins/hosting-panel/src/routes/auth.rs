@@ -10,7 +10,8 @@ use utoipa_axum::routes;
 use super::{Errors, detached};
 use crate::app::AppState;
 use crate::dto::{
-    CodeBody, GrantKind, LoginBody, MeView, RefreshBody, TokensView, TotpEnrolmentView,
+    CodeBody, DisableTotpBody, GrantKind, LoginBody, MeView, ReauthBody, RefreshBody, TokensView,
+    TotpEnrolmentView,
 };
 use crate::error::ApiResult;
 use crate::extract::{Authed, ClientIp, JsonBody, NoQuery};
@@ -88,19 +89,23 @@ async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Start enrolling a second factor (TOTP): a secret and recovery codes, shown once; it is
-/// active after `POST /auth/2fa/confirm`.
+/// Start enrolling a second factor (TOTP), with the current password: a secret and recovery
+/// codes, shown once; it is active after `POST /auth/2fa/confirm`. A wrong password is a `403`
+/// with code `reauthentication_failed` and counts as a failed login.
 #[utoipa::path(
     post, path = "/auth/2fa/enrol", tag = "auth",
+    request_body = ReauthBody,
     responses((status = 200, description = "Secret and recovery codes", body = TotpEnrolmentView), Errors)
 )]
 async fn enrol_totp(
     State(state): State<AppState>,
     Authed(actor): Authed,
     _: NoQuery,
+    JsonBody(body): JsonBody<ReauthBody>,
 ) -> ApiResult<Json<TotpEnrolmentView>> {
     let panel = state.panel().clone();
-    let enrolment = detached(async move { panel.enrol_totp(&actor).await }).await?;
+    let enrolment =
+        detached(async move { panel.enrol_totp(&actor, &body.current_password).await }).await?;
     Ok(Json(enrolment.into()))
 }
 
@@ -121,20 +126,25 @@ async fn confirm_totp(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Remove the caller's second factor, proven with a current code.
+/// Remove the caller's second factor, proven with a current code and the current password.
 #[utoipa::path(
     post, path = "/auth/2fa/disable", tag = "auth",
-    request_body = CodeBody,
+    request_body = DisableTotpBody,
     responses((status = 204, description = "The second factor is removed"), Errors)
 )]
 async fn disable_totp(
     State(state): State<AppState>,
     Authed(actor): Authed,
     _: NoQuery,
-    JsonBody(body): JsonBody<CodeBody>,
+    JsonBody(body): JsonBody<DisableTotpBody>,
 ) -> ApiResult<StatusCode> {
     let panel = state.panel().clone();
-    detached(async move { panel.disable_totp(&actor, &body.code).await }).await?;
+    detached(async move {
+        panel
+            .disable_totp(&actor, &body.code, &body.current_password)
+            .await
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
