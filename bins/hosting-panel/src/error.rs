@@ -342,7 +342,11 @@ mod tests {
             (Error::Unauthenticated("x".into()), 401, "unauthenticated"),
             (Error::TokenExpired, 401, "token_expired"),
             (Error::SecondFactorRequired, 401, "second_factor_required"),
-            (Error::ReauthenticationFailed, 403, "reauthentication_failed"),
+            (
+                Error::ReauthenticationFailed,
+                403,
+                "reauthentication_failed",
+            ),
             (
                 Error::RateLimited {
                     retry_after_secs: 7,
