@@ -51,6 +51,8 @@ async fn forwarded_addresses_are_believed_from_trusted_proxies_only() {
             .any(|e| e["action"] == "auth.login" && e["source_ip"] == "203.0.113.5"),
         "{audit:?}"
     );
+    // Only X-Forwarded-For, the header the proxy appends to, is read: a `Forwarded` header the
+    // client wrote itself moves nothing.
     login_from(
         &behind_proxy,
         ("forwarded", "for=\"[2001:db8::9]:1234\";proto=https"),
@@ -58,9 +60,7 @@ async fn forwarded_addresses_are_believed_from_trusted_proxies_only() {
     .await;
     let audit = behind_proxy.list_all("/api/v1/audit", &token).await;
     assert!(
-        audit
-            .iter()
-            .any(|e| e["action"] == "auth.login" && e["source_ip"] == "2001:db8::9"),
+        !audit.iter().any(|e| e["source_ip"] == "2001:db8::9"),
         "{audit:?}"
     );
 }
