@@ -14,6 +14,8 @@ pub mod accounts;
 pub mod auth;
 #[cfg(feature = "auth")]
 pub mod auth_store;
+#[cfg(feature = "system")]
+pub mod beneath;
 pub mod clock;
 pub mod database;
 pub mod directives;
