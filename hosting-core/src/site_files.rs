@@ -40,14 +40,14 @@ pub use local::LocalSiteFiles;
 
 #[cfg(feature = "system")]
 mod local {
-    use std::fs::{DirBuilder, File, Permissions};
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    use std::path::{Path, PathBuf};
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
     use std::sync::Arc;
 
     use async_trait::async_trait;
 
     use super::SiteFiles;
+    use crate::beneath::{Access, SiteDir};
     use crate::error::{Error, InvalidValue, Result};
     use crate::layout::HostLayout;
     use crate::model::Website;
@@ -78,27 +78,11 @@ mod local {
         gid: u32,
     }
 
-    /// A directory's owner, group and mode.
-    #[derive(Debug, Clone, Copy)]
-    struct Access {
-        uid: u32,
-        gid: u32,
-        mode: u32,
-    }
-
     fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
         Error::backend(
             "site-files",
             format!("cannot {what} {}: {e}", path.display()),
         )
-    }
-
-    fn not_a_directory(site: &Website, path: &Path) -> Error {
-        Error::Conflict(format!(
-            "site {}: {} exists and is not a directory",
-            site.id,
-            path.display()
-        ))
     }
 
     /// `getent` key of a group: a name `groupadd` accepts, which also cannot pass as an option.
@@ -119,40 +103,25 @@ mod local {
         }
     }
 
-    /// Sets the owner, group and mode by path. Only for a directory no other account can reach
-    /// yet (inside the staging directory, or the staging directory itself in the sites root).
-    fn set_access(dir: &Path, access: Access) -> Result<()> {
-        std::os::unix::fs::chown(dir, Some(access.uid), Some(access.gid))
-            .map_err(|e| io_error("chown", dir, e))?;
-        std::fs::set_permissions(dir, Permissions::from_mode(access.mode))
-            .map_err(|e| io_error("chmod", dir, e))
-    }
-
-    /// Gives an existing home `want`, through a descriptor of the directory `symlink_metadata`
-    /// saw: a symlink or anything else swapped in meanwhile is refused, never followed. The
-    /// home's parent is the sites root, which no site's account can write, so opening it
-    /// cannot block on a planted FIFO.
-    fn correct_home(site: &Website, home: &Path, want: Access) -> Result<()> {
-        let seen = std::fs::symlink_metadata(home).map_err(|e| io_error("check", home, e))?;
-        if !seen.is_dir() {
-            return Err(not_a_directory(site, home));
+    /// Creates what is missing of the document root (`0755`, each part), `tmp` and `sessions`
+    /// (`0700`) in `home`, owned by `owner`, through descriptors: a symlink on the way is
+    /// refused, never followed, and what exists is left as it is (a document root named `tmp`
+    /// keeps its first mode).
+    fn fill(home: &SiteDir, document_root: Option<&Path>, owner: Owner) -> Result<()> {
+        let access = |mode| Access {
+            uid: owner.uid,
+            gid: owner.gid,
+            mode,
+        };
+        let mut dir: Option<SiteDir> = None;
+        for part in document_root.into_iter().flat_map(Path::components) {
+            let parent = dir.as_ref().unwrap_or(home);
+            dir = Some(parent.ensure_dir(Path::new(&part), access(0o755))?.0);
         }
-        if (seen.uid(), seen.gid(), seen.mode() & 0o7777) == (want.uid, want.gid, want.mode) {
-            return Ok(());
+        for name in ["tmp", "sessions"] {
+            home.ensure_dir(Path::new(name), access(0o700))?;
         }
-        let dir = File::open(home).map_err(|e| io_error("open", home, e))?;
-        let opened = dir.metadata().map_err(|e| io_error("check", home, e))?;
-        if !opened.is_dir() || (opened.dev(), opened.ino()) != (seen.dev(), seen.ino()) {
-            return Err(Error::Conflict(format!(
-                "site {}: {} changed while its access was corrected",
-                site.id,
-                home.display()
-            )));
-        }
-        std::os::unix::fs::fchown(&dir, Some(want.uid), Some(want.gid))
-            .map_err(|e| io_error("chown", home, e))?;
-        dir.set_permissions(Permissions::from_mode(want.mode))
-            .map_err(|e| io_error("chmod", home, e))
+        Ok(())
     }
 
     impl LocalSiteFiles {
@@ -219,13 +188,13 @@ mod local {
         }
 
         /// Builds a new home completely in a staging directory in the sites root, where no
-        /// site's account can reach, then renames it into place: nothing is ever chowned at a
-        /// path a tenant controls, and a half-made home is never seen.
+        /// site's account can reach, then renames it into place: a half-made home is never
+        /// seen.
         fn build_home(
             &self,
             name: &str,
             home: &Path,
-            inside: &[(PathBuf, u32)],
+            document_root: Option<&Path>,
             owner: Owner,
             home_access: Access,
         ) -> Result<()> {
@@ -236,78 +205,24 @@ mod local {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_error("remove", &staging, e)),
             }
-            DirBuilder::new()
-                .mode(0o700)
-                .create(&staging)
-                .map_err(|e| io_error("create", &staging, e))?;
-            for (relative, mode) in inside {
-                let dir = staging.join(relative);
-                // A document root named `tmp` is listed twice; the first mode wins.
-                if std::fs::symlink_metadata(&dir).is_ok() {
-                    continue;
-                }
-                std::fs::create_dir(&dir).map_err(|e| io_error("create", &dir, e))?;
-                set_access(
-                    &dir,
-                    Access {
-                        uid: owner.uid,
-                        gid: owner.gid,
-                        mode: *mode,
-                    },
-                )?;
+            let root = SiteDir::anchor(&self.layout.sites_root)?;
+            let (built, created) = root.ensure_dir(
+                Path::new(&format!(".{name}.new")),
+                Access {
+                    uid: rustix::process::geteuid().as_raw(),
+                    gid: rustix::process::getegid().as_raw(),
+                    mode: 0o700,
+                },
+            )?;
+            if !created {
+                return Err(Error::Conflict(format!(
+                    "{} appeared while the home was built",
+                    staging.display()
+                )));
             }
-            set_access(&staging, home_access)?;
+            fill(&built, document_root, owner)?;
+            built.set_access(home_access)?;
             std::fs::rename(&staging, home).map_err(|e| io_error("move into place", &staging, e))
-        }
-
-        /// Creates `dir` in an existing home, which its account controls: with that account's
-        /// own rights when the node is root, so a symlink swapped in on the way leads only
-        /// where the account could go itself.
-        async fn create_in_home(&self, dir: &Path, mode: u32, owner: Owner) -> Result<()> {
-            let id = self.runner.run(&Command::new("id").arg("-u")).await?;
-            if !id.success() {
-                return Err(Error::backend(
-                    "site-files",
-                    format!("id -u failed: {}", id.stderr.trim()),
-                ));
-            }
-            if id.stdout.trim() != "0" {
-                // Not root: the node runs as the site's (shared) account itself.
-                DirBuilder::new()
-                    .mode(mode)
-                    .create(dir)
-                    .map_err(|e| io_error("create", dir, e))?;
-                return std::os::unix::fs::lchown(dir, Some(owner.uid), Some(owner.gid))
-                    .map_err(|e| io_error("chown", dir, e));
-            }
-            let out = self
-                .runner
-                .run(
-                    &Command::new("setpriv")
-                        .arg(format!("--reuid={}", owner.uid))
-                        .arg(format!("--regid={}", owner.gid))
-                        .arg("--clear-groups")
-                        .arg("--")
-                        .arg("mkdir")
-                        .arg("-m")
-                        .arg(format!("{mode:o}"))
-                        .arg("--")
-                        .arg(dir),
-                )
-                .await?;
-            if out.success() {
-                Ok(())
-            } else {
-                Err(Error::backend(
-                    "site-files",
-                    format!(
-                        "cannot create {} as uid {}: {}",
-                        dir.display(),
-                        owner.uid,
-                        out.stderr.trim()
-                    ),
-                ))
-            }
         }
     }
 
@@ -330,43 +245,30 @@ mod local {
                     mode: 0o711,
                 },
             };
-            // Relative to the home, parents first.
-            let mut inside: Vec<(PathBuf, u32)> = Vec::new();
-            let mut dir = PathBuf::new();
-            if let Ok(relative) = paths.document_root.strip_prefix(home) {
-                for part in relative.components() {
-                    dir.push(part);
-                    inside.push((dir.clone(), 0o755));
-                }
-            }
-            inside.push((PathBuf::from("tmp"), 0o700));
-            inside.push((PathBuf::from("sessions"), 0o700));
+            let document_root = paths.document_root.strip_prefix(home).ok();
+            // The sites root is root's own: no site's account writes on the way to it.
+            #[allow(clippy::disallowed_methods)] // root-owned path, no tenant writes above it
             std::fs::create_dir_all(&self.layout.sites_root)
                 .map_err(|e| io_error("create", &self.layout.sites_root, e))?;
-            match std::fs::symlink_metadata(home) {
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => return Err(not_a_directory(site, home)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return self.build_home(&paths.name, home, &inside, owner, home_access);
-                }
-                Err(e) => return Err(io_error("check", home, e)),
+            let not_below = || {
+                Error::Conflict(format!(
+                    "{} is not directly under {}",
+                    home.display(),
+                    self.layout.sites_root.display()
+                ))
+            };
+            let name = home
+                .strip_prefix(&self.layout.sites_root)
+                .map_err(|_| not_below())?;
+            let root = SiteDir::anchor(&self.layout.sites_root)?;
+            let Some(home_dir) = root.open(name)? else {
+                return self.build_home(&paths.name, home, document_root, owner, home_access);
+            };
+            // An existing home is corrected only on a node that keeps sites apart.
+            if web_gid.is_some() && home_dir.access()? != home_access {
+                home_dir.set_access(home_access)?;
             }
-            if web_gid.is_some() {
-                correct_home(site, home, home_access)?;
-            }
-            for (relative, mode) in inside {
-                let dir = home.join(relative);
-                // Parents come first, so a symlinked one is refused here before anything is
-                // created below it.
-                match std::fs::symlink_metadata(&dir) {
-                    Ok(meta) if meta.is_dir() => continue,
-                    Ok(_) => return Err(not_a_directory(site, &dir)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_error("check", &dir, e)),
-                }
-                self.create_in_home(&dir, mode, owner).await?;
-            }
-            Ok(())
+            fill(&home_dir, document_root, owner)
         }
 
         async fn remove(&self, site: &Website) -> Result<()> {

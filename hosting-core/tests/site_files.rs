@@ -215,6 +215,31 @@ async fn nothing_is_created_or_changed_through_a_symlink() {
     );
 }
 
+/// `tmp` swapped for a symlink to a root-owned file: root neither chowns nor chmods the file.
+#[tokio::test]
+async fn a_symlinked_tmp_leaves_its_target_alone() {
+    if !needs_root() {
+        return;
+    }
+    let t = TestAccounts::new();
+    let owner = t.create(&unique_name("hcf")).await;
+    let root = TempDir::new("hosting-core-site-files");
+    let (layout, files) = files(root.path());
+    let canary = root.path().join("canary");
+    std::fs::write(&canary, "root's").expect("write");
+    std::fs::set_permissions(&canary, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let site = site(6, &owner.name, "public_html");
+    files.prepare(&site).await.expect("prepare");
+    let tmp = layout.site(&site).tmp_dir;
+    std::fs::remove_dir(&tmp).expect("rmdir");
+    std::os::unix::fs::symlink(&canary, &tmp).expect("symlink");
+
+    let refused = files.prepare(&site).await;
+    assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    assert_eq!(access(&canary), (0, 0, 0o600));
+    assert_eq!(std::fs::read_to_string(&canary).expect("read"), "root's");
+}
+
 #[tokio::test]
 async fn without_a_web_group_homes_stay_0711_and_existing_ones_untouched() {
     if !needs_root() {
