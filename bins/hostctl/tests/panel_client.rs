@@ -416,16 +416,21 @@ async fn login_tenants_users_tokens_and_exit_codes() {
     assert!(run.stderr.contains("2fa enrol"), "{}", run.stderr);
 
     // API tokens: the secret is printed once; used by env or flag, as is.
+    // Minting asks for the current password.
     let created = h
-        .run(&[
-            "--json",
-            "tokens",
-            "create",
-            "--name",
-            "reporting",
-            "--permission",
-            "tenants_read,audit_read",
-        ])
+        .stdin(
+            &[
+                "--json",
+                "tokens",
+                "create",
+                "--name",
+                "reporting",
+                "--permission",
+                "tenants_read,audit_read",
+                "--current-password-stdin",
+            ],
+            &format!("{ADMIN_PASSWORD}\n"),
+        )
         .await
         .expect(0)
         .json();
@@ -569,15 +574,15 @@ async fn a_stopped_panel_is_exit_code_1_and_throttled_logins_are_6() {
     let h = &s.hostctl;
     h.login(&s.url, ADMIN_EMAIL, ADMIN_PASSWORD).await.expect(0);
     h.run(&["tenants", "list"]).await.expect(0);
-    for _ in 0..2 {
-        h.login(&s.url, ADMIN_EMAIL, "wrong-password-1")
-            .await
-            .expect(3);
-    }
-    let run = h
-        .login(&s.url, ADMIN_EMAIL, "wrong-password-1")
-        .await
-        .expect(6);
+    // Wrong passwords spend the budget; once spent, the next guesses wait (exit 6).
+    let mut guesses = 0;
+    let run = loop {
+        guesses += 1;
+        let run = h.login(&s.url, ADMIN_EMAIL, "wrong-password-1").await;
+        if run.code != 3 || guesses == 6 {
+            break run.expect(6);
+        }
+    };
     assert!(run.stderr.contains("retry after"), "{}", run.stderr);
     let url = s.url.clone();
     s.server.shutdown().await;
@@ -639,7 +644,14 @@ async fn login_with_a_second_factor() {
     let s = start("login_attempts_per_minute = 1000", None).await;
     let h = &s.hostctl;
     h.login(&s.url, ADMIN_EMAIL, ADMIN_PASSWORD).await.expect(0);
-    let enrolment = h.run(&["--json", "2fa", "enrol"]).await.expect(0).json();
+    let enrolment = h
+        .stdin(
+            &["--json", "2fa", "enrol", "--current-password-stdin"],
+            &format!("{ADMIN_PASSWORD}\n"),
+        )
+        .await
+        .expect(0)
+        .json();
     let secret = TotpSecret::from_base32(enrolment["secret"].as_str().expect("secret"))
         .expect("base32 secret");
     let now = || {

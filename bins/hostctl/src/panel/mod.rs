@@ -268,6 +268,9 @@ pub enum TokensCommand {
         /// When it stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z); default: never.
         #[arg(long, value_name = "TIME", value_parser = parse_time)]
         expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Read your current password from stdin instead of a prompt (minting asks for it).
+        #[arg(long)]
+        current_password_stdin: bool,
     },
     /// Revoke an API token.
     Revoke {
@@ -401,17 +404,30 @@ pub enum JobsCommand {
 #[derive(Debug, Subcommand)]
 pub enum TwoFactorCommand {
     /// Start enrolling: prints the secret, its otpauth:// URI and recovery codes, once.
-    Enrol,
+    Enrol {
+        /// Read your current password from stdin instead of a prompt.
+        #[arg(long)]
+        current_password_stdin: bool,
+    },
     /// Activate the enrolled second factor with a current code.
     Confirm {
         /// The authenticator's current code.
         code: String,
     },
-    /// Remove your second factor, proven with a current code.
+    /// Remove your second factor, proven with a current code and your password.
     Disable {
         /// The authenticator's current code.
         code: String,
+        /// Read your current password from stdin instead of a prompt.
+        #[arg(long)]
+        current_password_stdin: bool,
     },
+}
+
+/// The caller's current password, which the panel asks for before it mints a token or changes
+/// a second factor (so a stolen session alone cannot).
+fn current_password(from_stdin: bool) -> Result<String, Failure> {
+    prompt::password(from_stdin, "current password: ", false)
 }
 
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -889,8 +905,14 @@ async fn tokens(c: &mut Client, cmd: &TokensCommand, json: bool) -> Result<u8, F
             role,
             permissions,
             expires_at,
+            current_password_stdin,
         } => {
-            let mut body = json!({ "name": name, "permissions": permissions });
+            let current = current_password(*current_password_stdin)?;
+            let mut body = json!({
+                "name": name,
+                "permissions": permissions,
+                "current_password": current,
+            });
             if let Some(obj) = body.as_object_mut() {
                 if let Some(role) = role {
                     obj.insert("role".to_owned(), json!(role));
@@ -1153,8 +1175,16 @@ async fn wait_job(
 
 async fn two_factor(c: &mut Client, cmd: &TwoFactorCommand, json: bool) -> Result<u8, Failure> {
     match cmd {
-        TwoFactorCommand::Enrol => {
-            let enrolment = c.post("/auth/2fa/enrol", None).await?;
+        TwoFactorCommand::Enrol {
+            current_password_stdin,
+        } => {
+            let current = current_password(*current_password_stdin)?;
+            let enrolment = c
+                .post(
+                    "/auth/2fa/enrol",
+                    Some(&json!({ "current_password": current })),
+                )
+                .await?;
             emit(json, &enrolment, |e| {
                 let codes: Vec<String> = e["recovery_codes"]
                     .as_array()
@@ -1175,9 +1205,16 @@ async fn two_factor(c: &mut Client, cmd: &TwoFactorCommand, json: bool) -> Resul
                 .await?;
             say(json, "second factor active: logins now need a code");
         }
-        TwoFactorCommand::Disable { code } => {
-            c.post("/auth/2fa/disable", Some(&json!({ "code": code })))
-                .await?;
+        TwoFactorCommand::Disable {
+            code,
+            current_password_stdin,
+        } => {
+            let current = current_password(*current_password_stdin)?;
+            c.post(
+                "/auth/2fa/disable",
+                Some(&json!({ "code": code, "current_password": current })),
+            )
+            .await?;
             say(json, "second factor removed");
         }
     }
