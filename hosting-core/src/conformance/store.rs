@@ -344,18 +344,20 @@ pub async fn users_crud(store: &dyn PanelStore) {
             .expect("get"),
         w.client_of_a
     );
-    assert_exists(
-        store
-            .create_user(
-                &as_admin,
-                NewUser {
-                    role: Role::Client,
-                    email: w.client_of_b.email.clone(),
-                },
-            )
-            .await,
-        "duplicate e-mail",
-    );
+    // Another tenant's e-mail: refused without saying where it is in use.
+    match store
+        .create_user(
+            &as_admin,
+            NewUser {
+                role: Role::Client,
+                email: w.client_of_b.email.clone(),
+            },
+        )
+        .await
+    {
+        Err(Error::Invalid { field, .. }) => assert_eq!(field, "email"),
+        other => panic!("duplicate e-mail: expected Invalid on email, got {other:?}"),
+    }
 
     // Resellers create only clients; clients create nobody.
     assert_denied(
