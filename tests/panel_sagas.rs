@@ -1060,15 +1060,7 @@ async fn a_site_whose_customer_dropped_its_database_is_still_deleted() {
         .await
         .expect("create");
     let db = created.database.expect("credentials");
-    let options = sqlx::mysql::MySqlConnectOptions::new()
-        .host(&db.host)
-        .port(db.port)
-        .username(db.user.as_str())
-        .password(db.password.expose())
-        .database(db.database.as_str());
-    let mut customer = sqlx::MySqlConnection::connect_with(&options)
-        .await
-        .expect("the customer logs in");
+    let mut customer = customer_session(&db).await.expect("the customer logs in");
     sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE `{}`", db.database)))
         .execute(&mut customer)
         .await
