@@ -247,7 +247,10 @@ mod local {
             };
             let document_root = paths.document_root.strip_prefix(home).ok();
             // The sites root is root's own: no site's account writes on the way to it.
-            #[allow(clippy::disallowed_methods)] // root-owned path, no tenant writes above it
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the sites root and what leads to it are root's own"
+            )]
             std::fs::create_dir_all(&self.layout.sites_root)
                 .map_err(|e| io_error("create", &self.layout.sites_root, e))?;
             let not_below = || {

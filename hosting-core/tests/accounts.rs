@@ -2,6 +2,8 @@
 //! are created locked, without a shell or home, in the node's uid range; removing one kills
 //! what runs as it and deletes what it left in shared temporary directories. Needs root
 //! (`SKIPPED: needs root` otherwise, a failure under `CI=true`).
+// The test builds its fixtures by path, as root, where no tenant writes.
+#![allow(clippy::disallowed_methods)]
 #![cfg(feature = "system")]
 #![allow(clippy::expect_used)] // a failed expectation fails the test
 

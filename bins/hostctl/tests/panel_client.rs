@@ -1,6 +1,8 @@
 //! `hostctl` as the panel's client, end to end: the real panel (hosting-panel's lib) serves on
 //! 127.0.0.1:0 over a fresh SQLite store, and the real `hostctl` binary talks to it with its
 //! own config file. Nothing about HTTP is mocked.
+// The test builds its fixtures by path, as root, where no tenant writes.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt;

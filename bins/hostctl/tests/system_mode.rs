@@ -19,6 +19,8 @@
 //! These tests change machine-wide state, so they run one at a time, in this process (a
 //! mutex) and across processes (a lock file). Gated on `HOSTING_TEST_SYSTEM_SERVICES`, which
 //! `scripts/with-servers.sh` sets when it runs as root with the packages installed.
+// The test builds its fixtures by path, as root, where no tenant writes.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::expect_used)]
 
 mod support;

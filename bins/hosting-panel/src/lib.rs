@@ -21,6 +21,9 @@
 //! one `Panel` use case with it. Inputs are parsed into hosting-core's validated types at the
 //! boundary, so a value that could break out of a config line never reaches a use case.
 
+// Tests build their fixtures by path in directories no tenant can write.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 pub mod app;
 pub mod config;
 pub mod dto;

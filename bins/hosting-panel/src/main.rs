@@ -7,6 +7,9 @@
 //! `hosting-panel node stop` stops the local node's servers, which outlive the panel.
 //! `hosting-panel openapi` prints the API's OpenAPI document.
 
+// Tests build their fixtures by path in directories no tenant can write.
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -79,6 +79,10 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
         &paths.layout.log_dir,
         &paths.layout.cert_dir,
     ] {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the panel's own node directories under its data directory"
+        )]
         std::fs::create_dir_all(dir)
             .map_err(|e| start_error(&format!("cannot create {}", dir.display()), e))?;
     }

@@ -9,6 +9,8 @@
 //! tests change) and A's home are byte-for-byte as before; B's PHP runs as B's own account and
 //! reads neither of A's secrets; B's static files do not serve them through a symlink; the
 //! PHP-FPM status page is not reachable; a suspended site answers 403.
+// The test builds its fixtures by path, as root, where no tenant writes.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::expect_used)]
 
 mod common;

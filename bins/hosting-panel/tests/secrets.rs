@@ -3,6 +3,8 @@
 //! SQLite store (password hashes, second-factor secrets) are readable by the panel's user only;
 //! the panel refuses to start when the file or the key is readable by group or others, with the
 //! `chmod` to run. Needs root (to read as another account) and a test account.
+// The test builds its fixtures by path, as root, where no tenant writes.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::expect_used)]
 
 use std::os::unix::fs::PermissionsExt;

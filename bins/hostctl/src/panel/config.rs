@@ -121,6 +121,10 @@ pub fn save(path: &Path, config: &ConfigFile) -> Result<(), Failure> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the CLI's own config directory, the invoking user's"
+    )]
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -158,6 +162,10 @@ pub fn lock(path: &Path) -> Result<Lock, Failure> {
     name.push(".lock");
     let lock_path = PathBuf::from(name);
     if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the CLI's own config directory, the invoking user's"
+        )]
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
