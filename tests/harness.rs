@@ -335,6 +335,28 @@ impl Drop for TestUids {
     }
 }
 
+/// A helper binary of this package (`tests/bin/`), found beside the running test's own
+/// executable: `cargo test --workspace --all-targets` builds it with the tests.
+///
+/// # Panics
+/// When it was not built, saying how to build it.
+pub fn helper_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let found = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is not built beside {}: run `cargo build -p hosting-tests --bin {name}` \
+             (scripts/test.sh builds it with --all-targets)",
+            exe.display()
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -9,9 +9,10 @@
 //! directory it opened or refuses.
 
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
@@ -168,6 +169,59 @@ impl SiteDir {
         })?;
         rustix::fs::fchmod(&self.fd, Mode::from_raw_mode(access.mode))
             .map_err(|e| failed("chmod", &self.path, e))
+    }
+
+    /// Walks this directory and every directory below it, parents before what they hold, by
+    /// descriptor: `visit` runs on each directory before its entries are listed (so an owner
+    /// or mode it sets holds before anything below is read), and `entry` gets every entry's
+    /// `lstat` (a symlink is never followed). A directory is reached again from this one, one
+    /// component at a time with no symlink followed, so the walk holds one descriptor per
+    /// level; an entry the account swapped or removed meanwhile is skipped.
+    pub fn walk(
+        &self,
+        mut visit: impl FnMut(&SiteDir) -> Result<()>,
+        mut entry: impl FnMut(&rustix::fs::Stat),
+    ) -> Result<()> {
+        let mut pending = vec![PathBuf::new()];
+        while let Some(relative) = pending.pop() {
+            let dir = match self.open(&relative) {
+                Ok(Some(dir)) => dir,
+                Ok(None) | Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            visit(&dir)?;
+            let mut listing =
+                rustix::fs::Dir::read_from(&dir.fd).map_err(|e| failed("list", &dir.path, e))?;
+            while let Some(next) = listing.read() {
+                let next = next.map_err(|e| failed("list", &dir.path, e))?;
+                let name = Path::new(std::ffi::OsStr::from_bytes(next.file_name().to_bytes()));
+                if name == Path::new(".") || name == Path::new("..") {
+                    continue;
+                }
+                let stat = match rustix::fs::statat(&dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(stat) => stat,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(failed("check", &dir.path.join(name), e)),
+                };
+                entry(&stat);
+                if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+                    pending.push(relative.join(name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes this directory and every one below it this process's own (root's), `0700`,
+    /// parents first: once a directory is locked its account can add nothing to it, so what
+    /// is listed after stays all there is (for a removal the account cannot outrun).
+    pub fn lock_tree(&self) -> Result<()> {
+        let mine = Access {
+            uid: rustix::process::geteuid().as_raw(),
+            gid: rustix::process::getegid().as_raw(),
+            mode: 0o700,
+        };
+        self.walk(|dir| dir.set_access(mine), |_| {})
     }
 }
 
@@ -326,6 +380,58 @@ mod tests {
             root.mode() & 0o7777,
             0o750,
             "the symlink's target is untouched"
+        );
+    }
+
+    #[test]
+    fn a_walk_lists_every_entry_and_never_follows_a_symlink() {
+        let t = Temp::new("walk");
+        let outside = t.0.join("outside");
+        std::fs::create_dir_all(outside.join("deep")).expect("mkdir");
+        std::fs::write(outside.join("deep/secret"), b"x").expect("write");
+        std::fs::create_dir_all(t.0.join("home/a/b")).expect("mkdir");
+        std::fs::write(t.0.join("home/a/b/page"), b"x").expect("write");
+        std::os::unix::fs::symlink(&outside, t.0.join("home/a/link")).expect("symlink");
+        let home = SiteDir::anchor(&t.0.join("home")).expect("anchor");
+        let (mut dirs, mut entries) = (Vec::new(), 0);
+        home.walk(
+            |dir| {
+                dirs.push(dir.path().to_path_buf());
+                Ok(())
+            },
+            |_| entries += 1,
+        )
+        .expect("walk");
+        dirs.sort();
+        assert_eq!(
+            dirs,
+            [t.0.join("home"), t.0.join("home/a"), t.0.join("home/a/b")]
+        );
+        assert_eq!(entries, 4, "a, b, page and the link itself");
+    }
+
+    #[test]
+    fn a_locked_tree_is_this_processs_own_and_closed_and_its_links_untouched() {
+        let t = Temp::new("lock");
+        let outside = t.0.join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::create_dir_all(t.0.join("home/a/b")).expect("mkdir");
+        std::os::unix::fs::symlink(&outside, t.0.join("home/a/link")).expect("symlink");
+        SiteDir::anchor(&t.0.join("home"))
+            .expect("anchor")
+            .lock_tree()
+            .expect("lock");
+        for dir in ["home", "home/a", "home/a/b"] {
+            let meta = std::fs::symlink_metadata(t.0.join(dir)).expect("stat");
+            assert_eq!(meta.mode() & 0o7777, 0o700, "{dir}");
+            assert_eq!((meta.uid(), meta.gid()), me(), "{dir}");
+        }
+        let meta = std::fs::symlink_metadata(&outside).expect("stat");
+        assert_eq!(
+            meta.mode() & 0o7777,
+            0o755,
+            "the link's target is untouched"
         );
     }
 }

@@ -40,7 +40,6 @@ pub use local::LocalSiteFiles;
 
 #[cfg(feature = "system")]
 mod local {
-    use std::os::unix::fs::MetadataExt;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -275,57 +274,85 @@ mod local {
         }
 
         async fn remove(&self, site: &Website) -> Result<()> {
+            let sites_root = self.layout.sites_root.clone();
             let home = self.layout.site(site).home;
-            if home.parent() != Some(self.layout.sites_root.as_path()) {
-                return Err(Error::Conflict(format!(
-                    "{} is not directly under {}",
-                    home.display(),
-                    self.layout.sites_root.display()
-                )));
-            }
-            // `remove_dir_all` removes a symlink itself, never what it points to.
-            match std::fs::remove_dir_all(&home) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(io_error("remove", &home, e)),
-            }
-        }
-
-        async fn disk_usage(&self, site: &Website) -> Result<u64> {
-            let home = self.layout.site(site).home;
-            tokio::task::spawn_blocking(move || allocated_bytes(&home))
+            let name = match home.strip_prefix(&sites_root) {
+                Ok(name) if home.parent() == Some(sites_root.as_path()) => name.to_path_buf(),
+                _ => {
+                    return Err(Error::Conflict(format!(
+                        "{} is not directly under {}",
+                        home.display(),
+                        sites_root.display()
+                    )));
+                }
+            };
+            tokio::task::spawn_blocking(move || remove_home(&sites_root, &name))
                 .await
                 .map_err(|e| Error::backend("site-files", e))?
         }
+
+        async fn disk_usage(&self, site: &Website) -> Result<u64> {
+            let sites_root = self.layout.sites_root.clone();
+            let home = self.layout.site(site).home;
+            tokio::task::spawn_blocking(move || {
+                let Ok(name) = home.strip_prefix(&sites_root) else {
+                    return Ok(0);
+                };
+                let Some(home) = SiteDir::anchor(&sites_root)?.open(name)? else {
+                    return Ok(0);
+                };
+                let mut total = 0u64;
+                home.walk(
+                    |_| Ok(()),
+                    |stat| {
+                        let bytes = u64::try_from(stat.st_blocks)
+                            .unwrap_or(0)
+                            .saturating_mul(512);
+                        total = total.saturating_add(bytes);
+                    },
+                )?;
+                Ok(total)
+            })
+            .await
+            .map_err(|e| Error::backend("site-files", e))?
+        }
     }
 
-    /// The disk space allocated under `root` (blocks, as `du` counts them), without following
-    /// symlinks. Entries that vanish while it walks (the site is live) count as nothing.
-    fn allocated_bytes(root: &Path) -> Result<u64> {
-        let mut total = 0u64;
-        let mut pending = vec![root.to_path_buf()];
-        while let Some(path) = pending.pop() {
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error("measure", &path, e)),
-            };
-            total = total.saturating_add(meta.blocks().saturating_mul(512));
-            if meta.is_dir() {
-                let entries = match std::fs::read_dir(&path) {
-                    Ok(entries) => entries,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(io_error("measure", &path, e)),
-                };
-                for entry in entries {
-                    match entry {
-                        Ok(entry) => pending.push(entry.path()),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_error("measure", &path, e)),
-                    }
-                }
-            }
+    /// Deletes the home `name` of the sites root so that its account cannot outrun the
+    /// removal: the home is first renamed to `.NAME.removing` (out of the site's path, where
+    /// nothing serves or reaches it; one an interrupted removal left is finished first), then
+    /// locked (every directory in it root's own `0700`, by descriptor), then deleted with
+    /// `remove_dir_all`, which never follows a symlink.
+    fn remove_home(sites_root: &Path, name: &Path) -> Result<()> {
+        let mut aside = std::ffi::OsString::from(".");
+        aside.push(name.as_os_str());
+        aside.push(".removing");
+        let aside = Path::new(&aside);
+        delete_locked(sites_root, aside)?;
+        let (from, to) = (sites_root.join(name), sites_root.join(aside));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => delete_locked(sites_root, aside),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("move aside", &from, e)),
         }
-        Ok(total)
+    }
+
+    /// Locks and deletes `name` of the sites root, if it is there; a symlink or file there is
+    /// removed itself.
+    fn delete_locked(sites_root: &Path, name: &Path) -> Result<()> {
+        let path = sites_root.join(name);
+        match SiteDir::anchor(sites_root)?.open(name) {
+            Ok(Some(dir)) => dir.lock_tree()?,
+            Ok(None) => return Ok(()),
+            Err(Error::Conflict(_)) => {
+                return std::fs::remove_file(&path).map_err(|e| io_error("remove", &path, e));
+            }
+            Err(e) => return Err(e),
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("remove", &path, e)),
+        }
     }
 }
