@@ -2,9 +2,14 @@
 //! files and stopped on request: by `hostctl node stop` and `hosting-panel node stop`, so a
 //! node's nginx and PHP-FPM, which outlive the program that started them, can be stopped.
 //!
-//! A pid file is trusted only when the process it names was started with a path under the
-//! node's root on its command line, so a pid reused by another program is never signalled.
+//! A pid file is believed only when the process it names is the server ([`inspect`] with an
+//! [`Identity`]): its executable (`/proc/PID/exe`) is the server's binary and its command line
+//! names the server's root or configuration. After a power loss or a `SIGKILL` the pid files
+//! stay on disk and their pids may since belong to anything; a signal to such a process is
+//! harm, so `kill -0` (which only says that *some* process has the pid) never decides.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +17,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::system::{Command, CommandRunner};
-
 /// How a server is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopSignal {
@@ -64,7 +68,192 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// The pid in `pid_file` when it names a live (not zombie) process.
+/// What a server's master process is, so that a pid file is believed only when it names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The server's binary, by path or by a name looked up in `PATH`: `/proc/PID/exe` must be
+    /// this file (also when it was replaced on disk since, which the kernel shows as
+    /// `PATH (deleted)`).
+    pub executable: PathBuf,
+    /// A path the master's command line names, itself or a path below it: the root the server
+    /// runs under or its configuration file. `None` for a distro's service, whose command line
+    /// names nothing of the SDK's; the executable alone decides then.
+    pub names: Option<PathBuf>,
+}
+
+impl Identity {
+    /// The server run from `executable` whose command line names `path` (or a path below it).
+    pub fn new(executable: impl Into<PathBuf>, path: impl Into<PathBuf>) -> Self {
+        Self {
+            executable: executable.into(),
+            names: Some(path.into()),
+        }
+    }
+
+    /// A distro's service run from `executable`.
+    pub fn service(executable: impl Into<PathBuf>) -> Self {
+        Self {
+            executable: executable.into(),
+            names: None,
+        }
+    }
+}
+
+/// What a pid file says about its server ([`inspect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PidFile {
+    /// There is no pid file (or it cannot be read).
+    Absent,
+    /// The pid file holds no pid.
+    Garbage,
+    /// The pid it names is not running (or is a zombie): the server died without removing it.
+    Dead(u32),
+    /// The pid runs, but is not the server: after a crash or a reboot the pid was reused.
+    Other {
+        /// The pid the file names.
+        pid: u32,
+        /// What differs, for the log.
+        reason: String,
+    },
+    /// The server's master.
+    Server(u32),
+}
+
+impl PidFile {
+    /// The server's pid, when the file names it.
+    pub fn server(&self) -> Option<u32> {
+        match self {
+            Self::Server(pid) => Some(*pid),
+            _ => None,
+        }
+    }
+
+    /// Whether the file exists but names no server: left behind by a server that died.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Self::Garbage | Self::Dead(_) | Self::Other { .. })
+    }
+}
+
+/// Whether `pid_file` names the server `identity` describes: the one place that decides
+/// whether a server runs, and so whether it may be signalled. Reads only the pid file and
+/// `/proc`; never signals.
+pub fn inspect(pid_file: &Path, identity: &Identity) -> PidFile {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
+        return PidFile::Absent;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return PidFile::Garbage;
+    };
+    if pid == 0 || !alive(pid) {
+        return PidFile::Dead(pid);
+    }
+    match is_server(pid, identity) {
+        Ok(()) => PidFile::Server(pid),
+        Err(reason) => PidFile::Other { pid, reason },
+    }
+}
+
+/// The pid of the server `identity` describes, when `pid_file` names it ([`inspect`]).
+pub fn server_pid(pid_file: &Path, identity: &Identity) -> Option<u32> {
+    inspect(pid_file, identity).server()
+}
+
+/// [`inspect`], then removes the pid file when it is stale (a dead pid, a reused one,
+/// garbage), so that nothing later takes it for the server. Returns what was found, for the
+/// caller to report; [`PidFile::server`] is the running server's pid.
+pub fn clear_stale(pid_file: &Path, identity: &Identity) -> Result<PidFile> {
+    let found = inspect(pid_file, identity);
+    if found.is_stale() {
+        match std::fs::remove_file(pid_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(Error::backend(
+                    "process",
+                    format!(
+                        "cannot remove the stale pid file {}: {e}",
+                        pid_file.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `executable` as the kernel names a running process's binary: a path as it is, a bare name
+/// looked up in `PATH`, symlinks resolved.
+pub fn resolve_executable(executable: &Path) -> Option<PathBuf> {
+    if executable.components().count() > 1 || executable.is_absolute() {
+        return std::fs::canonicalize(executable).ok();
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(executable))
+        .find(|candidate| candidate.is_file())
+        .and_then(|found| std::fs::canonicalize(found).ok())
+}
+
+/// The binary `pid` runs, without the ` (deleted)` the kernel adds once the file was replaced.
+fn executable_of(pid: u32) -> Option<PathBuf> {
+    let link = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let bytes = link.as_os_str().as_bytes();
+    let bytes = bytes.strip_suffix(b" (deleted)").unwrap_or(bytes);
+    Some(PathBuf::from(OsStr::from_bytes(bytes)))
+}
+
+/// Whether the live process `pid` is the server `identity` describes; why not otherwise.
+fn is_server(pid: u32, identity: &Identity) -> std::result::Result<(), String> {
+    let Some(wanted) = resolve_executable(&identity.executable) else {
+        return Err(format!(
+            "the server's binary {} cannot be found",
+            identity.executable.display()
+        ));
+    };
+    let Some(found) = executable_of(pid) else {
+        return Err(format!("the executable of process {pid} cannot be read"));
+    };
+    if found != wanted {
+        return Err(format!(
+            "process {pid} runs {}, not {}",
+            found.display(),
+            wanted.display()
+        ));
+    }
+    if let Some(path) = &identity.names
+        && !names_path(pid, path)
+    {
+        return Err(format!(
+            "the command line of process {pid} does not name {}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the command line of `pid` names `path` or a path below it, as one word (servers
+/// rewrite their titles: `nginx: master process nginx -c ROOT/... -p ROOT/`,
+/// `php-fpm: master process (CONFIG)`).
+fn names_path(pid: u32, path: &Path) -> bool {
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let wanted = path.as_os_str().as_bytes();
+    let wanted = match wanted {
+        [rest @ .., b'/'] if !rest.is_empty() => rest,
+        all => all,
+    };
+    raw.split(|b| matches!(b, 0 | b' ' | b'(' | b')' | b'='))
+        .any(|word| {
+            word == wanted
+                || word
+                    .strip_prefix(wanted)
+                    .is_some_and(|rest| rest.starts_with(b"/"))
+        })
+}
+
+/// The pid in `pid_file` when it names a live (not zombie) process, whatever that process is:
+/// enough to wait for a process to go, never to decide that a server runs (see [`inspect`]).
 pub fn running(pid_file: &Path) -> Option<u32> {
     let pid: u32 = std::fs::read_to_string(pid_file)
         .ok()?
@@ -86,8 +275,8 @@ pub fn alive(pid: u32) -> bool {
     })
 }
 
-/// The pids whose parent is `parent`.
-fn children_of(parent: u32) -> Vec<u32> {
+/// The pids whose parent is `parent`: a master's workers.
+pub fn children_of(parent: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -102,17 +291,6 @@ fn children_of(parent: u32) -> Vec<u32> {
             })
         })
         .collect()
-}
-
-/// Whether the command line of `pid` mentions a path under `root`: the supervised servers are
-/// all given one, so a reused pid is never taken for them.
-fn started_under(pid: u32, root: &Path) -> bool {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-    root.to_str()
-        .is_some_and(|root| cmdline.contains(&format!("{}/", root.trim_end_matches('/'))))
 }
 
 async fn wait_gone(pids: &[u32], wait: Duration) -> bool {
@@ -144,7 +322,7 @@ pub async fn stop_servers(
         let Some(pid) = running(&server.pid_file) else {
             continue;
         };
-        if !started_under(pid, root) {
+        if !names_path(pid, root) {
             skipped.push(Skipped {
                 pid_file: server.pid_file.clone(),
                 pid,
@@ -216,4 +394,215 @@ pub fn php_fpm_servers(run_dir: &Path) -> Vec<SupervisedServer> {
             stop_signal: StopSignal::Quit,
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::disallowed_methods)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Stdio};
+
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!(
+                "hosting-process-{tag}-{}-{:?}",
+                std::process::id(),
+                std::time::SystemTime::now()
+            ));
+            let dir = PathBuf::from(
+                dir.to_string_lossy()
+                    .replace([' ', ':', '{', '}', ','], "_"),
+            );
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            Self(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A child that is killed and reaped when dropped.
+    struct Running(Child);
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn spawn(program: &Path, args: &[&OsStr]) -> Running {
+        // A binary just copied may still be open for writing in a child another test thread
+        // forks at that moment (ETXTBSY) until that child execs.
+        let mut tries = 0;
+        let child = loop {
+            match std::process::Command::new(program)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(child) => break child,
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("spawn {}: {e}", program.display()),
+            }
+        };
+        // The child must have exec'd, and the kernel set up its arguments (the executable is
+        // switched first), before its /proc entries say what it runs.
+        let pid = child.id();
+        let wanted = resolve_executable(program).expect("resolve");
+        for _ in 0..200 {
+            if executable_of(pid).is_some_and(|e| e == wanted)
+                && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Running(child)
+    }
+
+    fn pid_file(dir: &Dir, pid: impl ToString) -> PathBuf {
+        let file = dir.0.join("server.pid");
+        std::fs::write(&file, format!("{}\n", pid.to_string())).expect("write pid file");
+        file
+    }
+
+    #[test]
+    fn a_process_running_the_binary_with_a_path_under_the_root_is_the_server() {
+        let dir = Dir::new("ours");
+        let root = dir.0.join("root");
+        std::fs::create_dir_all(&root).expect("root");
+        let config = root.join("server.conf");
+        std::fs::write(&config, "").expect("config");
+        let tail = spawn(Path::new("tail"), &[OsStr::new("-f"), config.as_os_str()]);
+        let file = pid_file(&dir, tail.0.id());
+        assert_eq!(
+            inspect(&file, &Identity::new("tail", &root)),
+            PidFile::Server(tail.0.id())
+        );
+        assert_eq!(
+            server_pid(&file, &Identity::new("tail", &config)),
+            Some(tail.0.id())
+        );
+        let tail_path = resolve_executable(Path::new("tail")).expect("tail");
+        assert_eq!(
+            server_pid(&file, &Identity::service(&tail_path)),
+            Some(tail.0.id())
+        );
+        // A root that is only a prefix of the path's directory is not it.
+        let mut sibling = root.clone().into_os_string();
+        sibling.push("2");
+        let prefix = PathBuf::from(
+            root.to_str()
+                .and_then(|r| r.strip_suffix('t'))
+                .expect("the root ends in t"),
+        );
+        for other in [PathBuf::from(sibling), prefix] {
+            assert!(
+                matches!(
+                    inspect(&file, &Identity::new("tail", &other)),
+                    PidFile::Other { .. }
+                ),
+                "{}",
+                other.display()
+            );
+        }
+        // Another binary with the same command line is not the server.
+        assert!(matches!(
+            inspect(&file, &Identity::new("sleep", &root)),
+            PidFile::Other { .. }
+        ));
+    }
+
+    #[test]
+    fn a_reused_pid_is_refused_and_its_process_left_alone() {
+        let dir = Dir::new("reused");
+        let root = dir.0.join("root");
+        // This test process itself, and an unrelated `sleep`.
+        let sleep = spawn(Path::new("sleep"), &[OsStr::new("600")]);
+        for pid in [std::process::id(), sleep.0.id()] {
+            let file = pid_file(&dir, pid);
+            for identity in [
+                Identity::new("nginx", &root),
+                Identity::new("sleep", &root),
+                Identity::new("php-fpm8.2", &root),
+            ] {
+                let found = inspect(&file, &identity);
+                assert!(
+                    matches!(found, PidFile::Other { pid: p, .. } if p == pid),
+                    "{pid} taken for {identity:?}: {found:?}"
+                );
+            }
+            let found = clear_stale(&file, &Identity::new("sleep", &root)).expect("clear");
+            assert!(found.is_stale());
+            assert!(!file.exists(), "a stale pid file is removed");
+        }
+        assert!(alive(sleep.0.id()), "nothing was signalled");
+        assert!(alive(std::process::id()));
+    }
+
+    #[test]
+    fn dead_pids_garbage_and_missing_files_name_no_server() {
+        let dir = Dir::new("dead");
+        let identity = Identity::new("sleep", &dir.0);
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let gone = child.id();
+        child.wait().expect("wait");
+        let file = pid_file(&dir, gone);
+        assert_eq!(inspect(&file, &identity), PidFile::Dead(gone));
+        for garbage in ["", "abc", "-1", "12 13", "99999999999"] {
+            let file = pid_file(&dir, garbage);
+            assert_eq!(inspect(&file, &identity), PidFile::Garbage, "{garbage:?}");
+            assert_eq!(server_pid(&file, &identity), None);
+        }
+        let file = pid_file(&dir, 0);
+        assert_eq!(inspect(&file, &identity), PidFile::Dead(0));
+        let missing = dir.0.join("missing.pid");
+        assert_eq!(inspect(&missing, &identity), PidFile::Absent);
+        assert_eq!(
+            clear_stale(&missing, &identity).expect("clear"),
+            PidFile::Absent
+        );
+    }
+
+    #[test]
+    fn a_server_whose_binary_was_replaced_is_still_the_server() {
+        let dir = Dir::new("replaced");
+        let bin = dir.0.join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        let tail = bin.join("tail");
+        let system_tail = resolve_executable(Path::new("tail")).expect("tail");
+        std::fs::copy(&system_tail, &tail).expect("copy tail");
+        let config = dir.0.join("server.conf");
+        std::fs::write(&config, "").expect("config");
+        let running = spawn(&tail, &[OsStr::new("-f"), config.as_os_str()]);
+        // An upgrade: a new file renamed over the old one.
+        let new = bin.join("tail.new");
+        std::fs::copy(&system_tail, &new).expect("copy tail");
+        std::fs::rename(&new, &tail).expect("replace");
+        let shown = std::fs::read_link(format!("/proc/{}/exe", running.0.id())).expect("exe");
+        assert!(
+            shown.to_string_lossy().ends_with(" (deleted)"),
+            "{}",
+            shown.display()
+        );
+        let file = pid_file(&dir, running.0.id());
+        assert_eq!(
+            server_pid(&file, &Identity::new(&tail, &config)),
+            Some(running.0.id())
+        );
+        assert!(matches!(
+            inspect(&file, &Identity::new(&system_tail, &config)),
+            PidFile::Other { .. }
+        ));
+    }
 }
