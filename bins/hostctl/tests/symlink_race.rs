@@ -13,11 +13,15 @@
 //! never succeeds on a followed link. The swapper's exchanges are counted, so a run in which the
 //! race never happened fails too.
 //!
-//! Before the fix (c1b36a8: `LocalSiteFiles::prepare` made a missing directory with
-//! `create_dir`, then `set_permissions` and `chown` by path), this test won within a few
-//! applies on every run on a 2-core machine: the canary became the tenant's `0700`/`0755` in
-//! 14 of 500 applies, and `b` appeared in the canary directory in 9 (measured by running this
-//! test against that commit's hostctl).
+//! Before the fix, this test won. Against 82f19eb, the tree issue 21 was filed against
+//! (hostctl's own `ensure_site_dirs`: `metadata` check, then `create_dir`, `set_permissions`
+//! and `chown` by path), in one run of 500 applies on a 2-core machine it won 51 times, the
+//! first at apply 3: 45 times root made `b` inside the canary directory, 6 times root gave the
+//! canary directory to the tenant (the canary file was not won: that `metadata` check follows
+//! the symlink and refuses a file; nor were the 100 creations). Against c1b36a8 (directories made as the tenant with `setpriv mkdir`) it did not
+//! win in 500 applies and 100 creations. Both measured by running this test against those
+//! commits' hostctl (with an existing account for the sites there, since 82f19eb did not create
+//! accounts).
 //!
 //! Needs root (accounts) and `HOSTING_TEST_NGINX`, as the other node tests.
 // The test sets its canaries up by path, as root, where no tenant writes.
