@@ -67,6 +67,8 @@ macro_rules! every_engine {
                     node_accounts_are_scoped_to_their_tenant,
                     node_accounts_go_with_their_tenant_and_keep_their_node,
                     hostile_values_never_reach_the_store,
+                    the_saga_journal_keeps_changes_in_flight,
+                    failure_reasons_are_kept_scoped_and_cleared,
                 );
                 suite!($engine, auth_store:
                     login_records_follow_the_user,

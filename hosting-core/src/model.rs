@@ -72,6 +72,10 @@ id_type!(
     /// Identifies a Unix account the panel keeps on a node.
     NodeAccountId
 );
+id_type!(
+    /// Identifies a website change in flight (a row of the saga journal).
+    OperationId
+);
 
 // ---------------------------------------------------------------------------------------------
 // Tenants
@@ -642,6 +646,286 @@ pub fn check_domains(domain: &DomainName, aliases: &[DomainName]) -> Result<(), 
         return Err(InvalidValue::new("aliases", "at most 100 aliases"));
     }
     Ok(())
+}
+
+/// Why a website is [`WebsiteStatus::Failed`]. Kept on the website's row beside its status and
+/// read apart from [`Website`], which every backend builds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebsiteFailure {
+    /// The website.
+    pub website_id: WebsiteId,
+    /// What failed, in words for its owner (never a tool's output).
+    pub reason: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The saga journal: website changes in flight
+
+/// Which website change a journal row records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    /// A creation: undone whole after a crash.
+    Create,
+    /// An update (settings, PHP switch, suspension): the node converges to the stored record.
+    Update,
+    /// A deletion: finished after a crash.
+    Delete,
+}
+named_enum!(OperationKind, "kind", "must be one of create, update, delete", {
+    Create => "create", Update => "update", Delete => "delete",
+});
+
+/// The step a website change is about to run (recorded before it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SagaStep {
+    /// Creating or choosing the site's Unix account.
+    Account,
+    /// Writing the website's record (created, updated or deleted).
+    Record,
+    /// Creating, locking, unlocking or dropping its customer database and login.
+    Database,
+    /// Creating or removing its home.
+    Files,
+    /// Moving the node (pools and vhosts).
+    Deploy,
+    /// Recording the website active.
+    Activate,
+    /// Releasing the account its last site used.
+    Release,
+}
+named_enum!(SagaStep, "step", "must be one of account, record, database, files, deploy, activate, release", {
+    Account => "account", Record => "record", Database => "database", Files => "files",
+    Deploy => "deploy", Activate => "activate", Release => "release",
+});
+
+/// A Unix account a website change uses, and whether the change made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationAccount {
+    /// The account's name on the node.
+    pub name: SystemUser,
+    /// The change created it on the node (or recorded the node's shared account), so undoing
+    /// the change removes it when no other site uses it.
+    pub made: bool,
+}
+
+/// What a website change has made or is about to make: enough to undo or finish it after a
+/// crash. Each thing is written before the step that makes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperationState {
+    /// A creation's primary domain: finds its row when the crash came before its id was noted.
+    #[serde(default)]
+    pub domain: Option<DomainName>,
+    /// The account the site runs as.
+    #[serde(default)]
+    pub account: Option<OperationAccount>,
+    /// The customer database and its login.
+    #[serde(default)]
+    pub database: Option<DatabaseSettings>,
+    /// The record before the change (an update) or the record being deleted (a deletion).
+    #[serde(default, with = "journal_site")]
+    pub site: Option<Box<Website>>,
+}
+
+/// A whole [`Website`] in the journal, operator directives included: the record's own
+/// deserialisation refuses them, since no request may carry them. Mirrors destructure the
+/// records completely, so a new field fails to compile here until the journal keeps it.
+mod journal_site {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Settings {
+        php: PhpSettings,
+        database: Option<DatabaseSettings>,
+        ssl: Ssl,
+        gzip: bool,
+        cache_ttl_secs: Option<u32>,
+        security_headers: bool,
+        allowed_ips: BTreeSet<IpNetwork>,
+        blocked_ips: BTreeSet<IpNetwork>,
+        www_redirect: WwwRedirect,
+        extra_directives: ExtraDirectives,
+        operator_directives: ExtraDirectives,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Stored {
+        id: WebsiteId,
+        tenant_id: TenantId,
+        owner_id: UserId,
+        domain: DomainName,
+        aliases: Vec<DomainName>,
+        node_id: NodeId,
+        web_server: WebServerKind,
+        php_version: Option<PhpVersion>,
+        system_user: SystemUser,
+        document_root: ConfinedPath,
+        status: WebsiteStatus,
+        settings: Settings,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    }
+
+    fn stored(site: &Website) -> Stored {
+        let Website {
+            id,
+            tenant_id,
+            owner_id,
+            domain,
+            aliases,
+            node_id,
+            web_server,
+            php_version,
+            system_user,
+            document_root,
+            status,
+            settings,
+            created_at,
+            updated_at,
+        } = site.clone();
+        let WebsiteSettings {
+            php,
+            database,
+            ssl,
+            gzip,
+            cache_ttl_secs,
+            security_headers,
+            allowed_ips,
+            blocked_ips,
+            www_redirect,
+            extra_directives,
+            operator_directives,
+        } = settings;
+        Stored {
+            id,
+            tenant_id,
+            owner_id,
+            domain,
+            aliases,
+            node_id,
+            web_server,
+            php_version,
+            system_user,
+            document_root,
+            status,
+            settings: Settings {
+                php,
+                database,
+                ssl,
+                gzip,
+                cache_ttl_secs,
+                security_headers,
+                allowed_ips,
+                blocked_ips,
+                www_redirect,
+                extra_directives,
+                operator_directives,
+            },
+            created_at,
+            updated_at,
+        }
+    }
+
+    fn website(stored: Stored) -> Website {
+        let Settings {
+            php,
+            database,
+            ssl,
+            gzip,
+            cache_ttl_secs,
+            security_headers,
+            allowed_ips,
+            blocked_ips,
+            www_redirect,
+            extra_directives,
+            operator_directives,
+        } = stored.settings;
+        Website {
+            id: stored.id,
+            tenant_id: stored.tenant_id,
+            owner_id: stored.owner_id,
+            domain: stored.domain,
+            aliases: stored.aliases,
+            node_id: stored.node_id,
+            web_server: stored.web_server,
+            php_version: stored.php_version,
+            system_user: stored.system_user,
+            document_root: stored.document_root,
+            status: stored.status,
+            settings: WebsiteSettings {
+                php,
+                database,
+                ssl,
+                gzip,
+                cache_ttl_secs,
+                security_headers,
+                allowed_ips,
+                blocked_ips,
+                www_redirect,
+                extra_directives,
+                operator_directives,
+            },
+            created_at: stored.created_at,
+            updated_at: stored.updated_at,
+        }
+    }
+
+    pub fn serialize<S: Serializer>(site: &Option<Box<Website>>, s: S) -> Result<S::Ok, S::Error> {
+        site.as_deref().map(stored).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<Website>>, D::Error> {
+        Ok(Option::<Stored>::deserialize(d)?.map(|s| Box::new(website(s))))
+    }
+}
+
+/// A website change to record in the journal before its first step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOperation {
+    /// The website's tenant.
+    pub tenant_id: TenantId,
+    /// The user who asked for the change (undoing it acts as an admin of the tenant).
+    pub user_id: UserId,
+    /// The website's node.
+    pub node_id: NodeId,
+    /// The website, once it has a record.
+    pub website_id: Option<WebsiteId>,
+    /// Which change.
+    pub kind: OperationKind,
+    /// The first step.
+    pub step: SagaStep,
+    /// What it made so far.
+    pub state: OperationState,
+}
+
+/// A website change in flight, as the journal holds it: written before each step, removed when
+/// the change ends. A row found when the panel starts is a change a crash interrupted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    /// Assigned by the store.
+    pub id: OperationId,
+    /// The website's tenant.
+    pub tenant_id: TenantId,
+    /// The user who asked for the change.
+    pub user_id: UserId,
+    /// The website's node.
+    pub node_id: NodeId,
+    /// The website, once it has a record.
+    pub website_id: Option<WebsiteId>,
+    /// Which change.
+    pub kind: OperationKind,
+    /// The step it was about to run or running.
+    pub step: SagaStep,
+    /// What it had made.
+    pub state: OperationState,
+    /// When it began.
+    pub started_at: DateTime<Utc>,
+    /// When it last moved.
+    pub updated_at: DateTime<Utc>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::model::{
     AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewNodeAccount,
-    NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId, Tenant,
-    TenantChanges, TenantId, User, UserChanges, UserId, Website, WebsiteChanges, WebsiteId,
+    NewOperation, NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId,
+    Operation, OperationId, OperationState, SagaStep, Tenant, TenantChanges, TenantId, User,
+    UserChanges, UserId, Website, WebsiteChanges, WebsiteFailure, WebsiteId,
 };
 use crate::page::{Page, PageRequest};
 use crate::rbac::{Caller, Operator};
@@ -44,6 +45,12 @@ pub struct StoreInfo {
 ///   deleting a tenant forgets its accounts.
 /// - Lists are keyset-paginated in ascending id order (see [`PageRequest`]).
 /// - Each method is atomic: on error nothing was written.
+/// - A website's failure reason is set only with [`PanelStore::fail_website`] and cleared by
+///   every other status change ([`PanelStore::set_website_status`], or `update_website`
+///   writing a status).
+/// - The saga journal (`*_operation`) is the panel's own: operator methods, durable when they
+///   return (a crash right after still finds the row), independent of the website rows (a
+///   deletion's row outlives its website).
 ///
 /// `hosting_core::conformance::store` checks all of this.
 #[async_trait]
@@ -130,13 +137,40 @@ pub trait PanelStore: Debug + Send + Sync {
     /// Deletes a website the caller manages.
     async fn delete_website(&self, caller: &Caller, id: WebsiteId) -> Result<()>;
     /// Sets a website's status on the panel's own authority: the transitions a deployment
-    /// drives (provisioning to active), which are nobody's user action.
+    /// drives (provisioning to active), which are nobody's user action. Clears its failure
+    /// reason.
     async fn set_website_status(
         &self,
         op: &Operator,
         id: WebsiteId,
         status: crate::model::WebsiteStatus,
     ) -> Result<Website>;
+    /// Records a website [`WebsiteStatus::Failed`](crate::model::WebsiteStatus::Failed) with
+    /// `reason`, on the panel's own authority.
+    async fn fail_website(&self, op: &Operator, id: WebsiteId, reason: &str) -> Result<Website>;
+    /// The failure reasons of those of `ids` the caller manages that have one.
+    async fn website_failures(
+        &self,
+        caller: &Caller,
+        ids: &[WebsiteId],
+    ) -> Result<Vec<WebsiteFailure>>;
+
+    /// Records a website change in flight before its first step.
+    async fn begin_operation(&self, op: &Operator, new: NewOperation) -> Result<Operation>;
+    /// Records the next step of a change in flight and what it made so far; `NotFound` when
+    /// the change is not in the journal.
+    async fn advance_operation(
+        &self,
+        op: &Operator,
+        id: OperationId,
+        website: Option<WebsiteId>,
+        step: SagaStep,
+        state: &OperationState,
+    ) -> Result<()>;
+    /// Removes a change that ended (done or undone); `NotFound` when there is none.
+    async fn end_operation(&self, op: &Operator, id: OperationId) -> Result<()>;
+    /// The changes in flight, oldest first.
+    async fn list_operations(&self, op: &Operator, page: PageRequest) -> Result<Page<Operation>>;
 
     /// Creates an alert rule in the caller's tenant (admins only).
     async fn create_alert_rule(&self, caller: &Caller, spec: AlertRuleSpec) -> Result<AlertRule>;

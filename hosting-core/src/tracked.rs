@@ -21,9 +21,9 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::model::{
     AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewNodeAccount,
-    NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId, Tenant,
-    TenantChanges, TenantId, User, UserChanges, UserId, Website, WebsiteChanges, WebsiteId,
-    WebsiteStatus,
+    NewOperation, NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId,
+    Operation, OperationId, OperationState, SagaStep, Tenant, TenantChanges, TenantId, User,
+    UserChanges, UserId, Website, WebsiteChanges, WebsiteFailure, WebsiteId, WebsiteStatus,
 };
 use crate::page::{Page, PageRequest};
 use crate::rbac::{Caller, Operator};
@@ -297,6 +297,45 @@ impl PanelStore for TrackedStore {
     ) -> Result<Website> {
         let _write = self.tracker.begin_write();
         self.inner.set_website_status(op, id, status).await
+    }
+
+    async fn fail_website(&self, op: &Operator, id: WebsiteId, reason: &str) -> Result<Website> {
+        let _write = self.tracker.begin_write();
+        self.inner.fail_website(op, id, reason).await
+    }
+
+    async fn website_failures(
+        &self,
+        caller: &Caller,
+        ids: &[WebsiteId],
+    ) -> Result<Vec<WebsiteFailure>> {
+        self.inner.website_failures(caller, ids).await
+    }
+
+    // The journal's writes are not counted: no answer kept in memory is read from it.
+    async fn begin_operation(&self, op: &Operator, new: NewOperation) -> Result<Operation> {
+        self.inner.begin_operation(op, new).await
+    }
+
+    async fn advance_operation(
+        &self,
+        op: &Operator,
+        id: OperationId,
+        website: Option<WebsiteId>,
+        step: SagaStep,
+        state: &OperationState,
+    ) -> Result<()> {
+        self.inner
+            .advance_operation(op, id, website, step, state)
+            .await
+    }
+
+    async fn end_operation(&self, op: &Operator, id: OperationId) -> Result<()> {
+        self.inner.end_operation(op, id).await
+    }
+
+    async fn list_operations(&self, op: &Operator, page: PageRequest) -> Result<Page<Operation>> {
+        self.inner.list_operations(op, page).await
     }
 
     async fn create_alert_rule(&self, caller: &Caller, spec: AlertRuleSpec) -> Result<AlertRule> {

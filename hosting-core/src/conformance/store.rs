@@ -12,10 +12,11 @@ use crate::database::DatabaseLimits;
 use crate::error::Error;
 use crate::model::{
     AccountOrigin, AlertRuleSpec, AuditOutcome, Comparison, DatabaseSettings, ExtraDirectives,
-    MetricKind, NewAuditEntry, NewNode, NewNodeAccount, NewTenant, NewUser, NewWebsite, Node,
-    NodeAccount, NodeAccountId, NodeId, NodeRole, NotifyChannel, PhpSettings, Quotas, Role,
-    ServerDirective, Ssl, SslProvider, Tenant, TenantChanges, TenantId, TenantStatus, Threshold,
-    User, UserChanges, UserStatus, Website, WebsiteChanges, WebsiteId, WebsiteSettings,
+    MetricKind, NewAuditEntry, NewNode, NewNodeAccount, NewOperation, NewTenant, NewUser,
+    NewWebsite, Node, NodeAccount, NodeAccountId, NodeId, NodeRole, NotifyChannel, Operation,
+    OperationAccount, OperationId, OperationKind, OperationState, PhpSettings, Quotas, Role,
+    SagaStep, ServerDirective, Ssl, SslProvider, Tenant, TenantChanges, TenantId, TenantStatus,
+    Threshold, User, UserChanges, UserStatus, Website, WebsiteChanges, WebsiteId, WebsiteSettings,
     WebsiteStatus, WwwRedirect,
 };
 use crate::page::{PageLimit, PageRequest};
@@ -49,6 +50,8 @@ pub async fn run_all(store: &dyn PanelStore) {
     node_accounts_are_scoped_to_their_tenant(store).await;
     node_accounts_go_with_their_tenant_and_keep_their_node(store).await;
     hostile_values_never_reach_the_store(store).await;
+    the_saga_journal_keeps_changes_in_flight(store).await;
+    failure_reasons_are_kept_scoped_and_cleared(store).await;
 }
 
 fn parse<T: FromStr>(s: &str) -> T
@@ -1709,4 +1712,259 @@ pub async fn hostile_values_never_reach_the_store(store: &dyn PanelStore) {
     assert!(PhpBytes::from_str("128M\nmemory_limit=-1").is_err());
     assert!(crate::types::IniValue::from_str("1\nphp_admin_value[x]=y").is_err());
     assert_eq!(list_all_sites(store, &me).await, before, "nothing changed");
+}
+
+async fn all_operations(store: &dyn PanelStore, node: NodeId) -> Vec<Operation> {
+    let op = Operator::assume();
+    let mut out = Vec::new();
+    let mut request = page(2);
+    loop {
+        let found = store
+            .list_operations(&op, request)
+            .await
+            .expect("list operations");
+        out.extend(found.items);
+        match found.next_after {
+            Some(after) => request.after = Some(after),
+            None => break,
+        }
+    }
+    let ids: Vec<i64> = out.iter().map(|o| o.id.0).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "operations are listed once each, oldest first");
+    out.retain(|o| o.node_id == node);
+    out
+}
+
+/// The saga journal: a change begun is listed with what it made; each step moves it (website,
+/// step and state written together); it outlives the website it names; ending it removes it,
+/// and moving or ending an unknown one is `NotFound`.
+pub async fn the_saga_journal_keeps_changes_in_flight(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let op = Operator::assume();
+    let me = caller(&w.admin);
+    let new = w.site(&w.admin, "journal");
+    let first = store
+        .begin_operation(
+            &op,
+            NewOperation {
+                tenant_id: w.tenant.id,
+                user_id: w.admin.id,
+                node_id: w.node.id,
+                website_id: None,
+                kind: OperationKind::Create,
+                step: SagaStep::Account,
+                state: OperationState {
+                    domain: Some(new.domain.clone()),
+                    ..OperationState::default()
+                },
+            },
+        )
+        .await
+        .expect("begin a creation");
+    assert_eq!(
+        (
+            first.kind,
+            first.step,
+            first.website_id,
+            first.tenant_id,
+            first.user_id
+        ),
+        (
+            OperationKind::Create,
+            SagaStep::Account,
+            None,
+            w.tenant.id,
+            w.admin.id
+        )
+    );
+    assert_eq!(first.state.domain.as_ref(), Some(&new.domain));
+    let site = store
+        .create_website(&me, new.clone())
+        .await
+        .expect("create site");
+    let state = OperationState {
+        domain: Some(new.domain.clone()),
+        account: Some(OperationAccount {
+            name: new.system_user.clone(),
+            made: true,
+        }),
+        database: Some(DatabaseSettings {
+            engine: crate::types::DbEngine::MariaDb,
+            name: parse(&format!("t{}_shop", w.tag.replace('-', "_"))),
+            charset: parse("utf8mb4"),
+            collation: parse("utf8mb4_unicode_ci"),
+        }),
+        site: Some(Box::new(site.clone())),
+    };
+    store
+        .advance_operation(&op, first.id, Some(site.id), SagaStep::Database, &state)
+        .await
+        .expect("advance");
+    let second = store
+        .begin_operation(
+            &op,
+            NewOperation {
+                tenant_id: w.tenant.id,
+                user_id: w.admin.id,
+                node_id: w.node.id,
+                website_id: Some(site.id),
+                kind: OperationKind::Delete,
+                step: SagaStep::Deploy,
+                state: OperationState {
+                    site: Some(Box::new(site.clone())),
+                    ..OperationState::default()
+                },
+            },
+        )
+        .await
+        .expect("begin a deletion");
+    let listed = all_operations(store, w.node.id).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let moved = &listed[0];
+    assert_eq!(moved.id, first.id);
+    assert_eq!(
+        (moved.step, moved.website_id, &moved.state),
+        (SagaStep::Database, Some(site.id), &state),
+        "the step, website and state were written together"
+    );
+    assert!(moved.updated_at >= moved.started_at);
+    assert_eq!(listed[1].kind, OperationKind::Delete);
+    store.delete_website(&me, site.id).await.expect("delete");
+    let after = all_operations(store, w.node.id).await;
+    assert_eq!(after.len(), 2, "the journal outlives the website");
+    assert_eq!(after[1].state.site.as_deref(), Some(&site));
+    store.end_operation(&op, first.id).await.expect("end");
+    store.end_operation(&op, second.id).await.expect("end");
+    assert!(all_operations(store, w.node.id).await.is_empty());
+    assert_not_found(store.end_operation(&op, first.id).await, "ending twice");
+    assert_not_found(
+        store
+            .advance_operation(&op, OperationId(i64::MAX), None, SagaStep::Files, &state)
+            .await,
+        "moving an unknown change",
+    );
+}
+
+/// A failure reason is written with the failed status, read only by callers who manage the
+/// site, kept by a change that leaves the site failed and cleared by any other status.
+pub async fn failure_reasons_are_kept_scoped_and_cleared(store: &dyn PanelStore) {
+    let w = World::create(store).await;
+    let op = Operator::assume();
+    let admin = caller(&w.admin);
+    let owner = caller(&w.client_of_a);
+    let site = store
+        .create_website(&owner, w.site(&w.client_of_a, "failing"))
+        .await
+        .expect("create");
+    let other = store
+        .create_website(&owner, w.site(&w.client_of_a, "fine"))
+        .await
+        .expect("create");
+    let ids = [site.id, other.id, WebsiteId(i64::MAX)];
+    assert!(
+        store
+            .website_failures(&owner, &ids)
+            .await
+            .expect("failures")
+            .is_empty()
+    );
+    let failed = store
+        .fail_website(&op, site.id, "its creation was interrupted")
+        .await
+        .expect("fail");
+    assert_eq!(failed.status, WebsiteStatus::Failed);
+    let expected = vec![crate::model::WebsiteFailure {
+        website_id: site.id,
+        reason: "its creation was interrupted".into(),
+    }];
+    for who in [&owner, &admin, &caller(&w.reseller_a)] {
+        assert_eq!(
+            store.website_failures(who, &ids).await.expect("failures"),
+            expected
+        );
+    }
+    for who in [caller(&w.client_of_b), caller(&w.reseller_b)] {
+        assert!(
+            store
+                .website_failures(&who, &ids)
+                .await
+                .expect("failures")
+                .is_empty(),
+            "a caller who does not manage the site sees no reason"
+        );
+    }
+    let stranger = World::create(store).await;
+    assert!(
+        store
+            .website_failures(&caller(&stranger.admin), &ids)
+            .await
+            .expect("failures")
+            .is_empty(),
+        "another tenant sees no reason"
+    );
+    assert_not_found(
+        store.fail_website(&op, WebsiteId(i64::MAX), "x").await,
+        "an unknown site",
+    );
+    let restored = store
+        .update_website(
+            &admin,
+            site.id,
+            WebsiteChanges {
+                status: Some(WebsiteStatus::Failed),
+                ..WebsiteChanges::default()
+            },
+        )
+        .await
+        .expect("restore a failed record");
+    assert_eq!(restored.status, WebsiteStatus::Failed);
+    assert_eq!(
+        store
+            .website_failures(&owner, &ids)
+            .await
+            .expect("failures"),
+        expected,
+        "a change that leaves it failed keeps the reason"
+    );
+    store
+        .set_website_status(&op, site.id, WebsiteStatus::Active)
+        .await
+        .expect("retried");
+    assert!(
+        store
+            .website_failures(&owner, &ids)
+            .await
+            .expect("failures")
+            .is_empty(),
+        "another status clears the reason"
+    );
+    store
+        .fail_website(&op, site.id, "again")
+        .await
+        .expect("fail");
+    store
+        .update_website(
+            &admin,
+            site.id,
+            WebsiteChanges {
+                status: Some(WebsiteStatus::Suspended),
+                ..WebsiteChanges::default()
+            },
+        )
+        .await
+        .expect("suspend");
+    assert!(
+        store
+            .website_failures(&admin, &ids)
+            .await
+            .expect("failures")
+            .is_empty(),
+        "a status written by an update clears it too"
+    );
+    for id in [site.id, other.id] {
+        store.delete_website(&admin, id).await.expect("delete");
+    }
 }

@@ -13,6 +13,7 @@ mod denials;
 mod hashing;
 mod machine;
 mod quotas;
+mod recovery;
 mod sites;
 
 use std::collections::BTreeMap;
@@ -40,6 +41,7 @@ use crate::web::WebServer;
 pub use accounts::{CreatedUser, PasswordChange};
 pub use auth::{ApiTokenCreated, LoginRequest, Tokens, TotpEnrolment};
 pub use machine::PasswordReset;
+pub use recovery::Recovery;
 pub use sites::{CreatedWebsite, DatabaseCredentials};
 
 /// A customer database server a node offers.

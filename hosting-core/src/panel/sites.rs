@@ -17,6 +17,7 @@
 use serde::Serialize;
 
 use super::quotas::{LoginStep, prefixed};
+use super::recovery::Journal;
 use super::{Actor, NodeBackends, NodeEntry, Panel};
 use crate::accounts::{Isolation, UnixAccount, derived_account_name};
 use crate::auth::{Permission, generate_password};
@@ -24,9 +25,9 @@ use crate::database::{DatabaseLimits, DatabaseOptions};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobOwner, NewJob};
 use crate::model::{
-    AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NodeAccount, NodeId, Role,
-    TenantStatus, Website, WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings,
-    WebsiteStatus,
+    AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NewOperation, NodeAccount,
+    NodeId, OperationAccount, OperationKind, OperationState, Role, SagaStep, TenantStatus, Website,
+    WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
 };
 use crate::node::{pool_sites, transition_pools};
 use crate::page::{Page, PageLimit, PageRequest};
@@ -76,7 +77,7 @@ pub(crate) fn database_user(name: &DbName) -> Result<DbUserName> {
 }
 
 /// `sites` with `site` in place of its previous version (or added).
-fn with_site(sites: &[Website], site: &Website) -> Vec<Website> {
+pub(super) fn with_site(sites: &[Website], site: &Website) -> Vec<Website> {
     let mut out: Vec<Website> = sites.iter().filter(|s| s.id != site.id).cloned().collect();
     out.push(site.clone());
     out.sort_by_key(|s| s.id);
@@ -95,6 +96,10 @@ fn share(sites: &[Website], kind: WebServerKind) -> Vec<Website> {
         .cloned()
         .collect()
 }
+
+/// Why a site set aside is failed (the server's own words go to the log, not to its owner).
+const SET_ASIDE_REASON: &str = "the web server refuses its stored configuration: it is served \
+     without its tenant directives (or not at all) until its next accepted change";
 
 /// Rounds of setting refused sites aside before a move gives up: a site is tried without its
 /// tenant directives, then left out.
@@ -319,12 +324,7 @@ impl Panel {
             let recorded = stored.iter().find(|s| s.id == id).is_some_and(|s| {
                 matches!(s.status, WebsiteStatus::Suspended | WebsiteStatus::Failed)
             });
-            if !recorded
-                && let Err(e) = self
-                    .store
-                    .set_website_status(&op, id, WebsiteStatus::Failed)
-                    .await
-            {
+            if !recorded && let Err(e) = self.store.fail_website(&op, id, SET_ASIDE_REASON).await {
                 tracing::error!(website = id.0, error = %e, "recording a website as failed failed");
             }
         }
@@ -457,8 +457,16 @@ impl Panel {
 
     /// Undoes `done`, newest first. An undo that fails is logged and, for the node, leaves an
     /// apply job behind so the node converges later; the caller reports the original error.
-    async fn undo(&self, caller: &Caller, entry: &NodeEntry, node: NodeId, done: Vec<Done>) {
+    /// False when any undo failed.
+    async fn undo(
+        &self,
+        caller: &Caller,
+        entry: &NodeEntry,
+        node: NodeId,
+        done: Vec<Done>,
+    ) -> bool {
         let op = Operator::assume();
+        let mut complete = true;
         for step in done.into_iter().rev() {
             let outcome = match &step {
                 Done::Account(account) => self.remove_account(&entry.backends, account).await,
@@ -474,6 +482,7 @@ impl Panel {
                 },
             };
             if let Err(e) = outcome {
+                complete = false;
                 tracing::error!(node = node.0, error = %e, "undoing a step failed");
                 if matches!(step, Done::Node(_))
                     && let Err(e) = self.enqueue_apply(&op, node).await
@@ -482,6 +491,7 @@ impl Panel {
                 }
             }
         }
+        complete
     }
 
     pub(super) async fn enqueue_apply(&self, op: &Operator, node: NodeId) -> Result<Job> {
@@ -579,78 +589,152 @@ impl Panel {
         .await?;
         check_directives(&entry.backends, request.web_server, &request.settings)?;
         let _held = entry.apply_lock.lock().await;
+        let mut journal = self
+            .journal_begin(NewOperation {
+                tenant_id: caller.tenant,
+                user_id: caller.user,
+                node_id: node,
+                website_id: None,
+                kind: OperationKind::Create,
+                step: SagaStep::Account,
+                state: OperationState {
+                    domain: Some(request.domain.clone()),
+                    ..OperationState::default()
+                },
+            })
+            .await?;
+        let result = self
+            .create_steps(caller, &entry, &tenant, request, &mut journal)
+            .await;
+        self.journal_end(journal).await;
+        result
+    }
+
+    /// The steps of a creation under the node's apply lock, each recorded in `journal` before
+    /// it runs; a failing step undoes the earlier ones (and keeps the journal's row when an
+    /// undo fails, so the next start tries again).
+    async fn create_steps(
+        &self,
+        caller: &Caller,
+        entry: &NodeEntry,
+        tenant: &crate::model::Tenant,
+        request: WebsiteRequest,
+        journal: &mut Journal,
+    ) -> Result<CreatedWebsite> {
+        let node = request.node_id;
+        let wants_database = request.settings.database.is_some();
         let op = Operator::assume();
         let previous = self.node_sites(&op, node).await?;
         let mut done = Vec::new();
-        let account = self
-            .site_account(caller, &entry.backends, &request, &mut done)
-            .await?;
-        let site = match self
-            .store
-            .create_website(caller, request.with_account(account))
+        let account = match self
+            .site_account(caller, &entry.backends, &request, &mut done, journal)
             .await
         {
+            Ok(account) => account,
+            Err(e) => {
+                self.undo_into(journal, caller, entry, node, done).await;
+                return Err(e);
+            }
+        };
+        let created = async {
+            self.journal_step(journal, SagaStep::Record).await?;
+            self.store
+                .create_website(caller, request.with_account(account))
+                .await
+        };
+        let site = match created.await {
             Ok(site) => site,
             Err(e) => {
-                self.undo(caller, &entry, node, done).await;
+                self.undo_into(journal, caller, entry, node, done).await;
                 return Err(e);
             }
         };
         done.push(Done::Row(site.id));
+        journal.website = Some(site.id);
+        journal.state.site = Some(Box::new(site.clone()));
         // Checked again with the new row in place: of two creations racing past the first
         // check, neither stays over the quota.
         let recheck = async {
             let mut others = self.tenant_sites(tenant.id, *caller).await?;
             others.retain(|s| s.id != site.id);
-            self.check_quotas(&tenant, &others, wants_database).await
+            self.check_quotas(tenant, &others, wants_database).await
         };
         if let Err(e) = recheck.await {
-            self.undo(caller, &entry, node, done).await;
+            self.undo_into(journal, caller, entry, node, done).await;
             return Err(e);
         }
         let limits = tenant.quotas.database_limits;
         let credentials = match &site.settings.database {
-            Some(settings) => match create_database(&entry.backends, settings, &limits).await {
-                Ok(credentials) => {
-                    done.push(Done::Database(settings.clone()));
-                    Some(credentials)
+            Some(settings) => {
+                journal.state.database = Some(settings.clone());
+                let made = async {
+                    self.journal_step(journal, SagaStep::Database).await?;
+                    create_database(&entry.backends, settings, &limits).await
+                };
+                match made.await {
+                    Ok(credentials) => {
+                        done.push(Done::Database(settings.clone()));
+                        Some(credentials)
+                    }
+                    Err(e) => {
+                        self.undo_into(journal, caller, entry, node, done).await;
+                        return Err(step("database")(e));
+                    }
                 }
-                Err(e) => {
-                    self.undo(caller, &entry, node, done).await;
-                    return Err(step("database")(e));
-                }
-            },
+            }
             None => None,
         };
         // Recorded before it runs: a half-done prepare is removed too, and the home derives
         // from the new site's id, so it can hold nothing else.
         done.push(Done::Files(Box::new(site.clone())));
-        if let Err(e) = entry.backends.files.prepare(&site).await {
-            self.undo(caller, &entry, node, done).await;
+        let prepared = async {
+            self.journal_step(journal, SagaStep::Files).await?;
+            entry.backends.files.prepare(&site).await
+        };
+        if let Err(e) = prepared.await {
+            self.undo_into(journal, caller, entry, node, done).await;
             return Err(step("files")(e));
         }
         let desired = with_site(&previous, &site);
         done.push(Done::Node(previous.clone()));
-        if let Err(e) = self
-            .converge_changing(&entry.backends, &previous, &desired, Some(site.id))
-            .await
-        {
-            self.undo(caller, &entry, node, done).await;
+        let deployed = async {
+            self.journal_step(journal, SagaStep::Deploy).await?;
+            self.converge_changing(&entry.backends, &previous, &desired, Some(site.id))
+                .await
+        };
+        if let Err(e) = deployed.await {
+            self.undo_into(journal, caller, entry, node, done).await;
             return Err(step("deploy")(e));
         }
-        match self
-            .store
-            .set_website_status(&op, site.id, WebsiteStatus::Active)
-            .await
-        {
+        let activated = async {
+            self.journal_step(journal, SagaStep::Activate).await?;
+            self.store
+                .set_website_status(&op, site.id, WebsiteStatus::Active)
+                .await
+        };
+        match activated.await {
             Ok(website) => Ok(CreatedWebsite {
                 website,
                 database: credentials,
             }),
             Err(e) => {
-                self.undo(caller, &entry, node, done).await;
+                self.undo_into(journal, caller, entry, node, done).await;
                 Err(step("record")(e))
             }
+        }
+    }
+
+    /// [`Self::undo`] for a journaled change: an undo that fails keeps the journal's row.
+    async fn undo_into(
+        &self,
+        journal: &mut Journal,
+        caller: &Caller,
+        entry: &NodeEntry,
+        node: NodeId,
+        done: Vec<Done>,
+    ) {
+        if !self.undo(caller, entry, node, done).await {
+            journal.keep = true;
         }
     }
 
@@ -666,6 +750,7 @@ impl Panel {
         backends: &NodeBackends,
         request: &WebsiteRequest,
         done: &mut Vec<Done>,
+        journal: &mut Journal,
     ) -> Result<SystemUser> {
         let op = Operator::assume();
         let node = request.node_id;
@@ -710,6 +795,11 @@ impl Panel {
                                 "{account} is not an account on node {node}"
                             )));
                         };
+                        journal.state.account = Some(OperationAccount {
+                            name: account.clone(),
+                            made: true,
+                        });
+                        self.journal_step(journal, SagaStep::Account).await?;
                         let record = self
                             .store
                             .record_node_account(
@@ -761,7 +851,9 @@ impl Panel {
                     Ok(record.name)
                 }
                 None => {
-                    let record = self.create_account(caller, backends, request).await?;
+                    let record = self
+                        .create_account(caller, backends, request, journal)
+                        .await?;
                     let name = record.name.clone();
                     done.push(Done::Account(record));
                     Ok(name)
@@ -777,6 +869,7 @@ impl Panel {
         caller: &Caller,
         backends: &NodeBackends,
         request: &WebsiteRequest,
+        journal: &mut Journal,
     ) -> Result<NodeAccount> {
         let op = Operator::assume();
         let node = request.node_id;
@@ -791,6 +884,11 @@ impl Panel {
             {
                 continue;
             }
+            journal.state.account = Some(OperationAccount {
+                name: name.clone(),
+                made: true,
+            });
+            self.journal_step(journal, SagaStep::Account).await?;
             let unix = match backends.accounts.create(&name).await {
                 Ok(unix) => unix,
                 Err(Error::AlreadyExists { .. }) => continue,
@@ -831,7 +929,11 @@ impl Panel {
 
     /// Every site on `node` that runs as `account`, whatever its status (a site stuck half-way
     /// through a saga still owns its account).
-    async fn sites_running_as(&self, node: NodeId, account: &SystemUser) -> Result<Vec<Website>> {
+    pub(super) async fn sites_running_as(
+        &self,
+        node: NodeId,
+        account: &SystemUser,
+    ) -> Result<Vec<Website>> {
         let sites = self.node_sites(&Operator::assume(), node).await?;
         Ok(sites
             .into_iter()
@@ -840,7 +942,11 @@ impl Panel {
     }
 
     /// Removes an account the panel created, then forgets it.
-    async fn remove_account(&self, backends: &NodeBackends, account: &NodeAccount) -> Result<()> {
+    pub(super) async fn remove_account(
+        &self,
+        backends: &NodeBackends,
+        account: &NodeAccount,
+    ) -> Result<()> {
         let unix = UnixAccount {
             name: account.name.clone(),
             uid: account.uid,
@@ -854,7 +960,7 @@ impl Panel {
 
     /// After a site left `node`: the account it ran as goes too when no other site uses it and
     /// the panel created it (an adopted account stays; a shared record is forgotten).
-    async fn release_account(
+    pub(super) async fn release_account(
         &self,
         backends: &NodeBackends,
         node: NodeId,
@@ -1041,11 +1147,52 @@ impl Panel {
                 tracing::error!(website = id.0, error = %e, "restoring a database login's lock failed");
             }
         };
-        if let Some(change) = login {
-            self.login_step(&current, change)
+        let mut journal = self
+            .journal_begin(NewOperation {
+                tenant_id: current.tenant_id,
+                user_id: caller.user,
+                node_id: current.node_id,
+                website_id: Some(id),
+                kind: OperationKind::Update,
+                step: if login.is_some() {
+                    SagaStep::Database
+                } else {
+                    SagaStep::Record
+                },
+                state: OperationState {
+                    site: Some(Box::new(current.clone())),
+                    ..OperationState::default()
+                },
+            })
+            .await?;
+        let result = async {
+            if let Some(change) = login {
+                self.login_step(&current, change)
+                    .await
+                    .map_err(step("database"))?;
+                self.journal_step(&mut journal, SagaStep::Record).await?;
+            }
+            self.update_steps(caller, &entry, &current, changes, &mut journal, undo_login)
                 .await
-                .map_err(step("database"))?;
         }
+        .await;
+        self.journal_end(journal).await;
+        result
+    }
+
+    /// The record and deploy steps of [`Self::deploy_changes`]. The store holds the new record
+    /// from the moment `update_website` returns, before the node moves: a crash after it
+    /// leaves a record the start-up apply converges the node to (or sets aside when refused).
+    async fn update_steps<F: Future<Output = ()>>(
+        &self,
+        caller: &Caller,
+        entry: &NodeEntry,
+        current: &Website,
+        changes: WebsiteChanges,
+        journal: &mut Journal,
+        undo_login: impl Fn() -> F,
+    ) -> Result<Website> {
+        let id = current.id;
         let op = Operator::assume();
         let recorded = async {
             let previous = self.node_sites(&op, current.node_id).await?;
@@ -1067,10 +1214,12 @@ impl Panel {
             deployed.status = WebsiteStatus::Active;
         }
         let desired = with_site(&previous, &deployed);
-        if let Err(e) = self
-            .converge_changing(&entry.backends, &previous, &desired, Some(id))
-            .await
-        {
+        let moved = async {
+            self.journal_step(journal, SagaStep::Deploy).await?;
+            self.converge_changing(&entry.backends, &previous, &desired, Some(id))
+                .await
+        };
+        if let Err(e) = moved.await {
             // Put back on the panel's own authority, as an admin of the site's tenant: the
             // caller may not set everything the record holds (a client never sets `status`).
             let restorer = Caller {
@@ -1080,12 +1229,12 @@ impl Panel {
             };
             if let Err(again) = self
                 .store
-                .update_website(&restorer, id, restoring(&current))
+                .update_website(&restorer, id, restoring(current))
                 .await
             {
                 tracing::error!(website = id.0, error = %again, "restoring a website record failed");
             }
-            self.undo(caller, &entry, current.node_id, vec![Done::Node(previous)])
+            self.undo(caller, entry, current.node_id, vec![Done::Node(previous)])
                 .await;
             undo_login().await;
             return Err(step("deploy")(e));
@@ -1118,38 +1267,86 @@ impl Panel {
     async fn delete_website_saga(&self, actor: &Actor, id: WebsiteId) -> Result<()> {
         actor.require(Permission::WebsitesWrite)?;
         let caller = actor.caller();
-        let current = self.store.get_website(caller, id).await?;
-        let node = current.node_id;
+        let node = self.store.get_website(caller, id).await?.node_id;
         let entry = self.node(node)?;
         let _held = entry.apply_lock.lock().await;
+        // Read under the lock: the record as no other change of it will leave it.
+        let current = self.store.get_website(caller, id).await?;
+        let mut journal = self
+            .journal_begin(NewOperation {
+                tenant_id: current.tenant_id,
+                user_id: caller.user,
+                node_id: node,
+                website_id: Some(id),
+                kind: OperationKind::Delete,
+                step: SagaStep::Deploy,
+                state: OperationState {
+                    database: current.settings.database.clone(),
+                    site: Some(Box::new(current.clone())),
+                    ..OperationState::default()
+                },
+            })
+            .await?;
+        let result = self
+            .delete_steps(caller, &entry, &current, &mut journal)
+            .await;
+        self.journal_end(journal).await;
+        result
+    }
+
+    /// The steps of a deletion: node, database, record, files, account. Until the record is
+    /// gone a failure puts the node back and the site stays; after it, a failure keeps the
+    /// journal's row so the next start finishes the deletion.
+    async fn delete_steps(
+        &self,
+        caller: &Caller,
+        entry: &NodeEntry,
+        current: &Website,
+        journal: &mut Journal,
+    ) -> Result<()> {
+        let (id, node) = (current.id, current.node_id);
         let op = Operator::assume();
         let previous = self.node_sites(&op, node).await?;
         let desired = without_site(&previous, id);
         self.converge(&entry.backends, &previous, &desired)
             .await
             .map_err(step("deploy"))?;
-        if let Some(settings) = &current.settings.database
-            && let Err(e) = drop_database(&entry.backends, settings).await
-        {
-            self.undo(caller, &entry, node, vec![Done::Node(previous)])
-                .await;
-            return Err(step("database")(e));
+        if let Some(settings) = &current.settings.database {
+            let dropped = async {
+                self.journal_step(journal, SagaStep::Database).await?;
+                drop_database(&entry.backends, settings).await
+            };
+            if let Err(e) = dropped.await {
+                self.undo(caller, entry, node, vec![Done::Node(previous)])
+                    .await;
+                return Err(step("database")(e));
+            }
         }
-        self.store
-            .delete_website(caller, id)
-            .await
-            .map_err(step("record"))?;
+        let deleted = async {
+            self.journal_step(journal, SagaStep::Record).await?;
+            self.store.delete_website(caller, id).await
+        };
+        if let Err(e) = deleted.await {
+            self.undo(caller, entry, node, vec![Done::Node(previous)])
+                .await;
+            return Err(step("record")(e));
+        }
         // Last, because it cannot be undone: a failure here leaves files behind, never a
         // site without its files.
+        journal.keep = true;
+        self.journal_step(journal, SagaStep::Files).await?;
         entry
             .backends
             .files
-            .remove(&current)
+            .remove(current)
             .await
             .map_err(step("files"))?;
+        self.journal_step(journal, SagaStep::Release).await?;
         self.release_account(&entry.backends, node, &current.system_user)
             .await
-            .map_err(step("account"))
+            .map_err(step("account"))?;
+        journal.keep = false;
+        Ok(())
     }
 
     /// Gives a website's database login a new password and returns it (shown once).
@@ -1234,7 +1431,10 @@ struct SiteNeeds<'a> {
     database: Option<&'a DatabaseSettings>,
 }
 
-fn database_server(backends: &NodeBackends, engine: DbEngine) -> Result<&super::DatabaseServer> {
+pub(super) fn database_server(
+    backends: &NodeBackends,
+    engine: DbEngine,
+) -> Result<&super::DatabaseServer> {
     backends.database(engine).ok_or_else(|| Error::Invalid {
         field: "settings.database.engine".into(),
         reason: format!("the node offers no {engine} server").into(),
@@ -1243,7 +1443,7 @@ fn database_server(backends: &NodeBackends, engine: DbEngine) -> Result<&super::
 
 /// Creates the database, its login with the tenant's limits, and the login's grant; undoes its
 /// own steps on failure.
-async fn create_database(
+pub(super) async fn create_database(
     backends: &NodeBackends,
     settings: &DatabaseSettings,
     limits: &DatabaseLimits,
@@ -1289,7 +1489,10 @@ async fn create_database(
 
 /// Drops a site's database login and database. Either one already gone counts as done: a
 /// customer may drop its own database, and its site must stay deletable.
-async fn drop_database(backends: &NodeBackends, settings: &DatabaseSettings) -> Result<()> {
+pub(super) async fn drop_database(
+    backends: &NodeBackends,
+    settings: &DatabaseSettings,
+) -> Result<()> {
     let server = database_server(backends, settings.engine)?;
     let user = database_user(&settings.name)?;
     let done = |result: Result<()>| match result {

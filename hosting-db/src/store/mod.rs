@@ -10,6 +10,7 @@ mod accounts;
 mod auth;
 mod feed;
 mod jobs;
+mod operations;
 mod rows;
 
 use std::borrow::Cow;
@@ -20,9 +21,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use hosting_core::model::{
     AlertRule, AlertRuleId, AlertRuleSpec, AuditEntry, NewAuditEntry, NewNode, NewNodeAccount,
-    NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId, Role, Ssl, Tenant,
-    TenantChanges, TenantId, TenantStatus, User, UserChanges, UserId, UserStatus, Website,
-    WebsiteChanges, WebsiteId, WebsiteSettings, WebsiteStatus, check_domains,
+    NewOperation, NewTenant, NewUser, NewWebsite, Node, NodeAccount, NodeAccountId, NodeId,
+    Operation, OperationId, OperationState, Role, SagaStep, Ssl, Tenant, TenantChanges, TenantId,
+    TenantStatus, User, UserChanges, UserId, UserStatus, Website, WebsiteChanges, WebsiteFailure,
+    WebsiteId, WebsiteSettings, WebsiteStatus, check_domains,
 };
 use hosting_core::rbac::{self, Caller, Operator, UserFacts};
 use hosting_core::types::{DomainName, SystemUser};
@@ -1333,7 +1335,7 @@ impl PanelStore for SqlStore {
         let changed = self
             .execute(
                 &mut *tx,
-                "UPDATE websites SET status = ?, updated_at = ? WHERE id = ?",
+                "UPDATE websites SET status = ?, failure_reason = NULL, updated_at = ? WHERE id = ?",
                 Args::default()
                     .text(status.to_string())
                     .int(now_ms())
@@ -1357,6 +1359,42 @@ impl PanelStore for SqlStore {
         let site = rows::website(&row)?;
         Self::commit(tx).await?;
         Ok(site)
+    }
+
+    async fn fail_website(&self, op: &Operator, id: WebsiteId, reason: &str) -> Result<Website> {
+        self.set_failure(id, reason).await?;
+        self.get_any_website(op, id).await
+    }
+
+    async fn website_failures(
+        &self,
+        caller: &Caller,
+        ids: &[WebsiteId],
+    ) -> Result<Vec<WebsiteFailure>> {
+        self.failures(caller, ids).await
+    }
+
+    async fn begin_operation(&self, _op: &Operator, new: NewOperation) -> Result<Operation> {
+        self.insert_operation(new).await
+    }
+
+    async fn advance_operation(
+        &self,
+        _op: &Operator,
+        id: OperationId,
+        website: Option<WebsiteId>,
+        step: SagaStep,
+        state: &OperationState,
+    ) -> Result<()> {
+        self.update_operation(id, website, step, state).await
+    }
+
+    async fn end_operation(&self, _op: &Operator, id: OperationId) -> Result<()> {
+        self.remove_operation(id).await
+    }
+
+    async fn list_operations(&self, _op: &Operator, page: PageRequest) -> Result<Page<Operation>> {
+        self.operations_page(page).await
     }
 
     async fn update_website(
@@ -1390,7 +1428,9 @@ impl PanelStore for SqlStore {
         self.execute(
             &mut *tx,
             "UPDATE websites SET aliases = ?, web_server = ?, php_version = ?, \
-             document_root = ?, status = ?, updated_at = ? WHERE id = ? AND tenant_id = ?",
+             document_root = ?, status = ?, updated_at = ?, \
+             failure_reason = CASE WHEN ? = 'failed' THEN failure_reason ELSE NULL END \
+             WHERE id = ? AND tenant_id = ?",
             Args::default()
                 .text(rows::to_json(&aliases)?)
                 .text(changes.web_server.unwrap_or(current.web_server).to_string())
@@ -1403,6 +1443,7 @@ impl PanelStore for SqlStore {
                 )
                 .text(changes.status.unwrap_or(current.status).to_string())
                 .int(now_ms().max(rows::millis(current.updated_at)))
+                .text(changes.status.unwrap_or(current.status).to_string())
                 .int(id.0)
                 .int(caller.tenant.0),
             "website",

@@ -13,8 +13,9 @@ use hosting_core::auth_store::{ApiToken, LoginRecord, Session, Standing, TotpSta
 use hosting_core::jobs::Job;
 use hosting_core::model::{
     AlertRule, AlertRuleId, AlertRuleSpec, ApiTokenId, AuditEntry, AuditId, DatabaseSettings,
-    JobId, Node, NodeAccount, NodeAccountId, NodeId, PhpSettings, Quotas, Role, SessionId, Ssl,
-    Tenant, TenantId, TenantStatus, Threshold, User, UserId, Website, WebsiteId, WebsiteSettings,
+    JobId, Node, NodeAccount, NodeAccountId, NodeId, Operation, OperationId, PhpSettings, Quotas,
+    Role, SessionId, Ssl, Tenant, TenantId, TenantStatus, Threshold, User, UserId, Website,
+    WebsiteFailure, WebsiteId, WebsiteSettings,
 };
 use hosting_core::types::{PhpBytes, PhpVersion};
 use serde::Serialize;
@@ -415,5 +416,31 @@ pub(crate) fn job(row: &AnyRow) -> Result<Job, Error> {
         last_error: opt_text(row, "last_error")?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
+    })
+}
+
+/// The columns [`operation`] reads.
+pub(crate) const OPERATION_COLUMNS: &str =
+    "id, tenant_id, user_id, node_id, website_id, kind, step, state, started_at, updated_at";
+
+pub(crate) fn operation(row: &AnyRow) -> Result<Operation, Error> {
+    Ok(Operation {
+        id: OperationId(int(row, "id")?),
+        tenant_id: TenantId(int(row, "tenant_id")?),
+        user_id: UserId(int(row, "user_id")?),
+        node_id: NodeId(int(row, "node_id")?),
+        website_id: opt_int(row, "website_id")?.map(WebsiteId),
+        kind: parsed(row, "kind")?,
+        step: parsed(row, "step")?,
+        state: json(row, "state")?,
+        started_at: time(row, "started_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+pub(crate) fn website_failure(row: &AnyRow) -> Result<WebsiteFailure, Error> {
+    Ok(WebsiteFailure {
+        website_id: WebsiteId(int(row, "id")?),
+        reason: text(row, "failure_reason")?,
     })
 }
