@@ -27,6 +27,7 @@
 HOSTING_APT_PACKAGES=(
     postgresql mariadb-server mariadb-client
     nginx apache2 php8.2-fpm php8.2-cli php8.2-mysql caddy openssl debootstrap patchelf wrk
+    systemd
 )
 
 # Binaries the harness needs.  "pg:NAME" means NAME in the newest
@@ -37,6 +38,7 @@ HOSTING_REQUIRED_COMMANDS=(
     pg:initdb pg:pg_ctl pg:postgres psql
     mariadbd mariadb-install-db mariadb-admin mariadb
     nginx apache2 php-fpm8.2 php:pdo_mysql caddy openssl debootstrap patchelf wrk
+    systemd-analyze
 )
 
 # Throwaway Unix accounts that generated PHP-FPM pools run as: php-fpm -t
@@ -511,7 +513,8 @@ hosting_print_urls() {
 
 # --- web servers and PHP ------------------------------------------------------
 
-# Export the nginx, Apache, PHP-FPM 8.2 and Caddy binaries the tests drive; a missing
+# Export the nginx, Apache, PHP-FPM 8.2 and Caddy binaries the tests drive (and
+# systemd-analyze, which checks the shipped units); a missing
 # one is reported and its variable left unset.
 hosting_export_binaries() {
     local var path status=0
@@ -520,8 +523,10 @@ hosting_export_binaries() {
         [HOSTING_TEST_APACHE]=apache2
         [HOSTING_TEST_PHP_FPM_82]=php-fpm8.2
         [HOSTING_TEST_CADDY]=caddy
+        [HOSTING_TEST_SYSTEMD_ANALYZE]=systemd-analyze
     )
-    for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82 HOSTING_TEST_CADDY; do
+    for var in HOSTING_TEST_NGINX HOSTING_TEST_APACHE HOSTING_TEST_PHP_FPM_82 HOSTING_TEST_CADDY \
+        HOSTING_TEST_SYSTEMD_ANALYZE; do
         path="$(command -v "${wanted[${var}]}" 2>/dev/null || true)"
         if [[ -z "${path}" && -x "/usr/sbin/${wanted[${var}]}" ]]; then
             path="/usr/sbin/${wanted[${var}]}"

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::http::HeaderValue;
 use hosting_core::auth::{AttemptPolicy, Keyring, SigningKey};
-use hosting_core::jobs::{JobKind, JobOwner, JobStore, NewJob};
+use hosting_core::jobs::{Job, JobKind, JobOwner, JobStatus, JobStore, NewJob};
 use hosting_core::model::{NewNode, NewTenant, Node, NodeRole, TenantId};
 use hosting_core::panel::{AuthSettings, Panel, PanelParts};
 use hosting_core::types::{NodeName, Password};
@@ -562,6 +562,37 @@ pub async fn prepare(
     })
 }
 
+/// Logs how a job's attempt ended where an operator looks: a failed attempt that will be
+/// retried at WARN with its error and the next attempt's time, one that gives up at ERROR.
+fn log_attempt(job: &Job) {
+    let error = job.last_error.as_deref().unwrap_or("");
+    match job.status {
+        JobStatus::Queued if job.last_error.is_some() => tracing::warn!(
+            job = job.id.0,
+            kind = ?job.kind,
+            attempt = job.attempts,
+            max_attempts = job.max_attempts,
+            next_attempt = %job.run_after,
+            error,
+            "job attempt failed; it will be tried again"
+        ),
+        JobStatus::Failed => tracing::error!(
+            job = job.id.0,
+            kind = ?job.kind,
+            attempts = job.attempts,
+            error,
+            "job failed for good after its last attempt"
+        ),
+        _ => tracing::info!(
+            job = job.id.0,
+            kind = ?job.kind,
+            status = %job.status,
+            attempts = job.attempts,
+            "job attempt finished"
+        ),
+    }
+}
+
 /// Runs jobs until `stop` turns true, checking between jobs (never in the middle of one),
 /// polling with a growing pause while there is nothing to do; between polls (and when it
 /// stops) it writes the counts of denied-call bursts that ended.
@@ -575,7 +606,7 @@ pub async fn run_worker(panel: Arc<Panel>, worker: String, mut stop: watch::Rece
         }
         let pause = match panel.run_next_job(&worker).await {
             Ok(Some(job)) => {
-                tracing::info!(job = job.id.0, status = %job.status, attempts = job.attempts, "job attempt finished");
+                log_attempt(&job);
                 idle = IDLE_MIN;
                 continue;
             }
