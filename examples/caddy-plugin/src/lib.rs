@@ -30,6 +30,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use hosting_core::directives::{AllowedDirective, ArgRule, DirectivePolicy};
 use hosting_core::model::{Ssl, Website, WebsiteId, WebsiteStatus, WwwRedirect};
+use hosting_core::process::{Identity, clear_stale};
 use hosting_core::system::SystemRunner;
 use hosting_core::tree::{ManagedTree, Staged};
 use hosting_core::types::{ConfinedPath, DomainName, PluginName, WebServerKind};
@@ -552,21 +553,14 @@ impl Caddy {
         self.config.server_root.join("run").join("caddy.pid")
     }
 
-    /// The running caddy's pid, when its pid file names a live process.
+    /// The running caddy's pid, when its pid file names this server: caddy's binary, started
+    /// with a path under this server's root (never a bare `kill -0`, which after a reboot may
+    /// find any process under a reused pid). A pid file naming anything else is removed, so
+    /// that the start that follows is not refused and nothing foreign is ever signalled.
     async fn running_pid(&self) -> Result<Option<String>> {
-        let Ok(pid) = std::fs::read_to_string(self.pid_file()) else {
-            return Ok(None);
-        };
-        let pid = pid.trim().to_owned();
-        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(None);
-        }
-        let alive = self
-            .config
-            .runner
-            .run(&Command::new("kill").arg("-0").arg(&pid))
-            .await?;
-        Ok(alive.success().then_some(pid))
+        let identity = Identity::new(&self.config.binary, &self.config.server_root);
+        let found = clear_stale(&self.pid_file(), &identity)?;
+        Ok(found.server().map(|pid| pid.to_string()))
     }
 
     /// Makes the running caddy load the live configuration, or starts caddy on it.
@@ -597,7 +591,9 @@ impl Caddy {
             .arg(root.join("logs").join("caddy.out"))
             .arg("--chdir")
             .arg(root)
-            .arg("--exec")
+            // Matched by this server's pid file alone (a stale one was removed above): `--exec`
+            // would match any caddy on the machine and refuse to start beside it.
+            .arg("--startas")
             .arg(binary)
             .arg("--")
             .arg("run")

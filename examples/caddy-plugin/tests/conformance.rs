@@ -474,3 +474,48 @@ async fn caddy_serves_redirects_challenges_headers_and_hides_dotfiles() {
     }
     caddy.apply(&[]).await.expect("remove every site");
 }
+
+/// Two caddies of two nodes run side by side (each matched by its own pid file, never by the
+/// binary's name), and a pid file left naming a live process that is not this caddy (a reused
+/// pid after a reboot) is removed, not signalled: caddy starts and the process lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddies_run_side_by_side_and_a_foreign_pid_is_never_signalled() {
+    let Some(binary) = caddy_or_skip() else {
+        return;
+    };
+    let sites: Vec<Website> = web::sample_sites(KIND, &users())
+        .into_iter()
+        .take(1)
+        .collect();
+    let (first_dir, second_dir) = (TempDir::new(), TempDir::new());
+    let (first, _first_stop, first_port) =
+        backend(binary.clone(), &first_dir.0, node(&first_dir.0, &sites));
+    first.apply(&sites).await.expect("first caddy");
+
+    let (second, _second_stop, second_port) =
+        backend(binary, &second_dir.0, node(&second_dir.0, &sites));
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("start sleep");
+    let pid_file = second_dir.0.join("caddy/run/caddy.pid");
+    std::fs::create_dir_all(pid_file.parent().expect("run dir")).expect("run dir");
+    std::fs::write(&pid_file, format!("{}\n", bystander.id())).expect("plant the pid file");
+    let applied = second.apply(&sites).await;
+    let alive = bystander.try_wait().expect("wait").is_none();
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    applied.expect("the second caddy starts beside the first");
+    assert!(alive, "the process the stale pid file named was signalled");
+    let named = std::fs::read_to_string(&pid_file).expect("pid file");
+    assert_ne!(
+        named.trim(),
+        bystander.id().to_string(),
+        "caddy wrote its own"
+    );
+
+    for port in [first_port, second_port] {
+        let (status, _, body) = get(port, "plain.suite.example.com", "/").await;
+        assert_eq!((status, body.as_str()), (200, "site 1\n"), "port {port}");
+    }
+}
