@@ -5,12 +5,18 @@
 //! (hestiacp#5351), so the order is: start the pools the new state needs while the old ones
 //! still run, point the web server at them and reload, then stop the pools nothing uses any
 //! more. A failure in the middle puts the PHP side back as it was.
+//!
+//! A PHP version whose master cannot be started or reloaded does not hold the node back: the
+//! other versions are applied, the web server is applied (the failed version's sites answer
+//! 502 from it, the rest are served), and the report names the version and its sites
+//! ([`NodeReport::php_failed`]), so the caller can record an error on those sites. This is what
+//! brings a node back after a power loss: every apply starts what does not run.
 
 use std::collections::BTreeSet;
 
 use crate::error::Result;
 use crate::model::{Website, WebsiteId, WebsiteStatus};
-use crate::php::PhpRuntime;
+use crate::php::{FailedVersion, PhpRuntime};
 use crate::types::PhpVersion;
 use crate::web::{ApplyReport, WebServer};
 
@@ -19,8 +25,13 @@ use crate::web::{ApplyReport, WebServer};
 pub struct NodeReport {
     /// The web server's report.
     pub web: ApplyReport,
-    /// The PHP runtime's report for the final (pruned) set of pools.
+    /// The PHP runtime's report for the final (pruned) set of pools, on the versions that
+    /// did not fail.
     pub php: ApplyReport,
+    /// The PHP versions whose master does not serve its pools after the apply (the final
+    /// step's [`crate::php::PhpApplyReport::failed`]), with the sites on each: their PHP answers
+    /// 502 until a later apply starts the master.
+    pub php_failed: Vec<FailedVersion>,
 }
 
 /// The sites whose pools run: every site but the suspended ones, which the web server answers
@@ -58,26 +69,38 @@ pub fn transition_pools(previous: &[Website], desired: &[Website]) -> Vec<Websit
 }
 
 /// Moves the node from `previous` to `desired`: pools for both, then the web server, then only
-/// the desired pools (suspended sites go to the web server only). When the web server refuses the new state, the PHP side is put back to
-/// `previous` and the web server's error is returned.
+/// the desired pools (suspended sites go to the web server only), each PHP step version by
+/// version ([`PhpRuntime::apply_versions`]).
+///
+/// - A PHP test refusing the pools (`Error::Validation`) fails the apply before anything
+///   changed.
+/// - A PHP version whose master cannot be started or reloaded is put back and reported, and
+///   the apply goes on: the web server is applied whatever PHP did, so the static sites and
+///   those of the other versions keep (or start) serving. The final step tries the failed
+///   version again; what still fails then is [`NodeReport::php_failed`].
+/// - When the web server refuses the new state, the PHP side is put back to `previous` and the
+///   web server's error is returned.
 pub async fn apply_node(
     web: &dyn WebServer,
     php: &dyn PhpRuntime,
     previous: &[Website],
     desired: &[Website],
 ) -> Result<NodeReport> {
-    php.apply(&transition_pools(previous, desired)).await?;
+    // A version failing here is tried again by the final step, which reports it.
+    php.apply_versions(&transition_pools(previous, desired))
+        .await?;
     let web_report = match web.apply(desired).await {
         Ok(report) => report,
         Err(e) => {
-            php.apply(&pool_sites(previous)).await?;
+            php.apply_versions(&pool_sites(previous)).await?;
             return Err(e);
         }
     };
-    let php_report = php.apply(&pool_sites(desired)).await?;
+    let php_report = php.apply_versions(&pool_sites(desired)).await?;
     Ok(NodeReport {
         web: web_report,
-        php: php_report,
+        php: php_report.applied,
+        php_failed: php_report.failed,
     })
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::Website;
+use crate::model::{Website, WebsiteId};
 use crate::types::{PhpExtension, PhpVersion};
 use crate::web::{ApplyReport, Drift, RenderedFile};
 
@@ -27,6 +27,28 @@ pub struct PhpInstallation {
     pub extensions: Vec<PhpExtension>,
 }
 
+/// What a PHP apply did, version by version ([`PhpRuntime::apply_versions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhpApplyReport {
+    /// What went live on the versions that did not fail.
+    pub applied: ApplyReport,
+    /// The versions whose master could not be started or reloaded on their pools, oldest
+    /// first. Their sites get no PHP (the web server answers them with a 502) until an apply
+    /// starts the master; the other versions and the static sites are served.
+    pub failed: Vec<FailedVersion>,
+}
+
+/// A PHP version whose master does not serve its pools after an apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedVersion {
+    /// The version.
+    pub version: PhpVersion,
+    /// The sites of the applied set on this version, whose PHP is not served.
+    pub sites: Vec<WebsiteId>,
+    /// What failed. It names node paths: for the operator's log, never for a tenant.
+    pub reason: String,
+}
+
 /// Runs PHP for websites, one pool per site.
 ///
 /// # Contract
@@ -37,7 +59,17 @@ pub struct PhpInstallation {
 /// - `apply` takes the complete desired set of sites (sites without a PHP version are skipped;
 ///   one site may appear with two versions during a switch, see [`crate::node`]), validates
 ///   each affected version with the real binary before reloading it, and is atomic like
-///   [`crate::WebServer::apply`].
+///   [`crate::WebServer::apply`]: when any version fails, the apply fails.
+/// - `apply_versions` is `apply` for a node that must keep serving: a refusal of the real
+///   binary's test (`php-fpm -t`, [`crate::Error::Validation`]) still fails the whole apply and
+///   changes nothing; but a version whose master cannot be started or reloaded (or whose pools
+///   do not listen in time) is put back to its previous files and reported in
+///   [`PhpApplyReport::failed`] with its sites, while every other version is applied.
+/// - Every apply finds out whether each master it relies on really runs: a pid file counts only
+///   when it names that version's master (`hosting_core::process::inspect` with the `system`
+///   feature: its binary and its configuration on the command line), never by `kill -0`. A
+///   master that does not run is started (stale pid and socket files removed first), even when
+///   no file changed, and a process a stale pid file names is never signalled.
 #[async_trait]
 pub trait PhpRuntime: Debug + Send + Sync {
     /// The installed PHP versions.
@@ -46,8 +78,17 @@ pub trait PhpRuntime: Debug + Send + Sync {
     fn render_pool(&self, site: &Website) -> Result<RenderedFile>;
     /// Checks a staged pool directory for one version with the real binary.
     async fn validate(&self, version: PhpVersion, staged_root: &Path) -> Result<()>;
-    /// Makes the pools of `sites` the live set.
+    /// Makes the pools of `sites` the live set, all versions or none.
     async fn apply(&self, sites: &[Website]) -> Result<ApplyReport>;
+    /// Makes the pools of `sites` the live set version by version: a version whose master
+    /// cannot run them is reported, not an error. The default is [`Self::apply`], for a runtime
+    /// that cannot tell its versions apart: any failure fails it.
+    async fn apply_versions(&self, sites: &[Website]) -> Result<PhpApplyReport> {
+        Ok(PhpApplyReport {
+            applied: self.apply(sites).await?,
+            failed: Vec::new(),
+        })
+    }
     /// Differences between the live pools and what `sites` render to.
     async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>>;
 }

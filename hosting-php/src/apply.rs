@@ -1,6 +1,14 @@
 //! The transactional apply path for PHP-FPM: one managed tree per PHP version
 //! (`MANAGED_ROOT/<version>/live/{php-fpm.conf,pool.d/}`), staged, validated with that
-//! version's own `php-fpm -t`, swapped, and reloaded; all versions or none.
+//! version's own `php-fpm -t`, swapped, and reloaded. A refused test changes no version; a
+//! master that cannot be started or reloaded puts back its own version only, which
+//! [`PhpRuntime::apply_versions`] reports while the other versions go live (`apply` fails).
+//!
+//! Whether a master runs is decided by [`process::inspect`]: its pid file must name a process
+//! running the version's binary with the version's configuration on its command line. A version
+//! with pools whose master does not run is started on every apply, even when no file changed
+//! (after a power loss the pid and socket files stay behind; they are removed first), and a
+//! process a stale pid file names is never signalled.
 //!
 //! Supervised, the SDK's master runs `live/php-fpm.conf`. Run by the init system, the
 //! distro's master includes `live/pool.d/*.conf` through the SDK's file in its pool directory
@@ -15,7 +23,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hosting_core::model::{Website, WebsiteId};
-use hosting_core::php::{PhpInstallation, PhpRuntime};
+use hosting_core::php::{FailedVersion, PhpApplyReport, PhpInstallation, PhpRuntime};
+use hosting_core::process::{self, Identity};
 use hosting_core::tree::{FileUndo, ManagedTree, Staged, replace_file};
 use hosting_core::types::{ConfinedPath, PhpVersion};
 use hosting_core::{ApplyReport, Command, Drift, Error, HostLayout, RenderedFile, Result};
@@ -210,11 +219,15 @@ impl PhpFpm {
                 }
                 FpmService::Supervised => false,
             };
+            // A master that should run and does not (killed, or the machine restarted) is
+            // started again on a fresh generation, even when no file changed.
+            let stopped = !pools.is_empty() && !self.master_runs(version)?;
             if changed.is_empty()
                 && removed.is_empty()
                 && !first_apply
                 && !main_drifted
                 && !include_drifted
+                && !stopped
             {
                 continue;
             }
@@ -260,25 +273,86 @@ impl PhpFpm {
         }
     }
 
-    /// The running supervised master's pid, when its pid file names a live process.
-    async fn running_master(&self, version: PhpVersion) -> Result<Option<String>> {
-        self.running_pid(&self.pid_file(version)).await
+    /// What `version`'s master is: its binary, with the version's managed tree (supervised) or
+    /// the distro's configuration (init script) on its command line.
+    fn identity(&self, version: PhpVersion) -> Result<Identity> {
+        let binary = &self.find(version)?.fpm_binary;
+        Ok(match &self.config.service {
+            FpmService::Supervised => {
+                Identity::new(binary, self.config.managed_root.join(version.as_str()))
+            }
+            FpmService::InitScript(init) => Identity::new(binary, init.main_config(version)),
+        })
     }
 
-    /// The pid in `pid_file`, when it names a live process.
-    async fn running_pid(&self, pid_file: &Path) -> Result<Option<String>> {
-        let Ok(pid) = std::fs::read_to_string(pid_file) else {
-            return Ok(None);
-        };
-        let pid = pid.trim().to_owned();
-        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-            return Ok(None);
+    /// The pid file `version`'s master writes.
+    fn master_pid_file(&self, version: PhpVersion) -> PathBuf {
+        match &self.config.service {
+            FpmService::Supervised => self.pid_file(version),
+            FpmService::InitScript(init) => init.pid_file(version),
         }
-        let alive = self
-            .runner
-            .run(&Command::new("kill").arg("-0").arg(&pid))
-            .await?;
-        Ok(alive.success().then_some(pid))
+    }
+
+    /// The pid of `version`'s running master, when its pid file names it
+    /// ([`process::inspect`]); `None` also when the version is not installed.
+    pub fn running_master(&self, version: PhpVersion) -> Option<u32> {
+        let identity = self.identity(version).ok()?;
+        process::server_pid(&self.master_pid_file(version), &identity)
+    }
+
+    /// Whether `version`'s master runs. A pid file that names no master (its pid dead, or since
+    /// taken by another process) is removed, so the master is started and that process is
+    /// never signalled.
+    fn master_runs(&self, version: PhpVersion) -> Result<bool> {
+        Ok(self.verified_master(version)?.is_some())
+    }
+
+    /// [`Self::master_runs`], with the pid.
+    fn verified_master(&self, version: PhpVersion) -> Result<Option<String>> {
+        let pid_file = self.master_pid_file(version);
+        let found = process::clear_stale(&pid_file, &self.identity(version)?)?;
+        if found.is_stale() {
+            tracing::warn!(
+                version = version.as_str(),
+                pid_file = %pid_file.display(),
+                found = ?found,
+                "the pid file names no running PHP-FPM master (left by a crash?): removed"
+            );
+        }
+        Ok(found.server().map(|pid| pid.to_string()))
+    }
+
+    /// Removes `version`'s pool sockets nothing listens on (left by a master that was killed),
+    /// before its master starts.
+    fn remove_stale_sockets(&self, version: PhpVersion) -> Result<()> {
+        let dir = &self.config.layout.php_run_dir;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        let listening = listening_unix_sockets()?;
+        let prefix = format!("php{}-site", version.as_str());
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let ours = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".sock"));
+            let is_socket = entry
+                .file_type()
+                .is_ok_and(|t| std::os::unix::fs::FileTypeExt::is_socket(&t));
+            if ours && is_socket && !listening.contains(&path) {
+                tracing::info!(socket = %path.display(), "removing a stale PHP-FPM socket");
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(Error::backend(
+                        "php-fpm",
+                        format!("cannot remove the stale socket {}: {e}", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What the SDK's file in `version`'s distro pool directory must hold: the include of the
@@ -296,7 +370,7 @@ impl PhpFpm {
         let has_pools = pools > 0;
         match &self.config.service {
             FpmService::InitScript(init) => self.reload_service(init, version, has_pools).await,
-            FpmService::Supervised => match (self.running_master(version).await?, has_pools) {
+            FpmService::Supervised => match (self.verified_master(version)?, has_pools) {
                 (Some(pid), true) => {
                     let log = master_log(&self.config.layout, version);
                     let logged = log_len(&log);
@@ -315,7 +389,10 @@ impl PhpFpm {
                     .await?;
                     self.wait_for_exit(version).await
                 }
-                (None, true) => self.start(self.find(version)?).await,
+                (None, true) => {
+                    self.remove_stale_sockets(version)?;
+                    self.start(self.find(version)?).await
+                }
                 (None, false) => Ok(()),
             },
         }
@@ -330,10 +407,13 @@ impl PhpFpm {
         version: PhpVersion,
         start: bool,
     ) -> Result<()> {
-        let running = self.running_pid(&init.pid_file(version)).await?.is_some();
+        let running = self.master_runs(version)?;
         let action = match (running, start) {
             (true, _) => "reload",
-            (false, true) => "start",
+            (false, true) => {
+                self.remove_stale_sockets(version)?;
+                "start"
+            }
             (false, false) => return Ok(()),
         };
         let service = init.service(version);
@@ -407,7 +487,7 @@ impl PhpFpm {
     /// mistaken for it.
     async fn wait_for_exit(&self, version: PhpVersion) -> Result<()> {
         let deadline = tokio::time::Instant::now() + STOP_WAIT;
-        while self.running_master(version).await?.is_some() {
+        while self.running_master(version).is_some() {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::backend(
                     "php-fpm",
@@ -419,35 +499,34 @@ impl PhpFpm {
         Ok(())
     }
 
-    /// Waits until every desired pool's socket is listening: the reload really took effect (a
+    /// Waits until every pool socket of `sites` is listening: the reload really took effect (a
     /// socket file alone may be left over from a stopped master). Listening is read from the
     /// kernel's socket table rather than by connecting, because every connection to an
-    /// `ondemand` pool makes FPM fork a worker, a thousand workers for a thousand pools.
-    async fn wait_for_sockets(&self, sites: &[Website]) -> Result<()> {
+    /// `ondemand` pool makes FPM fork a worker, a thousand workers for a thousand pools. The
+    /// sockets still not listening at the deadline, by version.
+    async fn unready_sockets(
+        &self,
+        sites: &[Website],
+    ) -> Result<BTreeMap<PhpVersion, BTreeSet<PathBuf>>> {
         let layout: &HostLayout = &self.config.layout;
-        let mut waiting: BTreeSet<PathBuf> = sites
+        let mut waiting: BTreeMap<PathBuf, PhpVersion> = sites
             .iter()
-            .filter_map(|s| s.php_version.map(|v| layout.php_socket(s.id, v)))
+            .filter_map(|s| s.php_version.map(|v| (layout.php_socket(s.id, v), v)))
             .collect();
         let deadline = tokio::time::Instant::now() + socket_wait(waiting.len());
         loop {
             let listening = listening_unix_sockets()?;
-            waiting.retain(|socket| !listening.contains(socket));
-            let Some(socket) = waiting.first() else {
-                return Ok(());
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::backend(
-                    "php-fpm",
-                    format!(
-                        "{} is not listening after the reload ({} of the node's pools are not)",
-                        socket.display(),
-                        waiting.len()
-                    ),
-                ));
+            waiting.retain(|socket, _| !listening.contains(socket));
+            if waiting.is_empty() || tokio::time::Instant::now() >= deadline {
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let mut by_version: BTreeMap<PhpVersion, BTreeSet<PathBuf>> = BTreeMap::new();
+        for (socket, version) in waiting {
+            by_version.entry(version).or_default().insert(socket);
+        }
+        Ok(by_version)
     }
 
     /// Puts `step`'s files back as they were before this apply (its tree, and the include
@@ -566,21 +645,24 @@ impl PhpFpm {
     }
 }
 
-#[async_trait]
-impl PhpRuntime for PhpFpm {
-    async fn installed(&self) -> Result<Vec<PhpInstallation>> {
-        Ok(self.installations.clone())
-    }
+/// What an apply does when a version's master cannot serve its new pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failures {
+    /// Put every version back and fail ([`PhpRuntime::apply`]).
+    Fail,
+    /// Put that version back, report it and apply the others
+    /// ([`PhpRuntime::apply_versions`]).
+    Report,
+}
 
-    fn render_pool(&self, site: &Website) -> Result<RenderedFile> {
-        PhpFpm::render_pool(self, site)
-    }
-
-    async fn validate(&self, version: PhpVersion, staged_root: &Path) -> Result<()> {
-        PhpFpm::validate(self, version, staged_root).await
-    }
-
-    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
+impl PhpFpm {
+    /// The apply, both ways ([`Failures`]): the report, and with [`Failures::Fail`] the error
+    /// of the first version that failed (everything put back then).
+    async fn apply_each(
+        &self,
+        sites: &[Website],
+        failures: Failures,
+    ) -> Result<(PhpApplyReport, Option<Error>)> {
         let plans = self.plan(sites)?;
         let mut staged: Vec<(VersionPlan, Option<Staged>)> = Vec::new();
         for plan in plans {
@@ -601,27 +683,123 @@ impl PhpRuntime for PhpFpm {
             }
         }
         let mut applied: Vec<Applied> = Vec::new();
+        let mut failed: BTreeMap<PhpVersion, String> = BTreeMap::new();
         for (plan, s) in staged {
-            if let Err(e) = self.go_live(plan, s, &mut applied).await {
-                self.restore(&applied).await;
-                return Err(e);
+            let version = plan.version;
+            let mut step = Vec::new();
+            match self.go_live(plan, s, &mut step).await {
+                Ok(()) => applied.append(&mut step),
+                // A refused test (the distro's whole configuration) changes nothing: that
+                // version was put back before any reload, the others are put back here.
+                Err(e) if failures == Failures::Fail || matches!(e, Error::Validation { .. }) => {
+                    applied.append(&mut step);
+                    self.restore(&applied).await;
+                    return Err(e);
+                }
+                Err(e) => {
+                    tracing::error!(
+                        version = version.as_str(),
+                        error = %e,
+                        "the PHP-FPM master cannot serve its pools; the other versions are applied"
+                    );
+                    self.restore(&step).await;
+                    failed.insert(version, e.to_string());
+                }
             }
         }
-        if let Err(e) = self.wait_for_sockets(sites).await {
-            self.restore(&applied).await;
-            return Err(e);
+        // The versions that failed above are not waited for: their master is not serving.
+        let served: Vec<Website> = sites
+            .iter()
+            .filter(|s| s.php_version.is_some_and(|v| !failed.contains_key(&v)))
+            .cloned()
+            .collect();
+        let unready = self.unready_sockets(&served).await?;
+        let pools_unready: usize = unready.values().map(BTreeSet::len).sum();
+        for (version, sockets) in unready {
+            let Some(socket) = sockets.first() else {
+                continue;
+            };
+            let reason = format!(
+                "{} is not listening after the reload ({} of the node's pools are not)",
+                socket.display(),
+                pools_unready
+            );
+            if failures == Failures::Fail {
+                self.restore(&applied).await;
+                return Ok((
+                    PhpApplyReport::default(),
+                    Some(Error::backend("php-fpm", reason)),
+                ));
+            }
+            tracing::error!(
+                version = version.as_str(),
+                error = %reason,
+                "the PHP-FPM pools do not listen; the other versions are applied"
+            );
+            if let Some(at) = applied.iter().position(|a| a.plan.version == version) {
+                let step = applied.remove(at);
+                self.restore(std::slice::from_ref(&step)).await;
+            }
+            failed.insert(version, reason);
         }
-        let mut report = ApplyReport {
-            reloaded: !applied.is_empty(),
-            ..ApplyReport::default()
+        let mut report = PhpApplyReport {
+            applied: ApplyReport {
+                reloaded: !applied.is_empty(),
+                ..ApplyReport::default()
+            },
+            failed: Vec::new(),
         };
         for Applied { plan, .. } in &applied {
             plan.tree.prune(KEEP_GENERATIONS)?;
-            report.changed.extend(&plan.changed);
-            report.removed.extend(plan.removed.iter().cloned());
+            report.applied.changed.extend(&plan.changed);
+            report.applied.removed.extend(plan.removed.iter().cloned());
         }
-        report.changed.sort();
-        report.changed.dedup();
+        report.applied.changed.sort();
+        report.applied.changed.dedup();
+        report.failed = failed
+            .into_iter()
+            .map(|(version, reason)| {
+                let mut sites: Vec<WebsiteId> = sites
+                    .iter()
+                    .filter(|s| s.php_version == Some(version))
+                    .map(|s| s.id)
+                    .collect();
+                sites.sort();
+                sites.dedup();
+                FailedVersion {
+                    version,
+                    sites,
+                    reason,
+                }
+            })
+            .collect();
+        Ok((report, None))
+    }
+}
+
+#[async_trait]
+impl PhpRuntime for PhpFpm {
+    async fn installed(&self) -> Result<Vec<PhpInstallation>> {
+        Ok(self.installations.clone())
+    }
+
+    fn render_pool(&self, site: &Website) -> Result<RenderedFile> {
+        PhpFpm::render_pool(self, site)
+    }
+
+    async fn validate(&self, version: PhpVersion, staged_root: &Path) -> Result<()> {
+        PhpFpm::validate(self, version, staged_root).await
+    }
+
+    async fn apply(&self, sites: &[Website]) -> Result<ApplyReport> {
+        match self.apply_each(sites, Failures::Fail).await? {
+            (report, None) => Ok(report.applied),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    async fn apply_versions(&self, sites: &[Website]) -> Result<PhpApplyReport> {
+        let (report, _) = self.apply_each(sites, Failures::Report).await?;
         Ok(report)
     }
 

@@ -195,6 +195,12 @@ impl Apache {
         Ok(Self { config, templates })
     }
 
+    /// The pid of the running master, when its pid file names it: this binary, and supervised
+    /// a command line under the server root ([`hosting_core::process::inspect`]).
+    pub fn running_master(&self) -> Option<u32> {
+        crate::apply::master_pid(self)
+    }
+
     /// [`WebServerKind::Apache`].
     pub fn kind(&self) -> WebServerKind {
         WebServerKind::Apache
@@ -280,6 +286,10 @@ impl Managed for Apache {
     const MAIN_CONFIG: &'static str = Apache::MAIN_CONFIG;
     const RUNTIME_DIRS: &'static [&'static str] = &["run", "logs"];
     const SERVICE_DIRS: &'static [&'static str] = &[];
+
+    fn binary(&self) -> &Path {
+        &self.config.binary
+    }
 
     fn run(&self) -> Run<'_> {
         match &self.config.management {

@@ -35,6 +35,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hosting_core::model::{Website, WebsiteId};
+use hosting_core::process::{self, Identity};
 use hosting_core::tree::{FileUndo, ManagedTree, Staged, replace_file};
 use hosting_core::types::ConfinedPath;
 use hosting_core::web::{RenderedFile, find_refused};
@@ -106,6 +107,8 @@ pub(crate) trait Managed: Send + Sync {
     /// Directories the configuration test of a service writes under the managed root.
     const SERVICE_DIRS: &'static [&'static str];
 
+    /// The server's binary (by path or by name in `PATH`).
+    fn binary(&self) -> &Path;
     /// Who runs the server.
     fn run(&self) -> Run<'_>;
     /// The process seam.
@@ -285,7 +288,11 @@ pub(crate) async fn apply<S: Managed>(
         .cloned()
         .collect();
     let running = running_pid(server).await?;
-    let old_workers = running.as_deref().map(children_of).unwrap_or_default();
+    let old_workers = running
+        .as_deref()
+        .and_then(|pid| pid.parse().ok())
+        .map(process::children_of)
+        .unwrap_or_default();
     let include_current = include
         .as_ref()
         .is_none_or(|(path, contents)| holds(path, contents));
@@ -411,19 +418,35 @@ pub(crate) fn drift<S: Managed>(
     Ok(out)
 }
 
-async fn running_pid<S: Managed + ?Sized>(server: &S) -> Result<Option<String>> {
-    let Ok(pid) = std::fs::read_to_string(pid_file(server)) else {
-        return Ok(None);
-    };
-    let pid = pid.trim().to_owned();
-    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-        return Ok(None);
+/// What the server's master is: its binary, and when the SDK runs it, a command line under its
+/// root. A distro's service is known by its binary alone.
+fn identity<S: Managed + ?Sized>(server: &S) -> Identity {
+    match server.run() {
+        Run::Supervised(root) => Identity::new(server.binary(), root),
+        Run::Service(_) => Identity::service(server.binary()),
     }
-    let alive = server
-        .runner()
-        .run(&Command::new("kill").arg("-0").arg(&pid))
-        .await?;
-    Ok(alive.success().then_some(pid))
+}
+
+/// The running master's pid, when the pid file names it ([`process::inspect`]).
+pub(crate) fn master_pid<S: Managed + ?Sized>(server: &S) -> Option<u32> {
+    process::server_pid(&pid_file(server), &identity(server))
+}
+
+/// The running master's pid, when the pid file names it. A pid file that names no server (left
+/// by a server killed with its machine, its pid dead or since taken by another process) is
+/// removed, so the server is started, and the process the file named is never signalled.
+async fn running_pid<S: Managed + ?Sized>(server: &S) -> Result<Option<String>> {
+    let pid_file = pid_file(server);
+    let found = process::clear_stale(&pid_file, &identity(server))?;
+    if found.is_stale() {
+        tracing::warn!(
+            server = S::NAME,
+            pid_file = %pid_file.display(),
+            found = ?found,
+            "the pid file names no running server (left by a crash?): removed, the server will be started"
+        );
+    }
+    Ok(found.server().map(|pid| pid.to_string()))
 }
 
 /// Reloads the running server (pid `running`) gracefully, or starts it.
@@ -578,35 +601,10 @@ async fn site_answers(
     }
 }
 
-/// The pids of the processes whose parent is `parent`, read from /proc.
-fn children_of(parent: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                // The command name may hold spaces; the fields after its closing paren do not.
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                    == Some(parent)
-            })
-        })
-        .collect()
-}
-
 /// Waits (up to the servers' shutdown timeout) until none of `pids` is alive any more.
 async fn wait_for_exit(pids: &[u32]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
-    let alive = |pid: &u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                != Some("Z")
-        })
-    };
-    while pids.iter().any(alive) && tokio::time::Instant::now() < deadline {
+    while pids.iter().any(|pid| process::alive(*pid)) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

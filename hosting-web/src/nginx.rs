@@ -190,6 +190,12 @@ impl Nginx {
         Ok(Self { config, templates })
     }
 
+    /// The pid of the running master, when its pid file names it: this binary, and supervised
+    /// a command line under the server root ([`hosting_core::process::inspect`]).
+    pub fn running_master(&self) -> Option<u32> {
+        crate::apply::master_pid(self)
+    }
+
     /// [`WebServerKind::Nginx`].
     pub fn kind(&self) -> WebServerKind {
         WebServerKind::Nginx
@@ -298,6 +304,10 @@ impl Managed for Nginx {
     const MAIN_CONFIG: &'static str = Nginx::MAIN_CONFIG;
     const RUNTIME_DIRS: &'static [&'static str] = &["run", "logs", "tmp"];
     const SERVICE_DIRS: &'static [&'static str] = &["tmp"];
+
+    fn binary(&self) -> &Path {
+        &self.config.binary
+    }
 
     fn run(&self) -> Run<'_> {
         match &self.config.management {

@@ -12,8 +12,10 @@ use hosting_core::accounts::{LocalAccounts, SharedAccount};
 use hosting_core::model::Website;
 use hosting_core::node::{NodeReport, apply_node};
 use hosting_core::php::{PhpInstallation, PhpRuntime};
+use hosting_core::process::{
+    Identity, StopSignal, SupervisedServer, php_fpm_servers, running, server_pid, stop_servers,
+};
 pub use hosting_core::process::{Skipped, Stopped};
-use hosting_core::process::{StopSignal, SupervisedServer, php_fpm_servers, running, stop_servers};
 use hosting_core::site_files::{LocalSiteFiles, SiteFiles};
 use hosting_core::system::SystemRunner;
 use hosting_core::tree::ManagedTree;
@@ -231,6 +233,8 @@ pub struct Node {
     server: NodeServer,
     runner: Arc<dyn CommandRunner>,
     web: Box<dyn WebServer>,
+    /// What the web server's master is, to tell whether its pid file names it.
+    web_identity: Identity,
     php: PhpFpm,
     accounts: Arc<dyn NodeAccounts>,
     uid_range: UidRange,
@@ -282,6 +286,14 @@ impl Node {
                 ),
                 LocalSiteFiles::new(paths.layout.clone(), runner.clone()),
             )
+        };
+        let web_binary = match server {
+            NodeServer::Apache => node.apache_binary.clone(),
+            NodeServer::Nginx => node.nginx_binary.clone(),
+        };
+        let web_identity = match node.mode {
+            Mode::Prefix => Identity::new(web_binary, paths.web_root.clone()),
+            Mode::System => Identity::service(web_binary),
         };
         let web: Box<dyn WebServer> = match server {
             NodeServer::Apache => {
@@ -339,6 +351,7 @@ impl Node {
             server,
             runner,
             web,
+            web_identity,
             php,
             accounts,
             uid_range: node.uid_range,
@@ -469,22 +482,17 @@ impl Node {
             .filter(|s| s.php_version.is_none_or(|v| self.php.find(v).is_ok()))
             .cloned()
             .collect();
-        let parked = self.park_stopped_php()?;
-        let report =
-            match apply_node(self.web.as_ref(), &self.php, &previous, &resolved.sites).await {
-                Ok(report) => report,
-                Err(e) => {
-                    for (tree, generation) in parked {
-                        if matches!(tree.current(), Ok(None)) {
-                            let _ = tree.reactivate(&generation);
-                        }
-                    }
-                    return Err(anyhow::Error::new(e).context(
-                        "the apply failed; the recorded sites are unchanged (run `hostctl node \
+        // Servers that do not run (after `stop`, a crash or a reboot) are started by the
+        // backends themselves: each finds out from its pid file and /proc whether its master
+        // is really there.
+        let report = apply_node(self.web.as_ref(), &self.php, &previous, &resolved.sites)
+            .await
+            .map_err(|e| {
+                anyhow::Error::new(e).context(
+                    "the apply failed; the recorded sites are unchanged (run `hostctl node \
                      drift` to see where the node stands)",
-                    ));
-                }
-            };
+                )
+            })?;
         let accounts = std::mem::take(&mut record.accounts);
         *record = Recorded::of(state, resolved.sites.clone());
         record.accounts = accounts;
@@ -518,6 +526,27 @@ impl Node {
             record.accounts.retain(|a| a.name != account.name);
             state_dir.save(record)?;
         }
+        if !report.php_failed.is_empty() {
+            let failed: Vec<String> = report
+                .php_failed
+                .iter()
+                .map(|f| {
+                    let sites: Vec<String> = f.sites.iter().map(ToString::to_string).collect();
+                    format!(
+                        "PHP {} (sites {}): {}",
+                        f.version.as_str(),
+                        sites.join(", "),
+                        f.reason
+                    )
+                })
+                .collect();
+            anyhow::bail!(
+                "the {} serves the node, but these PHP versions' masters do not run, so their \
+                 sites answer 502 until an apply starts them: {}",
+                self.web_server_name(),
+                failed.join("; ")
+            );
+        }
         Ok(report)
     }
 
@@ -544,24 +573,6 @@ impl Node {
             self.paths.php_root.join(version.as_str()),
             self.runner.clone(),
         )
-    }
-
-    /// Masters whose configuration is live but which do not run (after `stop`, a crash, or
-    /// the distro's service stopped): their tree is taken out of service, so the apply stages it
-    /// again and starts the master (an unchanged tree is otherwise left alone, master or not).
-    /// Returns what was parked, to put back if the apply fails.
-    fn park_stopped_php(&self) -> anyhow::Result<Vec<(ManagedTree, PathBuf)>> {
-        let mut parked = Vec::new();
-        for install in self.php.installed() {
-            let tree = self.php_tree(install.version);
-            if tree.current()?.is_some()
-                && running(&self.paths.php_pid_file(install.version)).is_none()
-                && let Some(generation) = tree.deactivate()?
-            {
-                parked.push((tree, generation));
-            }
-        }
-        Ok(parked)
     }
 
     fn web_server_name(&self) -> String {
@@ -599,7 +610,7 @@ impl Node {
         }
         let web_tree = ManagedTree::new(self.paths.web_tree(), self.runner.clone());
         let web_pid = web_pid_file(&self.paths.root, self.paths.mode, self.server);
-        if web_tree.current()?.is_some() && running(&web_pid).is_none() {
+        if web_tree.current()?.is_some() && server_pid(&web_pid, &self.web_identity).is_none() {
             report.not_running.push(NotRunning {
                 server: self.web_server_name(),
                 pid_file: web_pid,
@@ -607,7 +618,9 @@ impl Node {
         }
         for install in self.php.installed() {
             let pid_file = self.paths.php_pid_file(install.version);
-            if self.php_tree(install.version).current()?.is_some() && running(&pid_file).is_none() {
+            if self.php_tree(install.version).current()?.is_some()
+                && self.php.running_master(install.version).is_none()
+            {
                 report.not_running.push(NotRunning {
                     server: format!("php-fpm {}", install.version.as_str()),
                     pid_file,

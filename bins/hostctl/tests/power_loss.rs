@@ -1,0 +1,459 @@
+//! A power loss under `hostctl node apply` in prefix mode: three PHP sites served (PHP 8.2 and
+//! 8.4 when the machine has the 8.4 build, else all on 8.2) through nginx, then nginx, every
+//! PHP-FPM master and all their workers are killed at once with SIGKILL, as a power cut does,
+//! leaving their pid and socket files on disk. `hostctl node apply` alone must bring every site
+//! back to serving PHP within 30 s.
+//!
+//! The second test leaves a pid file behind that names a live process that is not the server
+//! (after a reboot a pid means nothing): a `sleep` this test started. The apply must start the
+//! servers rather than signal it; the `sleep` is still running afterwards (any of the signals
+//! a reload or stop sends, HUP, USR2, QUIT or TERM, would have ended it).
+//!
+//! Processes are found by the node's root on their command line and as children of those,
+//! never by name: other tests run nginx and PHP-FPM side by side.
+// The test builds its fixtures by path, as root, where no tenant writes.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::expect_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
+use std::time::{Duration, Instant};
+
+use hosting_tests::{TempDir, env_or_skip, free_port, root_or_skip};
+use support::TestAccounts;
+
+/// How long the node may take to serve every site again after the apply starts.
+const RECOVERY: Duration = Duration::from_secs(30);
+
+const INDEX_PHP: &str = "<?php echo 'php ', PHP_VERSION;\n";
+
+/// The machine's binaries: nginx, PHP 8.2 and, when built, PHP 8.4 (binary, php.ini, scan dir).
+struct Machine {
+    nginx: String,
+    php82: String,
+    php84: Option<(String, String, String)>,
+}
+
+fn machine() -> Option<Machine> {
+    if !root_or_skip() {
+        return None;
+    }
+    let php84 = match (
+        std::env::var("HOSTING_TEST_PHP_FPM_84_BIN"),
+        std::env::var("HOSTING_TEST_PHP_FPM_84_INI"),
+        std::env::var("HOSTING_TEST_PHP_FPM_84_SCAN_DIR"),
+    ) {
+        (Ok(bin), Ok(ini), Ok(scan)) => Some((bin, ini, scan)),
+        _ => None,
+    };
+    Some(Machine {
+        nginx: env_or_skip("HOSTING_TEST_NGINX")?,
+        php82: env_or_skip("HOSTING_TEST_PHP_FPM_82")?,
+        php84,
+    })
+}
+
+fn hostctl<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    std::process::Command::new(env!("CARGO_BIN_EXE_hostctl"))
+        .args(args)
+        .output()
+        .expect("run hostctl")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_ok(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Stops whatever hostctl started under the root when dropped, even after a failed assertion.
+struct StopServers(PathBuf);
+
+impl Drop for StopServers {
+    fn drop(&mut self) {
+        let _ = hostctl([
+            OsStr::new("node"),
+            OsStr::new("stop"),
+            OsStr::new("--root"),
+            self.0.as_os_str(),
+        ]);
+        // A failed test may leave processes hostctl no longer knows (its pid files replaced).
+        kill_node_processes(&self.0);
+    }
+}
+
+/// A process this test started, killed and reaped when dropped.
+struct Unrelated(Child);
+
+impl Drop for Unrelated {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One node under a temporary prefix: nginx in front of PHP-FPM, three PHP sites.
+struct Node {
+    /// First, so the servers stop before the accounts and the prefix are removed.
+    _stop: StopServers,
+    accounts: TestAccounts,
+    dir: TempDir,
+    port: u16,
+    /// Site id and PHP version.
+    sites: Vec<(i64, &'static str)>,
+}
+
+impl Node {
+    fn new(machine: &Machine) -> Self {
+        let dir = TempDir::new();
+        let second = if machine.php84.is_some() {
+            "8.4"
+        } else {
+            "8.2"
+        };
+        let node = Node {
+            _stop: StopServers(dir.path().join("root")),
+            accounts: TestAccounts::new(),
+            dir,
+            port: free_port(),
+            sites: vec![(1, "8.2"), (2, second), (3, "8.2")],
+        };
+        let mut toml = format!(
+            "[node]\nweb_server = \"nginx\"\nmode = \"prefix\"\nhttp_port = {}\nhttps_port = {}\n\
+             nginx_binary = \"{}\"\nuid_range = \"{}\"\n\n[[node.php]]\nfpm_binary = \"{}\"\n",
+            node.port,
+            free_port(),
+            machine.nginx,
+            node.accounts.uid_range(),
+            machine.php82,
+        );
+        if let Some((bin, ini, scan)) = &machine.php84 {
+            toml.push_str(&format!(
+                "\n[[node.php]]\nfpm_binary = \"{bin}\"\nphp_ini = \"{ini}\"\nscan_dir = \"{scan}\"\n"
+            ));
+        }
+        for (id, php) in &node.sites {
+            toml.push_str(&format!(
+                "\n[[site]]\nid = {id}\ndomain = \"{}\"\nphp_version = \"{php}\"\n\
+                 document_root = \"public\"\n",
+                node.accounts.domain(*id)
+            ));
+        }
+        std::fs::write(node.state_file(), toml).expect("write state file");
+        node
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.path().join("node.toml")
+    }
+
+    fn apply(&self) -> Output {
+        let (state, root) = (self.state_file(), self.root());
+        hostctl([
+            OsStr::new("node"),
+            OsStr::new("apply"),
+            OsStr::new("--state"),
+            state.as_os_str(),
+            OsStr::new("--root"),
+            root.as_os_str(),
+        ])
+    }
+
+    /// Applies the state and gives every site an `index.php`, then waits until each serves it.
+    fn serve(&self) {
+        assert_ok(&self.apply());
+        for (id, _) in &self.sites {
+            let docroot = self.root().join(format!("node/sites/site{id}/public"));
+            std::fs::write(docroot.join("index.php"), INDEX_PHP).expect("index.php");
+        }
+        self.wait_until_served(Instant::now() + RECOVERY);
+    }
+
+    /// Waits until every site answers its PHP, or fails at `deadline` naming what it got.
+    #[track_caller]
+    fn wait_until_served(&self, deadline: Instant) {
+        let mut waiting: BTreeSet<usize> = (0..self.sites.len()).collect();
+        let mut last = String::new();
+        while !waiting.is_empty() {
+            waiting.retain(|i| {
+                let (id, php) = self.sites[*i];
+                match http_get(self.port, &self.accounts.domain(id), "/index.php") {
+                    Ok((200, body)) if body.starts_with(&format!("php {php}.")) => false,
+                    Ok((status, body)) => {
+                        last = format!("site {id}: {status} {body}");
+                        true
+                    }
+                    Err(e) => {
+                        last = format!("site {id}: {e}");
+                        true
+                    }
+                }
+            });
+            if waiting.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sites {waiting:?} do not serve PHP again in time; last answer: {last}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn nginx_pid_file(&self) -> PathBuf {
+        self.root().join("nginx/run/nginx.pid")
+    }
+
+    fn php_pid_file(&self, version: &str) -> PathBuf {
+        self.root().join(format!("node/run/php{version}-fpm.pid"))
+    }
+
+    fn versions(&self) -> BTreeSet<&'static str> {
+        self.sites.iter().map(|(_, php)| *php).collect()
+    }
+
+    fn sockets(&self) -> Vec<PathBuf> {
+        self.sites
+            .iter()
+            .map(|(id, php)| self.root().join(format!("node/run/php{php}-site{id}.sock")))
+            .collect()
+    }
+
+    /// SIGKILLs nginx, every PHP-FPM master and all their workers at once, leaving every file
+    /// as it was; checks that the pid and socket files are still there.
+    fn power_loss(&self) {
+        let killed = kill_node_processes(&self.root());
+        assert!(
+            killed > self.versions().len(),
+            "nginx and a master per version were running ({killed} processes killed)"
+        );
+        let mut left = vec![self.nginx_pid_file()];
+        left.extend(self.versions().into_iter().map(|v| self.php_pid_file(v)));
+        left.extend(self.sockets());
+        for file in left {
+            assert!(file.exists(), "{} stays behind", file.display());
+        }
+        for (id, _) in &self.sites {
+            assert!(
+                http_get(self.port, &self.accounts.domain(*id), "/index.php").is_err(),
+                "nothing answers after the power loss"
+            );
+        }
+    }
+}
+
+/// Every process whose command line names `root`, and their descendants.
+fn node_processes(root: &Path) -> BTreeSet<u32> {
+    let root = format!("{}/", root.display());
+    let mut found: BTreeSet<u32> = all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|raw| text(&raw).replace('\0', " ").contains(&root))
+        })
+        .collect();
+    loop {
+        let children: BTreeSet<u32> = all_pids()
+            .into_iter()
+            .filter(|pid| !found.contains(pid))
+            .filter(|pid| parent_of(*pid).is_some_and(|p| found.contains(&p)))
+            .collect();
+        if children.is_empty() {
+            return found;
+        }
+        found.extend(children);
+    }
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn signal(signal: &str, pids: &BTreeSet<u32>) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(signal)
+        .args(pids.iter().map(u32::to_string))
+        .output();
+}
+
+/// Freezes the node's processes (so no master forks a worker the kill would miss), then kills
+/// them all at once and waits until they are gone. The number killed.
+fn kill_node_processes(root: &Path) -> usize {
+    let mut frozen = BTreeSet::new();
+    loop {
+        let found = node_processes(root);
+        let new: BTreeSet<u32> = found.difference(&frozen).copied().collect();
+        if new.is_empty() {
+            break;
+        }
+        signal("-STOP", &new);
+        frozen.extend(new);
+    }
+    signal("-KILL", &frozen);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while frozen.iter().any(|pid| hosting_core::process::alive(*pid)) {
+        assert!(Instant::now() < deadline, "killed processes are gone");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    frozen.len()
+}
+
+/// `GET path` for `host` on 127.0.0.1:`port` over HTTP/1.0: status and body.
+fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let response = text(&raw);
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
+}
+
+/// A live process that is not a server: `sleep`, which any of the signals a server is sent
+/// would end.
+fn unrelated_process() -> Unrelated {
+    Unrelated(
+        std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep"),
+    )
+}
+
+#[track_caller]
+fn assert_untouched(process: &mut Unrelated) {
+    assert!(
+        process.0.try_wait().expect("try_wait").is_none(),
+        "the unrelated process a stale pid file named was signalled"
+    );
+    let state =
+        std::fs::read_to_string(format!("/proc/{}/stat", process.0.id())).expect("its /proc entry");
+    let state = state
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(str::to_owned);
+    assert_eq!(state.as_deref(), Some("S"), "still sleeping, not stopped");
+}
+
+#[test]
+fn after_a_power_loss_the_apply_serves_every_site_again() {
+    let Some(machine) = machine() else {
+        return;
+    };
+    let node = Node::new(&machine);
+    node.serve();
+    node.power_loss();
+
+    let started = Instant::now();
+    let out = node.apply();
+    assert_ok(&out);
+    node.wait_until_served(started + RECOVERY);
+    eprintln!(
+        "served again {:?} after the apply started",
+        started.elapsed()
+    );
+
+    // And once more: a second power loss after a recovery is no different.
+    node.power_loss();
+    let started = Instant::now();
+    assert_ok(&node.apply());
+    node.wait_until_served(started + RECOVERY);
+}
+
+#[test]
+fn a_stale_pid_file_naming_another_process_is_not_signalled() {
+    let Some(machine) = machine() else {
+        return;
+    };
+    let node = Node::new(&machine);
+    node.serve();
+    node.power_loss();
+
+    // After the reboot the pids in the files belong to other processes: one unrelated process
+    // is named by nginx's pid file, another by a PHP master's.
+    let mut for_nginx = unrelated_process();
+    let mut for_php = unrelated_process();
+    std::fs::write(node.nginx_pid_file(), format!("{}\n", for_nginx.0.id())).expect("pid file");
+    std::fs::write(node.php_pid_file("8.2"), format!("{}\n", for_php.0.id())).expect("pid file");
+
+    let started = Instant::now();
+    let out = node.apply();
+    assert_ok(&out);
+    node.wait_until_served(started + RECOVERY);
+    assert_untouched(&mut for_nginx);
+    assert_untouched(&mut for_php);
+    for (file, other) in [
+        (node.nginx_pid_file(), &for_nginx),
+        (node.php_pid_file("8.2"), &for_php),
+    ] {
+        let named: u32 = std::fs::read_to_string(&file)
+            .expect("the new server's pid file")
+            .trim()
+            .parse()
+            .expect("a pid");
+        assert_ne!(
+            named,
+            other.0.id(),
+            "{} names the new server",
+            file.display()
+        );
+    }
+
+    // `hostctl node stop` must not signal it either, once a pid file names it again.
+    std::fs::write(node.nginx_pid_file(), format!("{}\n", for_nginx.0.id())).expect("pid file");
+    let root = node.root();
+    let out = hostctl([
+        OsStr::new("node"),
+        OsStr::new("stop"),
+        OsStr::new("--root"),
+        root.as_os_str(),
+    ]);
+    assert_ok(&out);
+    assert_untouched(&mut for_nginx);
+}
