@@ -1,0 +1,510 @@
+//! A power loss under the panel: the real `hosting-panel` binary, as root, on SQLite, with its
+//! local node (nginx and PHP-FPM 8.2, and 8.4 when the machine has the build, supervised under
+//! the data directory). Three PHP sites are created through the API and serve; then the panel,
+//! nginx, every PHP-FPM master and all their workers are killed at once with SIGKILL, and the
+//! data directory (pid and socket files under `DATA_DIR/node/run`) is left as it was. Starting
+//! the panel again, with no other action, must bring every site back to serving PHP within
+//! 30 s.
+//!
+//! The second test leaves pid files behind that name live processes which are not the servers
+//! (after a reboot a pid means nothing): `sleep`s this test started. They must not be signalled
+//! (any of HUP, USR2, QUIT or TERM would end a `sleep`), and the sites must serve.
+//!
+//! Processes are found by the test's directory on their command line and as children of
+//! those, never by name: other tests run nginx and PHP-FPM side by side.
+// The test builds its fixtures by path, as root, where no tenant writes.
+#![allow(clippy::disallowed_methods)]
+#![allow(clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hosting_tests::{TempDir, TestUids, env_or_skip, free_port, http_get, root_or_skip};
+use serde_json::{Value, json};
+
+/// How long the node may take to serve every site again after the panel starts.
+const RECOVERY: Duration = Duration::from_secs(30);
+
+const ADMIN_EMAIL: &str = "admin@power.example";
+const ADMIN_PASSWORD: &str = "operator-password-1";
+const INDEX_PHP: &str = "<?php echo 'php ', PHP_VERSION;\n";
+
+/// The panel's directory: its configuration, its data directory, its log.
+struct Setup {
+    dir: TempDir,
+    _uids: TestUids,
+    http_port: u16,
+    php84: bool,
+}
+
+impl Setup {
+    fn new() -> Option<Self> {
+        let nginx = env_or_skip("HOSTING_TEST_NGINX")?;
+        let php82 = env_or_skip("HOSTING_TEST_PHP_FPM_82")?;
+        if !root_or_skip() {
+            return None;
+        }
+        let php84 = match (
+            std::env::var("HOSTING_TEST_PHP_FPM_84_BIN"),
+            std::env::var("HOSTING_TEST_PHP_FPM_84_INI"),
+            std::env::var("HOSTING_TEST_PHP_FPM_84_SCAN_DIR"),
+        ) {
+            (Ok(bin), Ok(ini), Ok(scan)) => Some((bin, ini, scan)),
+            _ => None,
+        };
+        let uids = TestUids::claim();
+        let dir = TempDir::new();
+        // nginx's workers and the sites' PHP users walk down to the sites' homes.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let http_port = free_port();
+        let mut toml = format!(
+            "listen = \"127.0.0.1:{listen}\"\n\
+             data_dir = {data:?}\n\
+             admin_email = {ADMIN_EMAIL:?}\n\
+             shutdown_grace_secs = 5\n\
+             login_attempts_per_minute = 1000\n\
+             [node]\n\
+             nginx = {nginx:?}\n\
+             http_port = {http_port}\n\
+             https_port = {https_port}\n\
+             php_system_dir = \"\"\n\
+             uid_range = {range:?}\n\
+             [[node.php_prefixes]]\n\
+             fpm_binary = {php82:?}\n",
+            listen = free_port(),
+            data = dir.path().join("data").display().to_string(),
+            https_port = free_port(),
+            range = uids.range().to_string(),
+        );
+        if let Some((bin, ini, scan)) = &php84 {
+            toml.push_str(&format!(
+                "[[node.php_prefixes]]\nfpm_binary = {bin:?}\nphp_ini = {ini:?}\nscan_dir = {scan:?}\n"
+            ));
+        }
+        std::fs::write(dir.path().join("panel.toml"), toml).expect("config");
+        Some(Self {
+            dir,
+            _uids: uids,
+            http_port,
+            php84: php84.is_some(),
+        })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("panel.toml")
+    }
+
+    /// Starts the real binary (`serve`); its output goes to `panel.log` in the test's directory.
+    fn start(&self) -> Panel {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("panel.log"))
+            .expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_hosting-panel"))
+            .arg("serve")
+            .arg("--config")
+            .arg(self.config())
+            .env("HOSTING_PANEL_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env_remove("HOSTING_PANEL_DATABASE_URL")
+            .env_remove("HOSTING_PANEL_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start hosting-panel");
+        Panel {
+            child,
+            base: String::new(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("panel.log")).unwrap_or_default()
+    }
+
+    fn nginx_pid_file(&self) -> PathBuf {
+        self.data().join("node/nginx/run/nginx.pid")
+    }
+
+    fn php_pid_file(&self, version: &str) -> PathBuf {
+        self.data().join(format!("node/run/php{version}-fpm.pid"))
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_hosting-panel"))
+            .arg("node")
+            .arg("stop")
+            .arg("--data-dir")
+            .arg(self.data())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        // What a failed test may leave that the pid files no longer name.
+        kill_processes_under(self.dir.path());
+    }
+}
+
+/// A running panel process.
+struct Panel {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Panel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Panel {
+    /// Waits until it answers `/ready`.
+    async fn ready(&mut self, setup: &Setup) {
+        let text = std::fs::read_to_string(setup.config()).expect("config");
+        let listen = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = "))
+            .expect("listen")
+            .trim_matches('"')
+            .to_owned();
+        self.base = format!("http://{listen}");
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                panic!("the panel exited at start: {status}\n{}", setup.log());
+            }
+            if client
+                .get(format!("{}/ready", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the panel did not become ready\n{}",
+                setup.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn call(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(120))
+            .json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(
+                "/api/v1/auth/login",
+                None,
+                &json!({"email": email, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 200, "login {email}: {body}");
+        body["access_token"].as_str().expect("token").to_owned()
+    }
+
+    async fn created(&self, path: &str, token: &str, body: &Value) -> Value {
+        let (status, answer) = self.call(path, Some(token), body).await;
+        assert_eq!(status, 201, "POST {path}: {answer}");
+        answer
+    }
+}
+
+/// Every process whose command line names a path under `dir`, and their descendants.
+fn processes_under(dir: &Path) -> BTreeSet<u32> {
+    let needle = format!("{}/", dir.display());
+    let mut found: BTreeSet<u32> = all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .contains(&needle)
+            })
+        })
+        .collect();
+    // Never this test process itself.
+    found.remove(&std::process::id());
+    loop {
+        let children: BTreeSet<u32> = all_pids()
+            .into_iter()
+            .filter(|pid| !found.contains(pid))
+            .filter(|pid| parent_of(*pid).is_some_and(|p| found.contains(&p)))
+            .collect();
+        if children.is_empty() {
+            return found;
+        }
+        found.extend(children);
+    }
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn signal(signal: &str, pids: &BTreeSet<u32>) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = Command::new("kill")
+        .arg(signal)
+        .args(pids.iter().map(u32::to_string))
+        .output();
+}
+
+/// Freezes every process under `dir` (so none forks one the kill would miss), then kills them
+/// all at once, as a power cut does, and waits until they are gone. The number killed.
+fn kill_processes_under(dir: &Path) -> usize {
+    let mut frozen = BTreeSet::new();
+    loop {
+        let new: BTreeSet<u32> = processes_under(dir).difference(&frozen).copied().collect();
+        if new.is_empty() {
+            break;
+        }
+        signal("-STOP", &new);
+        frozen.extend(new);
+    }
+    signal("-KILL", &frozen);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while frozen.iter().any(|pid| hosting_core::process::alive(*pid)) {
+        assert!(Instant::now() < deadline, "killed processes are gone");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    frozen.len()
+}
+
+/// The sites: id, domain, PHP version.
+type Sites = Vec<(i64, String, &'static str)>;
+
+/// Creates three PHP sites through the API (8.2, 8.4 or 8.2, 8.2) and waits until each serves
+/// its `index.php`.
+async fn three_sites(setup: &Setup, panel: &Panel) -> Sites {
+    let operator = panel.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let tenant = panel
+        .created(
+            "/api/v1/tenants",
+            &operator,
+            &json!({"name": "Power", "slug": "power"}),
+        )
+        .await["id"]
+        .as_i64()
+        .expect("tenant");
+    let owner = panel
+        .created(
+            &format!("/api/v1/tenants/{tenant}/users"),
+            &operator,
+            &json!({"role": "admin", "email": "boss@power.example", "password": "boss-password-1"}),
+        )
+        .await["user"]["id"]
+        .as_i64()
+        .expect("user");
+    let boss = panel.login("boss@power.example", "boss-password-1").await;
+    let nodes: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/nodes", panel.base))
+        .bearer_auth(&boss)
+        .send()
+        .await
+        .expect("nodes")
+        .json()
+        .await
+        .expect("nodes json");
+    let node = nodes["items"][0]["id"].as_i64().expect("the local node");
+    let second = if setup.php84 { "8.4" } else { "8.2" };
+    let mut sites = Vec::new();
+    for (n, php) in [(1, "8.2"), (2, second), (3, "8.2")] {
+        let domain = format!("s{n}.power.example");
+        let website = panel
+            .created(
+                "/api/v1/websites",
+                &boss,
+                &json!({
+                    "owner_id": owner,
+                    "domain": domain,
+                    "node_id": node,
+                    "web_server": "nginx",
+                    "php_version": php,
+                    "document_root": "public",
+                }),
+            )
+            .await;
+        let id = website["website"]["id"].as_i64().expect("website id");
+        let docroot = setup.data().join(format!("node/sites/site{id}/public"));
+        std::fs::write(docroot.join("index.php"), INDEX_PHP).expect("index.php");
+        sites.push((id, domain, php));
+    }
+    served(setup, &sites, Instant::now() + RECOVERY).await;
+    sites
+}
+
+/// Waits until every site answers its PHP, or fails at `deadline` naming what it got.
+async fn served(setup: &Setup, sites: &Sites, deadline: Instant) {
+    let mut waiting: Vec<&(i64, String, &str)> = sites.iter().collect();
+    let mut last = String::new();
+    loop {
+        let mut still = Vec::new();
+        for site in waiting {
+            let (id, domain, php) = site;
+            match http_get(setup.http_port, domain, "/index.php").await {
+                Ok((200, body)) if body.starts_with(&format!("php {php}.")) => {}
+                Ok((status, body)) => {
+                    last = format!("site {id}: {status} {body}");
+                    still.push(site);
+                }
+                Err(e) => {
+                    last = format!("site {id}: {e}");
+                    still.push(site);
+                }
+            }
+        }
+        if still.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} sites do not serve PHP in time; last answer: {last}\n{}",
+            still.len(),
+            setup.log()
+        );
+        waiting = still;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// SIGKILLs the panel and every process it started, at once; checks that the pid and socket
+/// files stay behind and nothing answers.
+async fn power_loss(setup: &Setup, mut panel: Panel, sites: &Sites) {
+    let killed = kill_processes_under(setup.dir.path());
+    let _ = panel.child.wait();
+    let versions: BTreeSet<&str> = sites.iter().map(|(_, _, php)| *php).collect();
+    assert!(
+        killed > 1 + versions.len(),
+        "the panel, nginx and a master per version were running ({killed} killed)"
+    );
+    let mut left = vec![setup.nginx_pid_file()];
+    left.extend(versions.iter().map(|v| setup.php_pid_file(v)));
+    left.extend(sites.iter().map(|(id, _, php)| {
+        setup
+            .data()
+            .join(format!("node/run/php{php}-site{id}.sock"))
+    }));
+    for file in left {
+        assert!(file.exists(), "{} stays behind", file.display());
+    }
+    for (id, domain, _) in sites {
+        assert!(
+            http_get(setup.http_port, domain, "/index.php")
+                .await
+                .is_err(),
+            "site {id} answers after the power loss"
+        );
+    }
+}
+
+/// A process this test started, killed and reaped when dropped.
+struct Unrelated(Child);
+
+impl Drop for Unrelated {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn unrelated_process() -> Unrelated {
+    Unrelated(Command::new("sleep").arg("600").spawn().expect("sleep"))
+}
+
+#[track_caller]
+fn assert_untouched(process: &mut Unrelated) {
+    assert!(
+        process.0.try_wait().expect("try_wait").is_none(),
+        "the unrelated process a stale pid file named was signalled"
+    );
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", process.0.id())).expect("stat");
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(str::to_owned);
+    assert_eq!(state.as_deref(), Some("S"), "still sleeping, not stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_power_loss_the_panel_start_serves_every_site_again() {
+    let Some(setup) = Setup::new() else {
+        return;
+    };
+    let mut panel = setup.start();
+    panel.ready(&setup).await;
+    let sites = three_sites(&setup, &panel).await;
+    power_loss(&setup, panel, &sites).await;
+
+    let started = Instant::now();
+    let mut panel = setup.start();
+    panel.ready(&setup).await;
+    served(&setup, &sites, started + RECOVERY).await;
+    eprintln!(
+        "served again {:?} after the panel started",
+        started.elapsed()
+    );
+    drop(panel);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_pid_file_naming_another_process_is_not_signalled_by_the_panel() {
+    let Some(setup) = Setup::new() else {
+        return;
+    };
+    let mut panel = setup.start();
+    panel.ready(&setup).await;
+    let sites = three_sites(&setup, &panel).await;
+    power_loss(&setup, panel, &sites).await;
+
+    let mut for_nginx = unrelated_process();
+    let mut for_php = unrelated_process();
+    std::fs::write(setup.nginx_pid_file(), format!("{}\n", for_nginx.0.id())).expect("pid");
+    std::fs::write(setup.php_pid_file("8.2"), format!("{}\n", for_php.0.id())).expect("pid");
+
+    let started = Instant::now();
+    let mut panel = setup.start();
+    panel.ready(&setup).await;
+    served(&setup, &sites, started + RECOVERY).await;
+    assert_untouched(&mut for_nginx);
+    assert_untouched(&mut for_php);
+    drop(panel);
+}
