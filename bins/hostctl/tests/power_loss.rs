@@ -457,3 +457,59 @@ fn a_stale_pid_file_naming_another_process_is_not_signalled() {
     assert_ok(&out);
     assert_untouched(&mut for_nginx);
 }
+
+#[test]
+fn a_php_version_that_cannot_start_keeps_no_other_site_down() {
+    let Some(machine) = machine() else {
+        return;
+    };
+    if machine.php84.is_none() {
+        eprintln!("SKIPPED: two PHP versions are needed (HOSTING_TEST_PHP_FPM_84_*)");
+        return;
+    }
+    let node = Node::new(&machine);
+    node.serve();
+    node.power_loss();
+
+    // PHP 8.4's master cannot start: its pid file cannot be written (`php-fpm -t` passes).
+    let blocked = node.php_pid_file("8.4");
+    std::fs::remove_file(&blocked).expect("the stale pid file");
+    std::fs::create_dir(&blocked).expect("a directory in its place");
+    let out = node.apply();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("PHP 8.4 (sites 2)") && said.contains("502"),
+        "the failed version and its sites are named: {said}"
+    );
+    // The web server was applied: the other version's sites serve PHP, the failed one's get
+    // a 502 from nginx.
+    let others = Node {
+        sites: node
+            .sites
+            .iter()
+            .filter(|(_, php)| *php == "8.2")
+            .copied()
+            .collect(),
+        ..node
+    };
+    others.wait_until_served(Instant::now() + RECOVERY);
+    let (status, _) =
+        http_get(others.port, &others.accounts.domain(2), "/index.php").expect("nginx answers");
+    assert_eq!(status, 502, "the failed version's site");
+
+    // Mended, the next apply starts it.
+    std::fs::remove_dir(&blocked).expect("rmdir");
+    let node = Node {
+        sites: vec![(1, "8.2"), (2, "8.4"), (3, "8.2")],
+        ..others
+    };
+    assert_ok(&node.apply());
+    node.wait_until_served(Instant::now() + RECOVERY);
+}
