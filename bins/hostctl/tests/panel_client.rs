@@ -407,12 +407,55 @@ async fn login_tenants_users_tokens_and_exit_codes() {
     boss_cli.run(&["users", "show", &jo]).await.expect(4);
     let run = boss_cli.run(&["users", "list"]).await.expect(0);
     assert!(!run.stdout.contains("jo@beta.example"), "{}", run.stdout);
+    // One's own password: the current one first (on stdin, the line before the new one).
+    let run = boss_cli
+        .stdin(
+            &["users", "passwd", &boss_id, "--password-stdin"],
+            "boss-password-2\n",
+        )
+        .await
+        .expect(2);
+    assert!(run.stderr.contains("current password"), "{}", run.stderr);
+    boss_cli
+        .stdin(
+            &[
+                "users",
+                "passwd",
+                &boss_id,
+                "--current-password-stdin",
+                "--password-stdin",
+            ],
+            "not-my-password\nboss-password-2\n",
+        )
+        .await
+        .expect(3);
+    boss_cli
+        .stdin(
+            &[
+                "users",
+                "passwd",
+                &boss_id,
+                "--current-password-stdin",
+                "--password-stdin",
+            ],
+            "boss-password-1\nboss-password-2\n",
+        )
+        .await
+        .expect(0);
+    boss_cli
+        .login(&s.url, "boss@beta.example", "boss-password-1")
+        .await
+        .expect(3);
+    boss_cli
+        .login(&s.url, "boss@beta.example", "boss-password-2")
+        .await
+        .expect(0);
     // Once its tenant requires a second factor, a login says what to do first.
     h.run(&["tenants", "require-2fa", &beta, "on"])
         .await
         .expect(0);
     let run = boss_cli
-        .login(&s.url, "boss@beta.example", "boss-password-1")
+        .login(&s.url, "boss@beta.example", "boss-password-2")
         .await
         .expect(0);
     assert!(run.stderr.contains("2fa enrol"), "{}", run.stderr);

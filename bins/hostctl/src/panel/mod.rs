@@ -233,12 +233,18 @@ pub enum UsersCommand {
         id: i64,
     },
     /// Set a user's password (typed twice at a prompt, or --password-stdin); its sessions end.
+    /// Your own asks for your current password too.
     Passwd {
         /// The user's id.
         id: i64,
         /// Read the password from stdin.
         #[arg(long)]
         password_stdin: bool,
+        /// Your own password: read your current password from stdin instead of a prompt;
+        /// with --password-stdin too, the current password is the first line and the new one
+        /// the second.
+        #[arg(long)]
+        current_password_stdin: bool,
     },
 }
 
@@ -870,9 +876,46 @@ async fn users(c: &mut Client, cmd: &UsersCommand, json: bool) -> Result<u8, Fai
                 .await?;
             say(json, &format!("deleted user {id}"));
         }
-        UsersCommand::Passwd { id, password_stdin } => {
-            let password = prompt::password(*password_stdin, "new password: ", true)?;
-            let body = json!({ "password": password });
+        UsersCommand::Passwd {
+            id,
+            password_stdin,
+            current_password_stdin,
+        } => {
+            // The panel asks for the current password when the password is one's own.
+            let own = c.get("/auth/me").await?.body["user_id"].as_i64() == Some(*id);
+            let (current, password) = match (own, *current_password_stdin, *password_stdin) {
+                (true, true, true) => {
+                    let lines = prompt::password(true, "", false)?;
+                    let (current, new) = lines.split_once('\n').ok_or_else(|| {
+                        Failure::invalid_field(
+                            "password",
+                            "with --current-password-stdin and --password-stdin, give the \
+                             current password on the first line and the new one on the second",
+                        )
+                    })?;
+                    let current = current.strip_suffix('\r').unwrap_or(current);
+                    (Some(current.to_owned()), new.to_owned())
+                }
+                (true, false, true) => {
+                    return Err(Failure::invalid_field(
+                        "current_password",
+                        "changing your own password needs your current password: add \
+                         --current-password-stdin and give it on the line before the new one",
+                    ));
+                }
+                (true, from_stdin, false) => (
+                    Some(current_password(from_stdin)?),
+                    prompt::password(false, "new password: ", true)?,
+                ),
+                (false, _, _) => (
+                    None,
+                    prompt::password(*password_stdin, "new password: ", true)?,
+                ),
+            };
+            let body = match current {
+                Some(current) => json!({ "password": password, "current_password": current }),
+                None => json!({ "password": password }),
+            };
             c.call(
                 Method::PUT,
                 &format!("/users/{id}/password"),
