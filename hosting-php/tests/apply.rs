@@ -382,3 +382,112 @@ async fn pool_workers_run_as_the_sites_user() {
     );
     pm_static.apply(&[]).await.expect("stop");
 }
+
+/// Whether a pool socket is listening (from the kernel's table, without connecting).
+fn listening(socket: &Path) -> bool {
+    std::fs::read_to_string("/proc/net/unix").is_ok_and(|table| {
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields
+                .get(3)
+                .and_then(|f| u32::from_str_radix(f, 16).ok())
+                .is_some_and(|f| f & 0x0001_0000 != 0)
+                && fields.get(7).is_some_and(|p| Path::new(p) == socket)
+        })
+    })
+}
+
+/// The master of `pid` and its workers.
+fn with_workers(pid: u32) -> Vec<u32> {
+    let mut pids = hosting_core::process::children_of(pid);
+    pids.push(pid);
+    pids
+}
+
+#[tokio::test]
+async fn masters_killed_with_their_machine_are_started_again_and_a_reused_pid_left_alone() {
+    let Some(node) = node("killed", None).await else {
+        return;
+    };
+    let sites = [
+        node.site(1, PhpVersion::V8_2),
+        node.site(2, PhpVersion::V8_4),
+    ];
+    node.fpm.apply(&sites).await.expect("first apply");
+    // A power loss: masters and workers SIGKILLed, pid and socket files left behind.
+    let mut killed = Vec::new();
+    for version in [PhpVersion::V8_2, PhpVersion::V8_4] {
+        let pid = node.fpm.running_master(version).expect("running");
+        killed.extend(with_workers(pid));
+    }
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .args(killed.iter().map(u32::to_string))
+        .status();
+    for _ in 0..400 {
+        if !killed.iter().any(|p| hosting_core::process::alive(*p)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        sites.iter().all(|s| node.socket(s).exists()),
+        "sockets stay"
+    );
+    assert!(sites.iter().all(|s| !listening(&node.socket(s))));
+    // After the reboot 8.2's pid is this test process's, which a reload (USR2) would kill.
+    let pid_file = node.layout.php_run_dir.join("php8.2-fpm.pid");
+    std::fs::write(&pid_file, format!("{}\n", std::process::id())).expect("pid file");
+    assert_eq!(node.fpm.running_master(PhpVersion::V8_2), None);
+
+    // Nothing changed in the files, yet the apply starts both masters again.
+    let report = node.fpm.apply_versions(&sites).await.expect("apply");
+    assert!(report.failed.is_empty(), "{report:?}");
+    for site in &sites {
+        assert!(
+            listening(&node.socket(site)),
+            "site {} listens again",
+            site.id
+        );
+    }
+    let pid = node.fpm.running_master(PhpVersion::V8_2).expect("8.2 runs");
+    assert_ne!(pid, std::process::id());
+    assert!(node.fpm.drift(&sites).await.expect("drift").is_empty());
+
+    // PHP 8.4's master dies alone and cannot start again: 8.2 keeps serving, the apply reports
+    // 8.4 with its site, and `apply` fails.
+    let pid84 = node.fpm.running_master(PhpVersion::V8_4).expect("8.4 runs");
+    let killed = with_workers(pid84);
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .args(killed.iter().map(u32::to_string))
+        .status();
+    for _ in 0..400 {
+        if !killed.iter().any(|p| hosting_core::process::alive(*p)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let blocked = node.layout.php_run_dir.join("php8.4-fpm.pid");
+    std::fs::remove_file(&blocked).expect("stale pid file");
+    std::fs::create_dir(&blocked).expect("block it");
+    let report = node.fpm.apply_versions(&sites).await.expect("apply");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.failed[0].version, PhpVersion::V8_4);
+    assert_eq!(report.failed[0].sites, vec![sites[1].id]);
+    assert!(listening(&node.socket(&sites[0])), "8.2 still serves");
+    assert_eq!(
+        node.fpm.running_master(PhpVersion::V8_2),
+        Some(pid),
+        "not reloaded"
+    );
+    assert!(
+        node.fpm.apply(&sites).await.is_err(),
+        "apply fails while 8.4 is down"
+    );
+    std::fs::remove_dir(&blocked).expect("mend");
+    let report = node.fpm.apply_versions(&sites).await.expect("apply");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert!(sites.iter().all(|s| listening(&node.socket(s))));
+    node.fpm.apply(&[]).await.expect("remove everything");
+}

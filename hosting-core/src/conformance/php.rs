@@ -11,6 +11,7 @@
 //! | [`apply_is_atomic`] | a pool the real `php-fpm -t` refuses fails the apply with [`Error::Validation`] and leaves the live pools byte-identical |
 //! | [`remove_leaves_nothing_behind`] | a site left out loses its pool, and nothing else changes |
 //! | [`drift_is_reported`] | a pool file changed behind the runtime's back shows up in `drift`; the next apply repairs it |
+//! | [`a_failed_version_spares_the_others`] | a version whose master cannot start (its test passes) is reported by `apply_versions` with its sites and its pools are not live, while every other version's pools are; `apply` fails; mended, the next `apply_versions` starts it |
 //!
 //! The live functions take the same [`Snapshot`] and [`Tamper`] closures as the web suite, and
 //! each applies a complete set, so run them one at a time per runtime. A runtime may report
@@ -363,6 +364,73 @@ pub async fn remove_leaves_nothing_behind(
 /// it; see [`super::web::drift_is_reported`].
 pub async fn drift_is_reported(runtime: &dyn PhpRuntime, sites: &[Website], tamper: Tamper<'_>) {
     check_drift_is_reported(&Php(runtime), sites, tamper).await;
+}
+
+/// With none of `sites` live (on at least two versions), `broken` a version whose master
+/// cannot start although its test passes (the caller made it so), and `mend` undoing that:
+/// `apply` fails and `apply_versions` reports exactly `broken`, naming each of its sites, while
+/// every site on the other versions is applied (changed, no drift); `broken`'s pools show as
+/// missing in `drift`. After `mend`, `apply_versions` reports no failure and nothing drifts.
+pub async fn a_failed_version_spares_the_others(
+    runtime: &dyn PhpRuntime,
+    sites: &[Website],
+    broken: PhpVersion,
+    mend: impl FnOnce(),
+) {
+    let on = |broken_side: bool| -> Vec<Website> {
+        sites
+            .iter()
+            .filter(|s| s.php_version.is_some_and(|v| (v == broken) == broken_side))
+            .cloned()
+            .collect()
+    };
+    let (failing, spared) = (on(true), on(false));
+    assert!(
+        !failing.is_empty() && !spared.is_empty(),
+        "the check needs sites on PHP {} and on another version",
+        broken.as_str()
+    );
+    assert!(
+        runtime.apply(sites).await.is_err(),
+        "apply must fail while PHP {}'s master cannot start",
+        broken.as_str()
+    );
+    let report = runtime
+        .apply_versions(sites)
+        .await
+        .expect("apply_versions reports a version that cannot start, it does not fail");
+    let failed: Vec<PhpVersion> = report.failed.iter().map(|f| f.version).collect();
+    assert_eq!(failed, vec![broken], "{report:?}");
+    let mut named = report.failed[0].sites.clone();
+    named.sort();
+    let mut wanted: Vec<WebsiteId> = failing.iter().map(|s| s.id).collect();
+    wanted.sort();
+    wanted.dedup();
+    assert_eq!(named, wanted, "the failed version names its sites");
+    assert!(!report.failed[0].reason.is_empty(), "and says why");
+    let drift = runtime.drift(&spared).await.expect("drift");
+    assert!(
+        drift.iter().all(|d| !matches!(d, Drift::Missing(_))),
+        "the other versions' pools are live: {drift:?}"
+    );
+    for site in &spared {
+        assert!(
+            report.applied.changed.contains(&site.id),
+            "site {} (PHP {}) is applied: {report:?}",
+            site.id,
+            site.php_version.map_or("-", |v| v.as_str())
+        );
+    }
+    let drift = runtime.drift(&failing).await.expect("drift");
+    assert!(
+        drift.iter().any(|d| matches!(d, Drift::Missing(_))),
+        "the failed version's pools are not live: {drift:?}"
+    );
+    mend();
+    let report = runtime.apply_versions(sites).await.expect("apply_versions");
+    assert!(report.failed.is_empty(), "mended: {report:?}");
+    let drift = runtime.drift(sites).await.expect("drift");
+    assert!(drift.is_empty(), "mended: {drift:?}");
 }
 
 struct Php<'a>(&'a dyn PhpRuntime);
