@@ -928,3 +928,160 @@ async fn nginx_and_php_fpm_as_the_distros_services() {
 async fn apache_and_php_fpm_as_the_distros_services() {
     system_mode(APACHE).await;
 }
+
+/// The pid in `pid_file` and its children, frozen (so none forks one the kill would miss).
+fn freeze_service(pid_file: &str) -> Vec<String> {
+    let pid = std::fs::read_to_string(pid_file)
+        .unwrap_or_else(|e| panic!("{pid_file}: {e}"))
+        .trim()
+        .to_owned();
+    let _ = std::process::Command::new("kill")
+        .arg("-STOP")
+        .arg(&pid)
+        .status();
+    let master: u32 = pid.parse().expect("pid");
+    let mut pids: Vec<String> = hosting_core::process::children_of(master)
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect();
+    pids.push(pid);
+    pids
+}
+
+/// SIGKILLs the distro's web server and PHP-FPM 8.2, masters and workers at once, found through
+/// their pid files (never by name: other tests run nginx and PHP-FPM side by side), and leaves
+/// every file as it was.
+fn power_loss(distro: Distro) {
+    let mut pids = freeze_service(distro.pid_file);
+    pids.extend(freeze_service(FPM_PID));
+    let _ = std::process::Command::new("kill")
+        .arg("-KILL")
+        .args(&pids)
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(p)) {
+        assert!(std::time::Instant::now() < deadline, "killed: {pids:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(Path::new(distro.pid_file).exists() && Path::new(FPM_PID).exists());
+}
+
+/// Waits up to 30 s until `domain` serves PHP 8.2 as `user`.
+#[track_caller]
+fn served_again(domain: &str, user: &str, since: std::time::Instant) {
+    let deadline = since + Duration::from_secs(30);
+    loop {
+        match http_get(domain, "/index.php") {
+            Ok((200, _, body)) if body.starts_with("8.2.") && body.ends_with(user) => return,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "{domain} does not serve PHP again in time: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `hostctl node apply` in system mode after a power loss: the services' masters and workers
+/// SIGKILLed with their pid and socket files left behind; the apply starts them (`service X
+/// start`) and every site serves PHP again. Then the same with the pid files naming live
+/// `sleep`s, which must not be signalled.
+fn power_loss_through_hostctl(distro: Distro, dir: &Path) {
+    let root = dir.join("root");
+    let state = dir.join("node.toml");
+    let accounts = TestAccounts::new();
+    let node_table = format!(
+        "[node]\nweb_server = \"{}\"\nmode = \"system\"\nhttp_port = 80\nhttps_port = 443\n\
+         uid_range = \"{}\"\n",
+        distro.name,
+        accounts.uid_range()
+    );
+    let mut toml = node_table.clone();
+    for id in HOSTCTL_SITES {
+        toml.push_str(&format!(
+            "\n[[site]]\nid = {id}\ndomain = \"{}\"\nphp_version = \"8.2\"\n",
+            accounts.domain(id),
+        ));
+    }
+    std::fs::write(&state, toml).expect("state file");
+    let apply = || {
+        hostctl([
+            OsStr::new("node"),
+            OsStr::new("apply"),
+            OsStr::new("--state"),
+            state.as_os_str(),
+            OsStr::new("--root"),
+            root.as_os_str(),
+        ])
+    };
+    assert_exit(&apply(), 0);
+    for id in HOSTCTL_SITES {
+        let docroot = PathBuf::from(format!("/srv/www/site{id}/public"));
+        std::fs::write(docroot.join("index.php"), INDEX_PHP).expect("index.php");
+        assert_serves(&accounts.domain(id), &accounts.account(id));
+    }
+
+    power_loss(distro);
+    let since = std::time::Instant::now();
+    assert_exit(&apply(), 0);
+    for id in HOSTCTL_SITES {
+        served_again(&accounts.domain(id), &accounts.account(id), since);
+    }
+
+    power_loss(distro);
+    let mut sleeps: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .expect("sleep")
+        })
+        .collect();
+    for (pid_file, sleep) in [distro.pid_file, FPM_PID].into_iter().zip(&sleeps) {
+        std::fs::write(pid_file, format!("{}\n", sleep.id())).expect("pid file");
+    }
+    let since = std::time::Instant::now();
+    let out = apply();
+    let untouched: Vec<bool> = sleeps
+        .iter_mut()
+        .map(|s| s.try_wait().expect("try_wait").is_none())
+        .collect();
+    for sleep in &mut sleeps {
+        let _ = sleep.kill();
+        let _ = sleep.wait();
+    }
+    assert_exit(&out, 0);
+    assert_eq!(
+        untouched,
+        [true, true],
+        "the processes the stale pid files named were not signalled"
+    );
+    for id in HOSTCTL_SITES {
+        served_again(&accounts.domain(id), &accounts.account(id), since);
+    }
+    // Every site goes (and the accounts hostctl created with them).
+    std::fs::write(&state, node_table).expect("state file");
+    assert_exit(&apply(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_and_php_fpm_services_come_back_after_a_power_loss() {
+    if users().is_none() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let before = operator_state(NGINX);
+    let dir = TempDir::new();
+    let machine = Machine::take(NGINX).await;
+    tokio::task::block_in_place(|| power_loss_through_hostctl(NGINX, dir.path()));
+    drop(machine);
+    assert!(
+        !running(NGINX.pid_file) && !running(FPM_PID),
+        "the services are stopped"
+    );
+    assert_eq!(
+        operator_state(NGINX),
+        before,
+        "the operator's files are as they were"
+    );
+}
