@@ -698,6 +698,9 @@ pub struct WebsiteView {
     /// Where it is in its life.
     #[schema(value_type = WebsiteStatusName)]
     pub status: WebsiteStatus,
+    /// Why it is `failed` (`null` otherwise): retry it (`POST /websites/{id}/retry`, or any
+    /// change) or delete it.
+    pub failure_reason: Option<String>,
     /// Its settings.
     #[schema(value_type = WebsiteSettingsSchema)]
     pub settings: WebsiteSettings,
@@ -737,6 +740,7 @@ impl From<Website> for WebsiteView {
             system_user,
             document_root,
             status,
+            failure_reason: None,
             settings,
             created_at,
             updated_at,

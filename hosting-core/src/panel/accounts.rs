@@ -608,6 +608,8 @@ impl Panel {
         let sites = self
             .node_sites(&crate::rbac::Operator::assume(), node)
             .await?;
+        // Logged like a website change's steps (`recovery`), so a crash test can stop it here.
+        tracing::info!(saga = %"apply", node = node.0, step = %"deploy", "saga step");
         self.converge(&entry.backends, &sites, &sites).await
     }
 }

@@ -23,7 +23,7 @@
 
 use serde::Serialize;
 
-use super::sites::{DatabaseCredentials, database_server, drop_database, with_site};
+use super::sites::{CreatedWebsite, database_server, drop_database, with_site};
 use super::{Actor, NodeBackends, NodeEntry, Panel};
 use crate::auth::Permission;
 use crate::error::{Error, Result};
@@ -572,21 +572,13 @@ impl Panel {
     /// Retries a `failed` website: its home is made again, its database created when it is
     /// missing (its credentials are in the answer then), and it is deployed and recorded
     /// active. Any change to a failed website is also its retry; this one changes nothing else.
-    pub async fn retry_website(
-        &self,
-        actor: &Actor,
-        id: WebsiteId,
-    ) -> Result<(Website, Option<DatabaseCredentials>)> {
+    pub async fn retry_website(&self, actor: &Actor, id: WebsiteId) -> Result<CreatedWebsite> {
         let result = self.retry_website_saga(actor, id).await;
         self.audited(actor, "website.retry", format!("website:{id}"), result)
             .await
     }
 
-    async fn retry_website_saga(
-        &self,
-        actor: &Actor,
-        id: WebsiteId,
-    ) -> Result<(Website, Option<DatabaseCredentials>)> {
+    async fn retry_website_saga(&self, actor: &Actor, id: WebsiteId) -> Result<CreatedWebsite> {
         actor.require(Permission::WebsitesWrite)?;
         let caller = actor.caller();
         let node = self.store.get_website(caller, id).await?.node_id;
@@ -637,7 +629,7 @@ impl Panel {
         entry: &NodeEntry,
         site: &Website,
         journal: &mut Journal,
-    ) -> Result<(Website, Option<DatabaseCredentials>)> {
+    ) -> Result<CreatedWebsite> {
         let op = Operator::assume();
         let step = |name: &'static str| {
             move |source| Error::StepFailed {
@@ -694,6 +686,9 @@ impl Panel {
             .set_website_status(&op, site.id, WebsiteStatus::Active)
             .await
             .map_err(step("record"))?;
-        Ok((website, credentials))
+        Ok(CreatedWebsite {
+            website,
+            database: credentials,
+        })
     }
 }

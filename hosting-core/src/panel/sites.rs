@@ -27,7 +27,7 @@ use crate::jobs::{Job, JobKind, JobOwner, NewJob};
 use crate::model::{
     AccountOrigin, DatabaseSettings, ExtraDirectives, NewNodeAccount, NewOperation, NodeAccount,
     NodeId, OperationAccount, OperationKind, OperationState, Role, SagaStep, TenantStatus, Website,
-    WebsiteChanges, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
+    WebsiteChanges, WebsiteFailure, WebsiteId, WebsiteRequest, WebsiteSettings, WebsiteStatus,
 };
 use crate::node::{pool_sites, transition_pools};
 use crate::page::{Page, PageLimit, PageRequest};
@@ -984,6 +984,16 @@ impl Panel {
     pub async fn get_website(&self, actor: &Actor, id: WebsiteId) -> Result<Website> {
         actor.require(Permission::WebsitesRead)?;
         self.store.get_website(actor.caller(), id).await
+    }
+
+    /// Why those of `ids` that are failed and the actor manages failed.
+    pub async fn website_failures(
+        &self,
+        actor: &Actor,
+        ids: &[WebsiteId],
+    ) -> Result<Vec<WebsiteFailure>> {
+        actor.require(Permission::WebsitesRead)?;
+        self.store.website_failures(actor.caller(), ids).await
     }
 
     /// The websites the actor manages.

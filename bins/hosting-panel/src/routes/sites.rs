@@ -27,6 +27,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(switch_web_server))
         .routes(routes!(suspend_website))
         .routes(routes!(resume_website))
+        .routes(routes!(retry_website))
         .routes(routes!(set_operator_directives))
         .routes(routes!(rotate_database_password))
         .routes(routes!(list_databases))
@@ -50,6 +51,40 @@ fn with_node_hint(state: &AppState, node: NodeId, error: ApiError) -> ApiError {
     }
 }
 
+/// Fills in why the failed websites among `views` failed (one read, only when one did).
+async fn with_failures(
+    state: &AppState,
+    actor: &Actor,
+    views: &mut [WebsiteView],
+) -> hosting_core::Result<()> {
+    let failed: Vec<WebsiteId> = views
+        .iter()
+        .filter(|v| v.status == WebsiteStatus::Failed)
+        .map(|v| v.id)
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    for failure in state.panel().website_failures(actor, &failed).await? {
+        if let Some(view) = views.iter_mut().find(|v| v.id == failure.website_id) {
+            view.failure_reason = Some(failure.reason);
+        }
+    }
+    Ok(())
+}
+
+/// A website's view with its failure reason.
+async fn website_view(
+    state: &AppState,
+    actor: &Actor,
+    site: hosting_core::model::Website,
+) -> hosting_core::Result<WebsiteView> {
+    let mut view = [WebsiteView::from(site)];
+    with_failures(state, actor, &mut view).await?;
+    let [view] = view;
+    Ok(view)
+}
+
 /// Runs a website change and, when it fails for something the site's node lacks, says what to
 /// install or configure.
 async fn change_website(
@@ -61,7 +96,7 @@ async fn change_website(
     let panel = state.panel().clone();
     let for_hint = actor.clone();
     match detached(async move { panel.update_website(&actor, id, changes).await }).await {
-        Ok(site) => Ok(Json(site.into())),
+        Ok(site) => Ok(Json(website_view(state, &for_hint, site).await?)),
         Err(e) => match state.panel().get_website(&for_hint, id).await {
             Ok(site) => Err(with_node_hint(state, site.node_id, e)),
             Err(_) => Err(e),
@@ -83,7 +118,9 @@ async fn list_websites(
     let panel = state.panel();
     let load = async {
         let sites = panel.list_websites(&actor, page).await?;
-        Ok(PageOf::<WebsiteView>::from_page(sites, Into::into))
+        let mut views = PageOf::<WebsiteView>::from_page(sites, Into::into);
+        with_failures(&state, &actor, &mut views.items).await?;
+        Ok(views)
     };
     state
         .reads()
@@ -132,7 +169,8 @@ async fn get_website(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let panel = state.panel();
-    let load = async { Ok(WebsiteView::from(panel.get_website(&actor, id).await?)) };
+    let load =
+        async { Ok(website_view(&state, &actor, panel.get_website(&actor, id).await?).await?) };
     state
         .reads()
         .answer(
@@ -282,6 +320,32 @@ async fn resume_website(
         ..WebsiteChanges::default()
     };
     change_website(&state, actor, id, changes).await
+}
+
+/// Retry a `failed` website: its home is made again, its database created when it is missing
+/// (its credentials are then in this answer, once), and it is deployed and recorded active. A
+/// website whose creation or deletion a restart interrupted, or whose stored configuration
+/// its web server refuses, is failed with a reason; deleting it is the other way on.
+#[utoipa::path(
+    post, path = "/websites/{id}/retry", tag = "websites",
+    params(("id" = i64, Path, description = "The website")),
+    responses((status = 200, description = "The website, active again", body = CreatedWebsiteView), Errors)
+)]
+async fn retry_website(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    _: NoQuery,
+    PathId(id): PathId<WebsiteId>,
+) -> ApiResult<Json<CreatedWebsiteView>> {
+    let panel = state.panel().clone();
+    let for_hint = actor.clone();
+    match detached(async move { panel.retry_website(&actor, id).await }).await {
+        Ok(retried) => Ok(Json(retried.into())),
+        Err(e) => match state.panel().get_website(&for_hint, id).await {
+            Ok(site) => Err(with_node_hint(&state, site.node_id, e)),
+            Err(_) => Err(e),
+        },
+    }
 }
 
 /// Give a website's database login a new password, returned here once.
