@@ -130,16 +130,33 @@ impl SiteDir {
         let created = match rustix::fs::mkdirat(&self.fd, name, Mode::from_raw_mode(0o700)) {
             Ok(()) => true,
             Err(Errno::EXIST) => false,
+            // The open parent itself was removed meanwhile.
+            Err(Errno::NOENT) => {
+                return Err(Error::Conflict(format!(
+                    "{} was removed while {} was created in it: refused, never followed",
+                    self.path.display(),
+                    path.display()
+                )));
+            }
             Err(e) => return Err(failed("create", &path, e)),
         };
-        let fd = rustix::fs::openat(&self.fd, name, flags(), Mode::empty())
-            .map_err(|e| failed("open", &path, e))?;
+        let fd = match rustix::fs::openat(&self.fd, name, flags(), Mode::empty()) {
+            Ok(fd) => fd,
+            // Made (or seen) a moment ago and gone now: the account moved it away.
+            Err(Errno::NOENT) => {
+                return Err(Error::Conflict(format!(
+                    "{} was moved away while it was created: refused, never followed",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(failed("open", &path, e)),
+        };
         let dir = Self { fd, path };
         if created {
             let stat = rustix::fs::fstat(&dir.fd).map_err(|e| failed("check", &dir.path, e))?;
             if stat.st_uid != rustix::process::geteuid().as_raw() {
                 return Err(Error::Conflict(format!(
-                    "{} was replaced while it was created",
+                    "{} was replaced while it was created: refused, never followed",
                     dir.path.display()
                 )));
             }
