@@ -64,6 +64,12 @@ pub enum Drift {
 ///   stages the new tree beside the live one, validates it once, swaps it in atomically and
 ///   reloads once. When any step fails, the live tree is byte-identical to before, the running
 ///   server was not reloaded, and the error names the tool and its output.
+/// - `apply` finds out whether the server really runs, and starts it when it does not, even
+///   when no file changed (after a power loss or a reboot). A pid file counts only when it
+///   names the server (`hosting_core::process::inspect` with the `system` feature: its binary,
+///   and its root or configuration on its command line), never by `kill -0`; a process a stale
+///   pid file names is never signalled. Its health check needs no PHP, so the node's
+///   [`crate::node::apply_node`] applies it whatever the PHP runtime did.
 /// - `drift` compares the live tree with what the desired set renders to.
 /// - `directive_policy` is the allow-list a site's `extra_directives` must pass; `render_site`
 ///   renders only directives it accepts (site paths made absolute under the site's home) and
