@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -164,12 +166,66 @@ fn tamper(live: &Path, file: &RenderedFile) {
     std::fs::write(&path, text).expect("edit the live file");
 }
 
-/// The whole suite against `server`, whose managed tree is live at `live`.
-async fn run_suite(server: &dyn WebServer, live: &Path, sites: &[Website], rejected: &Website) {
+/// The whole suite against `server`, whose managed tree is live at `live` and whose master
+/// writes `pid_file`.
+async fn run_suite(
+    server: &dyn WebServer,
+    live: &Path,
+    pid_file: &Path,
+    sites: &[Website],
+    rejected: &Website,
+) {
     web::run_all(server, sites, rejected, &|| snapshot(live), &|_, file| {
         tamper(live, file)
     })
     .await;
+    // A power loss: master and workers killed, the pid file left naming a live `sleep`.
+    let sleeps: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+    web::a_dead_server_is_started_again(server, sites, &|| {
+        power_loss(pid_file);
+        let sleep = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .expect("sleep");
+        std::fs::write(pid_file, format!("{}\n", sleep.id())).expect("pid file");
+        sleeps.lock().expect("sleeps").push(sleep);
+    })
+    .await;
+    for mut sleep in sleeps.into_inner().expect("sleeps") {
+        let untouched = sleep.try_wait().expect("try_wait").is_none();
+        let _ = sleep.kill();
+        let _ = sleep.wait();
+        assert!(
+            untouched,
+            "the process the stale pid file named was signalled"
+        );
+    }
+    server.apply(&[]).await.expect("remove every site");
+}
+
+/// SIGKILLs the master `pid_file` names and all its workers at once (frozen first, so none
+/// forks one the kill would miss), and waits until they are gone.
+fn power_loss(pid_file: &Path) {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    let kill = |signal: &str, pids: &[u32]| {
+        let _ = std::process::Command::new("kill")
+            .arg(signal)
+            .args(pids.iter().map(u32::to_string))
+            .status();
+    };
+    kill("-STOP", &[pid]);
+    let mut pids = hosting_core::process::children_of(pid);
+    pids.push(pid);
+    kill("-KILL", &pids);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| hosting_core::process::alive(*p)) {
+        assert!(Instant::now() < deadline, "killed: {pids:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +256,14 @@ async fn nginx_meets_the_web_server_contract() {
     };
     let live = server_root.join("managed/live");
     let nginx = Nginx::new(config).expect("nginx");
-    run_suite(&nginx, &live, &sites, &rejected).await;
+    run_suite(
+        &nginx,
+        &live,
+        &server_root.join("run/nginx.pid"),
+        &sites,
+        &rejected,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +293,14 @@ async fn apache_meets_the_web_server_contract() {
     };
     let live = server_root.join("managed/live");
     let apache = Apache::new(config).expect("apache");
-    run_suite(&apache, &live, &sites, &rejected).await;
+    run_suite(
+        &apache,
+        &live,
+        &server_root.join("run/apache2.pid"),
+        &sites,
+        &rejected,
+    )
+    .await;
 }
 
 /// Rendering needs no binary: NGINX and Apache also render the HTTPS fixtures here.

@@ -16,6 +16,7 @@
 //! | [`refused_sites_names_only_the_refused`] | with a set live, `refused_sites` of that set plus a refused site and a changed good one names the refused site alone (or nothing, for a server that cannot test sites apart) and changes nothing live |
 //! | [`remove_leaves_nothing_behind`] | a site left out of the set is reported removed, its files are gone from the live tree, and no other site changes |
 //! | [`drift_is_reported`] | a live file changed behind the server's back shows up in `drift`, and the next apply repairs it |
+//! | [`a_dead_server_is_started_again`] | after the server was killed with its machine (pid files left behind, possibly naming another live process), an apply of the unchanged set starts it (`reloaded`), and the next finds it running |
 //!
 //! The first five are pure ([`render_contract`]; [`render_contract_for`] takes a bare render
 //! function and [`policy_contract_for`] the policy beside it). The others drive a running server the caller set up (under a temporary prefix,
@@ -651,6 +652,40 @@ pub async fn remove_leaves_nothing_behind(
 /// names that file, and `apply(sites)` reports the site as changed, reloads, and leaves no drift.
 pub async fn drift_is_reported(server: &dyn WebServer, sites: &[Website], tamper: Tamper<'_>) {
     check_drift_is_reported(&Web(server), sites, tamper).await;
+}
+
+/// With `sites` live, `crash` kills the server as a power loss does (the caller SIGKILLs its
+/// master and workers and leaves its files; it may leave the pid file naming another live
+/// process, which the server must not signal: the caller checks that): the next `apply(sites)`,
+/// though no file changed, starts the server (`reloaded`, nothing changed or removed, no
+/// drift), and the one after finds it running (nothing to do). Not part of [`run_all`]: only
+/// the caller knows how to kill its server. Leaves `sites` live.
+pub async fn a_dead_server_is_started_again(
+    server: &dyn WebServer,
+    sites: &[Website],
+    crash: &(dyn Fn() + Sync),
+) {
+    server.apply(sites).await.expect("applying the sites");
+    crash();
+    let report = server
+        .apply(sites)
+        .await
+        .expect("the apply after a crash starts the server");
+    assert!(
+        report.reloaded,
+        "the server was down: the apply must start it even though no file changed: {report:?}"
+    );
+    assert!(
+        report.changed.is_empty() && report.removed.is_empty(),
+        "no file changed: {report:?}"
+    );
+    let drift = server.drift(sites).await.expect("drift");
+    assert!(drift.is_empty(), "after the restart: {drift:?}");
+    let again = server.apply(sites).await.expect("apply again");
+    assert!(
+        !again.reloaded,
+        "the server runs again: the next apply has nothing to do: {again:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
