@@ -181,6 +181,13 @@ pub fn clear_stale(pid_file: &Path, identity: &Identity) -> Result<PidFile> {
     Ok(found)
 }
 
+/// The pid in `pid_file` when it names a live process whose command line names `root` or a
+/// path below it: a server started under a node's root, whatever its binary. What
+/// [`stop_servers`] stops, for callers that know the root but not the server's binary.
+pub fn started_under(pid_file: &Path, root: &Path) -> Option<u32> {
+    running(pid_file).filter(|pid| names_path(*pid, root))
+}
+
 /// `executable` as the kernel names a running process's binary: a path as it is, a bare name
 /// looked up in `PATH`, symlinks resolved.
 pub fn resolve_executable(executable: &Path) -> Option<PathBuf> {
@@ -516,6 +523,8 @@ mod tests {
                 other.display()
             );
         }
+        assert_eq!(started_under(&file, &root), Some(tail.0.id()));
+        assert_eq!(started_under(&file, &dir.0.join("elsewhere")), None);
         // Another binary with the same command line is not the server.
         assert!(matches!(
             inspect(&file, &Identity::new("sleep", &root)),

@@ -13,7 +13,8 @@ use hosting_core::model::Website;
 use hosting_core::node::{NodeReport, apply_node};
 use hosting_core::php::{PhpInstallation, PhpRuntime};
 use hosting_core::process::{
-    Identity, StopSignal, SupervisedServer, php_fpm_servers, running, server_pid, stop_servers,
+    Identity, StopSignal, SupervisedServer, php_fpm_servers, running, server_pid, started_under,
+    stop_servers,
 };
 pub use hosting_core::process::{Skipped, Stopped};
 use hosting_core::site_files::{LocalSiteFiles, SiteFiles};
@@ -815,7 +816,13 @@ pub async fn stop(
 /// Whether the web server of a node at `root` in `mode` is up: the one hostctl runs under
 /// `root`, or the distro's service.
 pub fn web_server_running(root: &Path, mode: Mode, server: NodeServer) -> bool {
-    running(&web_pid_file(root, mode, server)).is_some()
+    let pid_file = web_pid_file(root, mode, server);
+    match mode {
+        // The one `hostctl node stop` would stop: a stale pid file naming another process does
+        // not hold a switch back.
+        Mode::Prefix => started_under(&pid_file, root).is_some(),
+        Mode::System => running(&pid_file).is_some(),
+    }
 }
 
 /// The command that stops the web server of a node at `root` in `mode`.
