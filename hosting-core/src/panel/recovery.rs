@@ -335,8 +335,9 @@ impl Panel {
                 return None;
             }
         };
+        // Past `provisioning`, the creation had recorded its website active: it finished.
         if let Some(site) = &site
-            && site.status == WebsiteStatus::Active
+            && site.status != WebsiteStatus::Provisioning
         {
             report.finished += 1;
             return self.ended(op, operation, report).await;

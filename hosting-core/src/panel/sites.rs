@@ -1180,7 +1180,10 @@ impl Panel {
                 self.login_step(&current, change)
                     .await
                     .map_err(step("database"))?;
-                self.journal_step(&mut journal, SagaStep::Record).await?;
+                if let Err(e) = self.journal_step(&mut journal, SagaStep::Record).await {
+                    undo_login().await;
+                    return Err(e);
+                }
             }
             self.update_steps(caller, &entry, &current, changes, &mut journal, undo_login)
                 .await
