@@ -16,6 +16,9 @@
 //!   pool, vhost, Unix account or account record, and the neighbouring site keeps answering;
 //! - a second site of the same tenant may name the first one's account: it runs as it, the
 //!   account outlives the first site's deletion and goes with the last site using it;
+//! - a failed creation whose undo fails too (its database cannot be dropped) stays in the saga
+//!   journal, and `Panel::recover` (what the next start runs) finishes undoing it: no record,
+//!   database, login, home or account remains and the journal is empty;
 //! - another tenant's admin naming that account (or an account of the node the panel did not
 //!   create) is `Invalid` on `system_user`, and nothing is created.
 #![allow(clippy::expect_used)]
@@ -66,6 +69,8 @@ struct Faults {
     files: AtomicBool,
     php: AtomicBool,
     web: AtomicBool,
+    /// Fails `drop_database`, so an undo fails.
+    drop: AtomicBool,
 }
 
 fn tripped(flag: &AtomicBool) -> bool {
@@ -148,6 +153,9 @@ impl DatabaseBackend for FaultyDb {
         self.0.create_database(name, options).await
     }
     async fn drop_database(&self, name: &DbName) -> Result<()> {
+        if tripped(&self.1.drop) {
+            return Err(injected("drop database"));
+        }
         self.0.drop_database(name).await
     }
     async fn list_databases(&self) -> Result<Vec<DbName>> {
@@ -1417,4 +1425,63 @@ async fn suspension_locks_the_database_login() {
         .await
         .expect("the new password works");
     session.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undo_that_fails_is_finished_by_the_next_recovery() {
+    let Some(w) = world("recover").await else {
+        return;
+    };
+    w.faults.web.store(true, Ordering::SeqCst);
+    w.faults.drop.store(true, Ordering::SeqCst);
+    let new = w.new_site(1, true);
+    let account = World::derived_account(&new);
+    let err = w
+        .panel
+        .create_website(&w.admin, new)
+        .await
+        .expect_err("the injected failure");
+    assert!(
+        matches!(err, Error::StepFailed { step: "deploy", .. }),
+        "{err:?}"
+    );
+    assert!(
+        !w.faults.drop.load(Ordering::SeqCst),
+        "the undo's drop failed"
+    );
+    let (databases, _) = w.customer_db_objects().await;
+    assert_eq!(databases.len(), 1, "the database outlived the failed undo");
+    let op = Operator::assume();
+    let journal = w
+        .store
+        .list_operations(&op, PageRequest::default())
+        .await
+        .expect("journal")
+        .items;
+    assert_eq!(journal.len(), 1, "the unfinished undo is kept: {journal:?}");
+    let report = w.panel.recover(&op).await.expect("recover");
+    assert_eq!(report.undone, 1, "{report:?}");
+    assert!(report.failed.is_empty() && report.left == 0, "{report:?}");
+    assert_eq!(w.customer_db_objects().await, (vec![], vec![]));
+    assert!(w.sites().await.is_empty());
+    assert_eq!(passwd(account.as_str()), None, "no account {account}");
+    assert!(
+        std::fs::read_dir(&w.layout.sites_root)
+            .expect("sites root")
+            .flatten()
+            .next()
+            .is_none(),
+        "no home"
+    );
+    assert!(
+        w.store
+            .list_operations(&op, PageRequest::default())
+            .await
+            .expect("journal")
+            .items
+            .is_empty(),
+        "the journal is empty"
+    );
+    let again = w.panel.recover(&op).await.expect("recover again");
+    assert_eq!(again, hosting_core::panel::Recovery::default());
 }
