@@ -19,7 +19,9 @@
 //!
 //! A website left `provisioning` without a journal row (made before the journal existed) is
 //! recorded `failed` with a reason. A cleanup that fails after the record is gone keeps its
-//! row, and the next start tries again.
+//! row, and the next start tries again. So does a change whose caller's future was dropped
+//! half-way (the HTTP layer runs changes detached; an embedder that drops one leaves its row to
+//! the next start).
 
 use serde::Serialize;
 
