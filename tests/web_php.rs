@@ -772,7 +772,16 @@ async fn an_apply_cut_off_at_any_step_converges_on_the_next_run() {
             &desired,
         )
         .await;
-        let cut = cut.expect_err("the injected fault surfaces");
+        // A master that fails one reload is put back on its own and reloaded again by the
+        // final step, so that fault ends in a served node; every other one surfaces.
+        let cut = match (step, cut) {
+            ("php-fpm reload", Ok(report)) => {
+                assert!(report.php_failed.is_empty(), "{step}: {report:?}");
+                "the reload failed once and was retried".to_owned()
+            }
+            (_, Ok(report)) => panic!("{step}: the injected fault surfaces: {report:?}"),
+            (_, Err(e)) => e.to_string(),
+        };
         let (status, body) = stack.get(&kept, "/").await;
         assert_eq!(
             status, 200,
