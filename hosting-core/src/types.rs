@@ -14,6 +14,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::InvalidValue;
 
+/// OpenAPI schemas of these types, built from the same limits their parsers use.
+#[cfg(feature = "openapi")]
+mod openapi;
+
 /// Implements the string plumbing shared by every validated string newtype:
 /// `FromStr`, `TryFrom<&str>`, `TryFrom<String>`, `Display`, `AsRef<str>` and validating serde.
 macro_rules! validated_string {
@@ -110,6 +114,13 @@ pub struct DomainName(String);
 
 validated_string!(DomainName, "domain", parse_domain);
 
+impl DomainName {
+    /// The longest name, in ASCII characters (after IDN conversion).
+    pub const MAX_LEN: usize = 253;
+    /// The longest label, in ASCII characters.
+    pub const MAX_LABEL_LEN: usize = 63;
+}
+
 fn parse_domain(input: &str) -> Result<String, InvalidValue> {
     let bad = |rule: String| InvalidValue::new(DomainName::FIELD, rule);
     if input.is_empty() {
@@ -135,8 +146,11 @@ fn parse_domain(input: &str) -> Result<String, InvalidValue> {
         idna::domain_to_ascii(input)
             .map_err(|_| bad("is not a valid internationalised domain name".into()))?
     };
-    if ascii.len() > 253 {
-        return Err(bad("must be at most 253 characters".into()));
+    if ascii.len() > DomainName::MAX_LEN {
+        return Err(bad(format!(
+            "must be at most {} characters",
+            DomainName::MAX_LEN
+        )));
     }
     let labels: Vec<&str> = ascii.split('.').collect();
     if labels.len() < 2 {
@@ -148,8 +162,11 @@ fn parse_domain(input: &str) -> Result<String, InvalidValue> {
         if label.is_empty() {
             return Err(bad("must not contain an empty label ('..')".into()));
         }
-        if label.len() > 63 {
-            return Err(bad(format!("label '{label}' is longer than 63 characters")));
+        if label.len() > DomainName::MAX_LABEL_LEN {
+            return Err(bad(format!(
+                "label '{label}' is longer than {} characters",
+                DomainName::MAX_LABEL_LEN
+            )));
         }
         if let Some(c) = label
             .chars()
@@ -276,7 +293,7 @@ impl WebServerKind {
     /// The field name used in errors when a kind is rejected.
     pub const FIELD: &'static str = "web_server";
     /// The SDK's own servers by name; [`PluginName`] refuses these names.
-    const BUILT_IN: [(&'static str, WebServerKind); 3] = [
+    pub(crate) const BUILT_IN: [(&'static str, WebServerKind); 3] = [
         ("nginx", WebServerKind::Nginx),
         ("apache", WebServerKind::Apache),
         ("openlitespeed", WebServerKind::OpenLiteSpeed),
@@ -486,6 +503,10 @@ named_enum!(DbEngine, "engine", "must be one of postgresql, mysql, mariadb", {
 // ---------------------------------------------------------------------------------------------
 // Identifiers: system users, database names, database users, slugs
 
+/// The prefix PostgreSQL keeps for its own roles and schemas: no system user, database or
+/// login name starts with it.
+pub const RESERVED_PREFIX: &str = "pg_";
+
 fn parse_identifier(
     field: &'static str,
     input: &str,
@@ -514,7 +535,7 @@ fn parse_identifier(
     }) {
         return Err(bad(format!("may only hold {allowed}, not {}", describe(c))));
     }
-    if reserved.contains(&input) || input.starts_with("pg_") {
+    if reserved.contains(&input) || input.starts_with(RESERVED_PREFIX) {
         return Err(bad(format!("'{input}' is reserved by the system")));
     }
     Ok(input.to_owned())
@@ -554,9 +575,22 @@ const RESERVED_SYSTEM_USERS: &[&str] = &[
 ];
 
 fn parse_system_user(s: &str) -> Result<String, InvalidValue> {
-    parse_identifier(SystemUser::FIELD, s, 32, true, RESERVED_SYSTEM_USERS)
+    parse_identifier(
+        SystemUser::FIELD,
+        s,
+        SystemUser::MAX_LEN,
+        true,
+        SystemUser::RESERVED,
+    )
 }
 validated_string!(SystemUser, "system_user", parse_system_user);
+
+impl SystemUser {
+    /// The longest name (the `useradd` limit).
+    pub const MAX_LEN: usize = 32;
+    /// Names of system accounts, refused (as is any name starting with [`RESERVED_PREFIX`]).
+    pub const RESERVED: &'static [&'static str] = RESERVED_SYSTEM_USERS;
+}
 
 /// A customer database name: `[a-z][a-z0-9_]{0,62}`, safe as an identifier on every engine.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -573,9 +607,17 @@ const RESERVED_DB_NAMES: &[&str] = &[
 ];
 
 fn parse_db_name(s: &str) -> Result<String, InvalidValue> {
-    parse_identifier(DbName::FIELD, s, 63, false, RESERVED_DB_NAMES)
+    parse_identifier(DbName::FIELD, s, DbName::MAX_LEN, false, DbName::RESERVED)
 }
 validated_string!(DbName, "database_name", parse_db_name);
+
+impl DbName {
+    /// The longest name (PostgreSQL's identifier limit).
+    pub const MAX_LEN: usize = 63;
+    /// Names the engines keep for themselves, refused (as is any name starting with
+    /// [`RESERVED_PREFIX`]).
+    pub const RESERVED: &'static [&'static str] = RESERVED_DB_NAMES;
+}
 
 /// A customer database login: `[a-z][a-z0-9_]{0,31}` (MySQL's 32-character limit), not a
 /// superuser name.
@@ -585,31 +627,49 @@ pub struct DbUserName(String);
 const RESERVED_DB_USERS: &[&str] = &["root", "postgres", "mysql", "mariadb_sys", "public"];
 
 fn parse_db_user(s: &str) -> Result<String, InvalidValue> {
-    parse_identifier(DbUserName::FIELD, s, 32, false, RESERVED_DB_USERS)
+    parse_identifier(
+        DbUserName::FIELD,
+        s,
+        DbUserName::MAX_LEN,
+        false,
+        DbUserName::RESERVED,
+    )
 }
 validated_string!(DbUserName, "database_user", parse_db_user);
+
+impl DbUserName {
+    /// The longest login (MySQL's limit).
+    pub const MAX_LEN: usize = 32;
+    /// Superuser and role names, refused (as is any name starting with [`RESERVED_PREFIX`]).
+    pub const RESERVED: &'static [&'static str] = RESERVED_DB_USERS;
+}
 
 /// A URL-safe short name for a tenant: lower-case letters, digits and single inner dashes.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Slug(String);
 
 fn parse_slug(s: &str) -> Result<String, InvalidValue> {
-    let bad = |rule: &'static str| InvalidValue::new(Slug::FIELD, rule);
-    if s.is_empty() || s.len() > 63 {
-        return Err(bad("must be 1 to 63 characters"));
+    let bad = |rule: String| InvalidValue::new(Slug::FIELD, rule);
+    if s.is_empty() || s.len() > Slug::MAX_LEN {
+        return Err(bad(format!("must be 1 to {} characters", Slug::MAX_LEN)));
     }
     if !s
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
     {
-        return Err(bad("may only hold a-z, 0-9 and '-'"));
+        return Err(bad("may only hold a-z, 0-9 and '-'".into()));
     }
     if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
-        return Err(bad("must not start or end with '-' or hold '--'"));
+        return Err(bad("must not start or end with '-' or hold '--'".into()));
     }
     Ok(s.to_owned())
 }
 validated_string!(Slug, "slug", parse_slug);
+
+impl Slug {
+    /// The longest slug (a DNS label's length).
+    pub const MAX_LEN: usize = 63;
+}
 
 /// A node's unique name: the same rules as a [`Slug`].
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -626,8 +686,11 @@ validated_string!(NodeName, "node_name", parse_node_name);
 pub struct Charset(String);
 
 fn parse_charset_like(field: &'static str, s: &str) -> Result<String, InvalidValue> {
-    if s.is_empty() || s.len() > 64 {
-        return Err(InvalidValue::new(field, "must be 1 to 64 characters"));
+    if s.is_empty() || s.len() > Charset::MAX_LEN {
+        return Err(InvalidValue::new(
+            field,
+            format!("must be 1 to {} characters", Charset::MAX_LEN),
+        ));
     }
     if !s
         .chars()
@@ -646,6 +709,11 @@ fn parse_charset(s: &str) -> Result<String, InvalidValue> {
 }
 validated_string!(Charset, "charset", parse_charset);
 
+impl Charset {
+    /// The longest name (of a charset or a collation).
+    pub const MAX_LEN: usize = 64;
+}
+
 /// A database collation name; see [`Charset`] for the rule.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Collation(String);
@@ -661,7 +729,7 @@ pub struct PhpExtension(String);
 
 fn parse_php_extension(s: &str) -> Result<String, InvalidValue> {
     if s.is_empty()
-        || s.len() > 32
+        || s.len() > PhpExtension::MAX_LEN
         || !s
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -675,6 +743,11 @@ fn parse_php_extension(s: &str) -> Result<String, InvalidValue> {
 }
 validated_string!(PhpExtension, "php_extension", parse_php_extension);
 
+impl PhpExtension {
+    /// The longest extension name.
+    pub const MAX_LEN: usize = 32;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Free text that must stay on one line
 
@@ -684,19 +757,27 @@ validated_string!(PhpExtension, "php_extension", parse_php_extension);
 pub struct DisplayName(String);
 
 fn parse_display_name(s: &str) -> Result<String, InvalidValue> {
-    let bad = |rule: &'static str| InvalidValue::new(DisplayName::FIELD, rule);
-    if s.is_empty() || s.chars().count() > 200 {
-        return Err(bad("must be 1 to 200 characters"));
+    let bad = |rule: String| InvalidValue::new(DisplayName::FIELD, rule);
+    if s.is_empty() || s.chars().count() > DisplayName::MAX_CHARS {
+        return Err(bad(format!(
+            "must be 1 to {} characters",
+            DisplayName::MAX_CHARS
+        )));
     }
     if s.chars().any(char::is_control) {
-        return Err(bad("must not contain control characters or newlines"));
+        return Err(bad("must not contain control characters or newlines".into()));
     }
     if s.trim() != s {
-        return Err(bad("must not start or end with whitespace"));
+        return Err(bad("must not start or end with whitespace".into()));
     }
     Ok(s.to_owned())
 }
 validated_string!(DisplayName, "name", parse_display_name);
+
+impl DisplayName {
+    /// The longest name, in characters.
+    pub const MAX_CHARS: usize = 200;
+}
 
 /// A value written into an ini-style config line (`php_admin_value[x] = VALUE`): a single line,
 /// no control characters, at most 1024 bytes.
@@ -731,15 +812,18 @@ fn parse_email(s: &str) -> Result<String, InvalidValue> {
     let (local, domain) = s
         .rsplit_once('@')
         .ok_or_else(|| bad("must contain '@'".into()))?;
-    if local.is_empty() || local.len() > 64 {
-        return Err(bad("the part before '@' must be 1 to 64 characters".into()));
+    if local.is_empty() || local.len() > EmailAddress::MAX_LOCAL_LEN {
+        return Err(bad(format!(
+            "the part before '@' must be 1 to {} characters",
+            EmailAddress::MAX_LOCAL_LEN
+        )));
     }
     if local.starts_with('-') {
         return Err(bad("the part before '@' must not start with '-'".into()));
     }
     if let Some(c) = local
         .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || "._+-".contains(c)))
+        .find(|&c| !(c.is_ascii_alphanumeric() || EmailAddress::LOCAL_PUNCTUATION.contains(c)))
     {
         return Err(bad(format!(
             "the part before '@' may only hold letters, digits and . _ + -, not {}",
@@ -749,12 +833,24 @@ fn parse_email(s: &str) -> Result<String, InvalidValue> {
     let domain = parse_domain(domain).map_err(|e| bad(format!("its domain {}", e.rule)))?;
     // Lower-cased whole: nobody expects Bob@ and bob@ to be two logins.
     let email = format!("{}@{domain}", local.to_ascii_lowercase());
-    if email.len() > 254 {
-        return Err(bad("must be at most 254 characters".into()));
+    if email.len() > EmailAddress::MAX_LEN {
+        return Err(bad(format!(
+            "must be at most {} characters",
+            EmailAddress::MAX_LEN
+        )));
     }
     Ok(email)
 }
 validated_string!(EmailAddress, "email", parse_email);
+
+impl EmailAddress {
+    /// The longest address (RFC 5321's path limit less the angle brackets).
+    pub const MAX_LEN: usize = 254;
+    /// The longest part before `@`.
+    pub const MAX_LOCAL_LEN: usize = 64;
+    /// What the part before `@` may hold besides ASCII letters and digits.
+    pub const LOCAL_PUNCTUATION: &'static str = "._+-";
+}
 
 /// A `http://` or `https://` URL a webhook is sent to: only characters RFC 3986 allows,
 /// at most 2048 bytes, with a host and no credentials.
@@ -798,6 +894,10 @@ pub struct Password(String);
 impl Password {
     /// The field name used in errors.
     pub const FIELD: &'static str = "password";
+    /// The shortest password, in characters.
+    pub const MIN_CHARS: usize = 8;
+    /// The longest password, in characters.
+    pub const MAX_CHARS: usize = 256;
 
     /// The secret itself, for the one place that must send it (a bind parameter, a hash).
     pub fn expose(&self) -> &str {
@@ -815,10 +915,14 @@ impl FromStr for Password {
     type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let len = s.chars().count();
-        if !(8..=256).contains(&len) {
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&len) {
             return Err(InvalidValue::new(
                 Self::FIELD,
-                "must be 8 to 256 characters",
+                format!(
+                    "must be {} to {} characters",
+                    Self::MIN_CHARS,
+                    Self::MAX_CHARS
+                ),
             ));
         }
         if s.chars().any(char::is_control) {
@@ -859,7 +963,7 @@ pub struct ConfinedPath(String);
 
 fn parse_confined_path(s: &str) -> Result<String, InvalidValue> {
     let bad = |rule: &'static str| InvalidValue::new(ConfinedPath::FIELD, rule);
-    if s.is_empty() || s.len() > 1024 {
+    if s.is_empty() || s.len() > ConfinedPath::MAX_LEN {
         return Err(bad("must be 1 to 1024 bytes"));
     }
     if s.chars().any(char::is_control) {
@@ -902,6 +1006,9 @@ fn parse_confined_path(s: &str) -> Result<String, InvalidValue> {
 validated_string!(ConfinedPath, "path", parse_confined_path);
 
 impl ConfinedPath {
+    /// The longest path, in bytes.
+    pub const MAX_LEN: usize = 1024;
+
     /// `root` joined with this path; lexically always inside `root`.
     pub fn under(&self, root: &Path) -> PathBuf {
         root.join(&self.0)
@@ -919,7 +1026,8 @@ pub struct PhpBytes(u64);
 impl PhpBytes {
     /// The field name used in errors.
     pub const FIELD: &'static str = "size";
-    const MAX: u64 = 1 << 40;
+    /// The largest size, 1 TiB.
+    pub const MAX: u64 = 1 << 40;
 
     /// A size of exactly `bytes` (at most 1 TiB).
     pub fn from_bytes(bytes: u64) -> Result<Self, InvalidValue> {
@@ -1123,7 +1231,7 @@ validated_string!(NodeAddress, "address", parse_node_address);
 pub struct DirectiveName(String);
 
 fn parse_directive_name(s: &str) -> Result<String, InvalidValue> {
-    let ok = s.len() <= 64
+    let ok = s.len() <= DirectiveName::MAX_LEN
         && s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if ok {
@@ -1137,6 +1245,11 @@ fn parse_directive_name(s: &str) -> Result<String, InvalidValue> {
 }
 validated_string!(DirectiveName, "directive", parse_directive_name);
 
+impl DirectiveName {
+    /// The longest name.
+    pub const MAX_LEN: usize = 64;
+}
+
 /// One argument of a directive: 1-256 characters of letters, digits and `. _ : / = + , @ * -`.
 /// No whitespace, quotes, `;`, braces, `$`, `#` or backslash, so it can neither end the line,
 /// open a block nor reference a variable in any server's syntax.
@@ -1145,9 +1258,9 @@ pub struct DirectiveArg(String);
 
 fn parse_directive_arg(s: &str) -> Result<String, InvalidValue> {
     let ok = !s.is_empty()
-        && s.len() <= 256
+        && s.len() <= DirectiveArg::MAX_LEN
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:/=+,@*-".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || DirectiveArg::PUNCTUATION.contains(c));
     if ok {
         Ok(s.to_owned())
     } else {
@@ -1158,3 +1271,11 @@ fn parse_directive_arg(s: &str) -> Result<String, InvalidValue> {
     }
 }
 validated_string!(DirectiveArg, "directive_argument", parse_directive_arg);
+
+impl DirectiveArg {
+    /// The longest argument.
+    pub const MAX_LEN: usize = 256;
+    /// What an argument may hold besides ASCII letters and digits: nothing that ends a line,
+    /// opens a block, quotes or references a variable in any server's syntax.
+    pub const PUNCTUATION: &'static str = "._:/=+,@*-";
+}

@@ -1,7 +1,8 @@
 //! What goes over the wire, with the OpenAPI schemas a generic client needs.
 //!
-//! hosting-core has no OpenAPI derives (it must not depend on utoipa), so the schemas live
-//! here. Request bodies hold hosting-core's validated types (their `Deserialize` runs the
+//! The validated newtypes bring their own schemas (hosting-core's `openapi` feature), stating
+//! the rules their parsers enforce; the records' schemas are mirrored here, since hosting-core
+//! keeps its records free of OpenAPI derives. Request bodies hold hosting-core's validated types (their `Deserialize` runs the
 //! rules, so a body that parses is valid) and refuse unknown fields. Responses are views built
 //! by destructuring the core record completely, so a field added to a record fails to compile
 //! here until the API decides whether to show it; the values themselves are serialised by
@@ -22,8 +23,9 @@ use hosting_core::model::{
 };
 use hosting_core::panel::{CreatedWebsite, DatabaseCredentials, Tokens, TotpEnrolment};
 use hosting_core::types::{
-    ConfinedPath, DbEngine, DbName, DbUserName, DisplayName, DomainName, EmailAddress, NodeAddress,
-    NodeName, Password, PhpVersion, Slug, SystemUser, WebServerKind,
+    Charset, Collation, ConfinedPath, DbEngine, DbName, DbUserName, DirectiveArg, DirectiveName,
+    DisplayName, DomainName, EmailAddress, IpNetwork, NodeAddress, NodeName, Password, PhpBytes,
+    PhpExtension, PhpVersion, Slug, SystemUser, WebServerKind,
 };
 use hosting_core::{Page, model};
 use serde::{Deserialize, Serialize};
@@ -87,14 +89,6 @@ doc_enum!(
     }
 );
 doc_enum!(
-    /// A supported PHP version.
-    PhpVersionName { V80 => "8.0", V81 => "8.1", V82 => "8.2", V83 => "8.3", V84 => "8.4" }
-);
-doc_enum!(
-    /// A database engine.
-    DbEngineName { Postgres => "postgresql", MySql => "mysql", MariaDb => "mariadb" }
-);
-doc_enum!(
     /// What a node does.
     NodeRoleName {
         Api => "api", Web => "web", Database => "database", Mail => "mail", Backup => "backup",
@@ -130,36 +124,50 @@ doc_enum!(
     SslProviderName { LetsEncrypt => "letsencrypt", Custom => "custom", SelfSigned => "selfsigned" }
 );
 
-/// Resource limits of a tenant; `null` is unlimited.
+/// Resource limits of a tenant; `null` (or leaving a limit out) is unlimited.
 #[derive(Debug, Clone, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct QuotasSchema {
     /// Most websites.
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     max_websites: Option<u32>,
     /// Most customer databases.
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     max_databases: Option<u32>,
     /// Most disk space, MiB: the sites' files and databases together.
+    #[schema(minimum = 0, maximum = 9223372036854775807_u64)]
     max_storage_mb: Option<u64>,
     /// Limits on each of the tenant's database logins; defaults when left out.
+    #[serde(default)]
     database_limits: DatabaseLimitsSchema,
 }
 
-/// Limits on one customer database login (a plan setting).
+/// Limits on one customer database login (a plan setting); a limit left out takes its
+/// default.
 #[derive(Debug, Clone, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct DatabaseLimitsSchema {
     /// Most sessions at once, 1 to 1000 (default 15).
     #[schema(minimum = 1, maximum = 1000)]
+    #[serde(default)]
     max_connections: u32,
     /// Longest statement, seconds, 1 to 86400 (default 300; MySQL has no per-login setting).
     #[schema(minimum = 1, maximum = 86400)]
+    #[serde(default)]
     statement_timeout_seconds: u32,
     /// Most temporary-file space per session, MiB (PostgreSQL only; default 1024).
     #[schema(minimum = 1, maximum = 1048576)]
+    #[serde(default)]
     temp_file_limit_mb: u32,
     /// Most statements per hour, 0 for none (MySQL/MariaDB only).
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
+    #[serde(default)]
     max_queries_per_hour: u32,
     /// Most new sessions per hour, 0 for none (MySQL/MariaDB only).
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
+    #[serde(default)]
     max_connections_per_hour: u32,
 }
 
@@ -168,95 +176,137 @@ pub struct DatabaseLimitsSchema {
 
 /// PHP limits and extensions of a site's pool.
 #[derive(Debug, Clone, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct PhpSettingsSchema {
-    /// PHP shorthand size: `256M`, `1G`, `512K` or bytes.
-    #[schema(example = "256M")]
-    memory_limit: String,
+    /// The pool's `memory_limit`.
+    memory_limit: PhpBytes,
     /// Seconds, 1 to 86400.
     #[schema(minimum = 1, maximum = 86400)]
     max_execution_time: u32,
-    /// PHP shorthand size.
-    #[schema(example = "64M")]
-    upload_max_filesize: String,
-    /// PHP shorthand size, at least `upload_max_filesize`.
-    #[schema(example = "64M")]
-    post_max_size: String,
-    /// Extensions the site needs loaded (must be installed on the node).
-    extensions: Vec<String>,
+    /// The largest upload.
+    upload_max_filesize: PhpBytes,
+    /// The largest request body: at least `upload_max_filesize` (the server refuses a smaller
+    /// one with a 422 naming `post_max_size`; JSON Schema cannot compare two fields).
+    post_max_size: PhpBytes,
+    /// Extensions the site needs loaded (must be installed on the node); none when left out.
+    #[serde(default)]
+    extensions: Vec<PhpExtension>,
 }
 
 /// The customer database of a site, chosen at creation.
 #[derive(Debug, Clone, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct DatabaseSettingsSchema {
     /// The engine; the node must offer it.
-    engine: DbEngineName,
-    /// Database name: `[a-z][a-z0-9_]*`, not reserved.
-    #[schema(example = "shop_db")]
-    name: String,
+    engine: DbEngine,
+    /// The database's name.
+    name: DbName,
     /// Character set, e.g. `utf8mb4` or `UTF8`.
-    #[schema(example = "utf8mb4")]
-    charset: String,
+    charset: Charset,
     /// Collation, e.g. `utf8mb4_unicode_ci` or `C`.
-    #[schema(example = "utf8mb4_unicode_ci")]
-    collation: String,
+    collation: Collation,
 }
 
-/// HTTPS for a site.
+/// HTTPS for a site: `disabled`, or `enabled` with who issues the certificate.
 #[derive(Debug, Clone, ToSchema)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 #[schema(as = Ssl)]
 #[allow(dead_code)]
-pub struct SslSchema {
-    /// `disabled` or `enabled`.
-    #[schema(example = "disabled")]
-    mode: String,
-    /// With `enabled`: who issues the certificate.
-    provider: Option<SslProviderName>,
-    /// With `enabled`: renew without asking.
-    auto_renew: Option<bool>,
+pub enum SslSchema {
+    /// HTTP only.
+    Disabled,
+    /// HTTPS.
+    Enabled {
+        /// Who issues the certificate.
+        provider: SslProviderName,
+        /// Renew without asking.
+        auto_renew: bool,
+    },
 }
 
 /// An extra directive in the site's server block, checked by the server's own config test.
 #[derive(Debug, Clone, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ServerDirectiveSchema {
-    /// Directive name: a letter, then letters, digits and `_`.
-    #[schema(example = "client_max_body_size")]
-    name: String,
-    /// Its arguments.
-    #[schema(example = json!(["64m"]))]
-    args: Vec<String>,
+    /// The directive.
+    name: DirectiveName,
+    /// Its arguments, at most 16.
+    #[schema(max_items = 16)]
+    args: Vec<DirectiveArg>,
 }
 
-/// Per-site settings; every field is optional on input (defaults apply).
+/// Per-site settings, as the panel shows them.
 #[derive(Debug, Clone, ToSchema)]
 #[allow(dead_code)]
 pub struct WebsiteSettingsSchema {
     /// PHP limits.
-    php: Option<PhpSettingsSchema>,
+    php: PhpSettingsSchema,
     /// The site's database (only at creation).
     database: Option<DatabaseSettingsSchema>,
     /// HTTPS.
-    ssl: Option<SslSchema>,
+    ssl: SslSchema,
     /// Compress responses.
-    gzip: Option<bool>,
+    gzip: bool,
     /// Static-file cache lifetime in seconds; `null` disables caching headers.
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
     cache_ttl_secs: Option<u32>,
     /// Send the standard security headers.
-    security_headers: Option<bool>,
-    /// When not empty, only these networks may connect (`10.0.0.0/8`, `2001:db8::/32`).
-    allowed_ips: Option<Vec<String>>,
+    security_headers: bool,
+    /// When not empty, only these networks may connect.
+    allowed_ips: Vec<IpNetwork>,
     /// These networks are refused.
-    blocked_ips: Option<Vec<String>>,
+    blocked_ips: Vec<IpNetwork>,
     /// `none`, `to_www` or `to_apex`.
-    www_redirect: Option<WwwRedirectName>,
-    /// At most 50 directives of at most 16 arguments, each one the web server's directive
-    /// policy allows tenants (README: "Directives tenants may use").
-    extra_directives: Option<Vec<ServerDirectiveSchema>>,
-    /// Read-only: the operator's own directives, outside the policy (set with
-    /// `PUT /websites/{id}/operator-directives`); a request body that carries it is a 422.
-    operator_directives: Option<Vec<ServerDirectiveSchema>>,
+    www_redirect: WwwRedirectName,
+    /// The tenant's directives, each one the web server's directive policy allows.
+    extra_directives: Vec<ServerDirectiveSchema>,
+    /// The operator's own directives, outside the policy (set with
+    /// `PUT /websites/{id}/operator-directives`).
+    operator_directives: Vec<ServerDirectiveSchema>,
+}
+
+/// Per-site settings in a request; a setting left out takes its default.
+#[derive(Debug, Clone, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WebsiteSettingsInput {
+    /// PHP limits.
+    #[serde(default)]
+    php: PhpSettingsSchema,
+    /// The site's database (only at creation; a change must keep it as created).
+    #[serde(default)]
+    database: Option<DatabaseSettingsSchema>,
+    /// HTTPS.
+    #[serde(default)]
+    ssl: SslSchema,
+    /// Compress responses.
+    #[serde(default)]
+    gzip: bool,
+    /// Static-file cache lifetime in seconds; `null` disables caching headers.
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295_u64)]
+    #[serde(default)]
+    cache_ttl_secs: Option<u32>,
+    /// Send the standard security headers.
+    #[serde(default)]
+    security_headers: bool,
+    /// When not empty, only these networks may connect.
+    #[serde(default)]
+    allowed_ips: Vec<IpNetwork>,
+    /// These networks are refused.
+    #[serde(default)]
+    blocked_ips: Vec<IpNetwork>,
+    /// `none`, `to_www` or `to_apex`.
+    #[serde(default)]
+    www_redirect: WwwRedirectName,
+    /// At most 50 directives, each one the web server's directive policy allows tenants
+    /// (README: "Directives tenants may use"); the operator's own are set with
+    /// `PUT /websites/{id}/operator-directives` and kept.
+    #[schema(max_items = 50)]
+    #[serde(default)]
+    extra_directives: Vec<ServerDirectiveSchema>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,10 +317,8 @@ pub struct WebsiteSettingsSchema {
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     /// The account's e-mail.
-    #[schema(value_type = String, example = "admin@example.com")]
     pub email: EmailAddress,
     /// Its password (8 to 256 characters).
-    #[schema(value_type = String, format = Password)]
     pub password: Password,
     /// The authenticator's current 6-digit code, when a second factor is enrolled.
     #[serde(default)]
@@ -302,7 +350,6 @@ pub struct CodeBody {
 #[serde(deny_unknown_fields)]
 pub struct ReauthBody {
     /// The caller's current password.
-    #[schema(value_type = String, format = Password)]
     pub current_password: Password,
 }
 
@@ -314,7 +361,6 @@ pub struct DisableTotpBody {
     #[schema(example = "123456")]
     pub code: String,
     /// The caller's current password.
-    #[schema(value_type = String, format = Password)]
     pub current_password: Password,
 }
 
@@ -433,10 +479,8 @@ pub struct TenantView {
     #[schema(value_type = i64)]
     pub id: TenantId,
     /// Its name.
-    #[schema(value_type = String)]
     pub name: DisplayName,
     /// Its unique short name.
-    #[schema(value_type = String)]
     pub slug: Slug,
     /// Active or suspended.
     #[schema(value_type = TenantStatusName)]
@@ -474,14 +518,12 @@ impl From<Tenant> for TenantView {
 #[serde(deny_unknown_fields)]
 pub struct NewTenantBody {
     /// Its name (1 to 200 printable characters).
-    #[schema(value_type = String, example = "Acme Ltd")]
     pub name: DisplayName,
     /// Unique short name: `[a-z][a-z0-9-]*`.
-    #[schema(value_type = String, example = "acme")]
     pub slug: Slug,
     /// Resource limits (default: unlimited).
     #[serde(default)]
-    #[schema(value_type = Option<QuotasSchema>)]
+    #[schema(value_type = QuotasSchema)]
     pub quotas: Quotas,
 }
 
@@ -500,7 +542,6 @@ impl From<NewTenantBody> for model::NewTenant {
 #[serde(deny_unknown_fields)]
 pub struct TenantChangesBody {
     /// New name.
-    #[schema(value_type = Option<String>)]
     pub name: Option<DisplayName>,
     /// Suspending a tenant stops its users' logins.
     #[schema(value_type = Option<TenantStatusName>)]
@@ -544,7 +585,6 @@ pub struct UserView {
     #[schema(value_type = RoleName)]
     pub role: Role,
     /// Its login.
-    #[schema(value_type = String)]
     pub email: EmailAddress,
     /// Active or suspended.
     #[schema(value_type = UserStatusName)]
@@ -587,11 +627,9 @@ pub struct NewUserBody {
     #[schema(value_type = RoleName)]
     pub role: Role,
     /// Its login, unique across the panel.
-    #[schema(value_type = String, example = "jo@example.com")]
     pub email: EmailAddress,
     /// Its first password; leave out to have one generated and returned once.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<Password>,
 }
 
@@ -625,7 +663,6 @@ pub struct UserChangesBody {
     #[schema(value_type = Option<RoleName>)]
     pub role: Option<Role>,
     /// New login.
-    #[schema(value_type = Option<String>)]
     pub email: Option<EmailAddress>,
     /// Suspending a user ends its sessions.
     #[schema(value_type = Option<UserStatusName>)]
@@ -647,11 +684,9 @@ impl From<UserChangesBody> for UserChanges {
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     /// 8 to 256 characters, no control characters.
-    #[schema(value_type = String, format = Password)]
     pub password: Password,
     /// The caller's current password: required when changing one's own.
     #[serde(default)]
-    #[schema(value_type = Option<String>, format = Password)]
     pub current_password: Option<Password>,
     /// Keep the user's API tokens; by default they are revoked with its sessions.
     #[serde(default)]
@@ -674,26 +709,20 @@ pub struct WebsiteView {
     #[schema(value_type = i64)]
     pub owner_id: UserId,
     /// Primary domain.
-    #[schema(value_type = String)]
     pub domain: DomainName,
     /// Further domains.
-    #[schema(value_type = Vec<String>)]
     pub aliases: Vec<DomainName>,
     /// The node serving it.
     #[schema(value_type = i64)]
     pub node_id: NodeId,
     /// `nginx`, `apache`, `openlitespeed` or a plugin's name.
-    #[schema(value_type = String, example = "nginx")]
     pub web_server: WebServerKind,
     /// PHP version; `null` for a static site.
-    #[schema(value_type = Option<PhpVersionName>)]
     pub php_version: Option<PhpVersion>,
     /// The Unix account its PHP runs as, created by the panel for the site (or adopted by the
     /// operator).
-    #[schema(value_type = String)]
     pub system_user: SystemUser,
     /// Document root, relative to the site's home.
-    #[schema(value_type = String)]
     pub document_root: ConfinedPath,
     /// Where it is in its life.
     #[schema(value_type = WebsiteStatusName)]
@@ -756,33 +785,27 @@ pub struct NewWebsiteBody {
     #[schema(value_type = i64)]
     pub owner_id: UserId,
     /// Primary domain (IDN accepted, stored as punycode).
-    #[schema(value_type = String, example = "shop.example.com")]
     pub domain: DomainName,
     /// Further domains.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
     pub aliases: Vec<DomainName>,
     /// The node to serve it.
     #[schema(value_type = i64)]
     pub node_id: NodeId,
     /// `nginx`, `apache` or a plugin's name; the node must run it.
-    #[schema(value_type = String, example = "nginx")]
     pub web_server: WebServerKind,
     /// PHP version (installed on the node), or `null` for a static site.
     #[serde(default)]
-    #[schema(value_type = Option<PhpVersionName>)]
     pub php_version: Option<PhpVersion>,
     /// An account the panel keeps for your tenant on the node (see a site's `system_user`), to
     /// run as it too; leave it out and the site gets an account of its own.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = json!(null))]
     pub system_user: Option<SystemUser>,
     /// Document root relative to the site's home.
-    #[schema(value_type = String, example = "public")]
     pub document_root: ConfinedPath,
     /// Settings; `database` here creates the site's database.
     #[serde(default)]
-    #[schema(value_type = Option<WebsiteSettingsSchema>)]
+    #[schema(value_type = WebsiteSettingsInput)]
     pub settings: WebsiteSettings,
 }
 
@@ -807,13 +830,11 @@ impl From<NewWebsiteBody> for model::WebsiteRequest {
 #[serde(deny_unknown_fields)]
 pub struct WebsitePatchBody {
     /// Replaces the settings (`database` must stay as created).
-    #[schema(value_type = Option<WebsiteSettingsSchema>)]
+    #[schema(value_type = Option<WebsiteSettingsInput>)]
     pub settings: Option<WebsiteSettings>,
     /// Replaces the aliases.
-    #[schema(value_type = Option<Vec<String>>)]
     pub aliases: Option<Vec<DomainName>>,
     /// Moves the document root.
-    #[schema(value_type = Option<String>)]
     pub document_root: Option<ConfinedPath>,
 }
 
@@ -834,7 +855,7 @@ impl From<WebsitePatchBody> for model::WebsiteChanges {
 pub struct PhpBody {
     /// The version to switch to (installed on the node), or `null` to turn PHP off.
     #[serde(deserialize_with = "Option::deserialize")]
-    #[schema(value_type = Option<PhpVersionName>)]
+    #[schema(required = true)]
     pub php_version: Option<PhpVersion>,
 }
 
@@ -843,7 +864,6 @@ pub struct PhpBody {
 #[serde(deny_unknown_fields)]
 pub struct WebServerBody {
     /// `nginx`, `apache` or a plugin's name; the node must run it.
-    #[schema(value_type = String, example = "apache")]
     pub web_server: WebServerKind,
 }
 
@@ -851,17 +871,14 @@ pub struct WebServerBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatabaseCredentialsView {
     /// The engine.
-    #[schema(value_type = DbEngineName)]
     pub engine: DbEngine,
     /// Host to connect to.
     pub host: String,
     /// Port to connect to.
     pub port: u16,
     /// The database.
-    #[schema(value_type = String)]
     pub database: DbName,
     /// The login, which may use this database only.
-    #[schema(value_type = String)]
     pub user: DbUserName,
     /// The login's password.
     pub password: String,
@@ -914,19 +931,15 @@ pub struct DatabaseView {
     #[schema(value_type = i64)]
     pub website_id: WebsiteId,
     /// The website's domain.
-    #[schema(value_type = String)]
     pub domain: DomainName,
     /// The node serving the website.
     #[schema(value_type = i64)]
     pub node_id: NodeId,
     /// The engine.
-    #[schema(value_type = DbEngineName)]
     pub engine: DbEngine,
     /// The database.
-    #[schema(value_type = String)]
     pub name: DbName,
     /// Its login.
-    #[schema(value_type = String)]
     pub user: DbUserName,
     /// Character set.
     pub charset: String,
@@ -948,10 +961,8 @@ pub struct NodeView {
     #[schema(value_type = i64)]
     pub id: NodeId,
     /// Its unique name.
-    #[schema(value_type = String)]
     pub name: NodeName,
     /// Where its agent listens (`host` or `host:port`).
-    #[schema(value_type = String)]
     pub address: NodeAddress,
     /// What it does.
     #[schema(value_type = Vec<NodeRoleName>)]
@@ -964,7 +975,6 @@ pub struct NodeView {
     #[schema(value_type = Option<IsolationName>)]
     pub isolation: Option<&'static str>,
     /// With `isolation: none`: the one account every site runs as.
-    #[schema(value_type = Option<String>)]
     pub shared_account: Option<SystemUser>,
     /// With `isolation: none`: whether sites of several tenants may share the node.
     pub tenants_may_share: Option<bool>,
@@ -1017,7 +1027,6 @@ impl NodeView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatabaseHealthView {
     /// The server's engine.
-    #[schema(value_type = DbEngineName)]
     pub engine: DbEngine,
     /// Databases the panel did not create that every login may connect to (revoke `CONNECT`
     /// from `PUBLIC` on them); empty when there are none.
@@ -1037,7 +1046,6 @@ pub struct NodeAccountView {
     #[schema(value_type = i64)]
     pub node_id: NodeId,
     /// Its name.
-    #[schema(value_type = String)]
     pub name: SystemUser,
     /// Its uid.
     pub uid: u32,
@@ -1081,7 +1089,6 @@ impl From<NodeAccount> for NodeAccountView {
 #[serde(deny_unknown_fields)]
 pub struct AdoptAccountBody {
     /// The account's name on the node (uid and gid 1000 or above).
-    #[schema(value_type = String, example = "oldshop")]
     pub name: SystemUser,
     /// The tenant whose websites may run as it.
     #[schema(value_type = i64)]
@@ -1093,7 +1100,7 @@ pub struct AdoptAccountBody {
 #[serde(deny_unknown_fields)]
 pub struct OperatorDirectivesBody {
     /// Replaces them; `[]` removes them. Checked by the web server's own configuration test.
-    #[schema(value_type = Vec<ServerDirectiveSchema>)]
+    #[schema(value_type = Vec<ServerDirectiveSchema>, max_items = 50)]
     pub directives: ExtraDirectives,
 }
 
@@ -1102,10 +1109,8 @@ pub struct OperatorDirectivesBody {
 #[serde(deny_unknown_fields)]
 pub struct NewNodeBody {
     /// Unique name.
-    #[schema(value_type = String, example = "web-2")]
     pub name: NodeName,
     /// Where its agent listens.
-    #[schema(value_type = String, example = "10.0.0.12:8443")]
     pub address: NodeAddress,
     /// What it does.
     #[schema(value_type = Vec<NodeRoleName>)]
@@ -1126,7 +1131,6 @@ impl From<NewNodeBody> for model::NewNode {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PhpVersionView {
     /// The minor version.
-    #[schema(value_type = PhpVersionName)]
     pub version: PhpVersion,
     /// The full version the binary reports, e.g. `8.2.36`.
     pub full_version: String,
@@ -1291,7 +1295,6 @@ pub struct ApiTokenView {
     #[schema(value_type = i64)]
     pub user_id: UserId,
     /// Its name.
-    #[schema(value_type = String)]
     pub name: DisplayName,
     /// The role it acts with.
     #[schema(value_type = RoleName)]
@@ -1339,7 +1342,6 @@ impl From<ApiToken> for ApiTokenView {
 #[serde(deny_unknown_fields)]
 pub struct NewApiTokenBody {
     /// A name to recognise it by.
-    #[schema(value_type = String, example = "deploy script")]
     pub name: DisplayName,
     /// The role it acts with: the caller's own (the default) or a lower one.
     #[serde(default)]
@@ -1352,7 +1354,6 @@ pub struct NewApiTokenBody {
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
     /// The caller's current password (minting a token needs a login session and it).
-    #[schema(value_type = String, format = Password)]
     pub current_password: Password,
 }
 
@@ -1438,10 +1439,10 @@ mod tests {
     fn enum_schemas_match_the_wire() {
         use hosting_core::auth::Permission;
         assert_eq!(enum_values::<RoleName>(), wire(Role::ALL));
-        assert_eq!(enum_values::<PhpVersionName>(), wire(PhpVersion::ALL));
+        assert_eq!(enum_values::<PhpVersion>(), wire(PhpVersion::ALL));
         assert_eq!(enum_values::<PermissionName>(), wire(Permission::ALL));
         assert_eq!(
-            enum_values::<DbEngineName>(),
+            enum_values::<DbEngine>(),
             wire([DbEngine::Postgres, DbEngine::MySql, DbEngine::MariaDb])
         );
         assert_eq!(

@@ -4,7 +4,7 @@
 //! Handlers never see raw strings: a JSON body is checked for its media type, size and depth
 //! before it is parsed, then parsed straight into the request DTO (whose fields are
 //! hosting-core newtypes, so their own rules run during parsing); a path id and the paging
-//! query are parsed the same way.
+//! query are parsed the same way (an empty value is refused like any other bad one).
 
 use std::net::IpAddr;
 
@@ -128,6 +128,117 @@ pub fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError
     }
 }
 
+/// The longest integer [`integral_numbers`] spells out; a longer one is out of every field's
+/// range anyway, so it is left as the float it was written as (and refused as one).
+const MAX_INTEGER_DIGITS: usize = 40;
+
+/// `number` (a JSON number token) as plain integer digits when its value is a whole number
+/// written with a fraction or an exponent (`15.0`, `1.5e1`, `2E3`), else `None`.
+fn integral(number: &[u8]) -> Option<Vec<u8>> {
+    let (negative, rest) = match number.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, number),
+    };
+    let mantissa_end = rest
+        .iter()
+        .position(|b| matches!(b, b'e' | b'E'))
+        .unwrap_or(rest.len());
+    let (mantissa, exponent) = rest.split_at(mantissa_end);
+    let exponent: i64 = match exponent.get(1..) {
+        None => 0,
+        Some(e) => std::str::from_utf8(e).ok()?.parse().ok()?,
+    };
+    let (int, frac) = match mantissa.iter().position(|b| *b == b'.') {
+        Some(dot) => (&mantissa[..dot], &mantissa[dot + 1..]),
+        None => (mantissa, &[][..]),
+    };
+    if mantissa.len() == rest.len() && !mantissa.contains(&b'.') {
+        // Already an integer.
+        return None;
+    }
+    let mut digits: Vec<u8> = int.iter().chain(frac).copied().collect();
+    let mut scale = exponent.checked_sub(i64::try_from(frac.len()).ok()?)?;
+    while scale < 0 && digits.last() == Some(&b'0') {
+        digits.pop();
+        scale += 1;
+    }
+    if scale < 0 {
+        return None;
+    }
+    let zeros = usize::try_from(scale).ok()?;
+    let first = digits.iter().position(|b| *b != b'0');
+    let mut out = Vec::with_capacity(MAX_INTEGER_DIGITS + 1);
+    match first {
+        None => out.push(b'0'),
+        Some(first) => {
+            if digits.len() - first + zeros > MAX_INTEGER_DIGITS {
+                return None;
+            }
+            if negative {
+                out.push(b'-');
+            }
+            out.extend_from_slice(&digits[first..]);
+            out.resize(out.len() + zeros, b'0');
+        }
+    }
+    Some(out)
+}
+
+/// `bytes` with every whole number written as a float (`15.0`, `1e3`) rewritten as an integer.
+///
+/// JSON Schema's `integer` admits `15.0`, and so a client built from the API document may send
+/// it; serde would refuse it for an integer field. Numbers inside strings are left alone; the
+/// bytes are borrowed when nothing changes.
+fn integral_numbers(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let end = bytes[i..]
+                .iter()
+                .position(|c| {
+                    !(c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
+                })
+                .map_or(bytes.len(), |n| i + n);
+            if let Some(integer) = integral(&bytes[i..end]) {
+                let buf = out.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+                buf.extend_from_slice(&bytes[copied..i]);
+                buf.extend_from_slice(&integer);
+                copied = end;
+            }
+            i = end;
+            continue;
+        }
+        i += 1;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(bytes),
+        Some(mut buf) => {
+            buf.extend_from_slice(&bytes[copied..]);
+            std::borrow::Cow::Owned(buf)
+        }
+    }
+}
+
 /// Parses `bytes` as JSON into `T` with the limits of `max_depth`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
     if too_deep(bytes, max_depth) {
@@ -136,7 +247,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result
             format!("the body nests arrays and objects deeper than {max_depth} levels"),
         ));
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let bytes = integral_numbers(bytes);
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| json_error(&e))?;
     de.end().map_err(|e| {
         ApiError::bad_request(
@@ -216,28 +328,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Paging {
             match key.as_str() {
                 "after" if !seen.0 => {
                     seen.0 = true;
-                    if !value.is_empty() {
-                        page.after = Some(value.parse().map_err(|_| {
-                            ApiError::unprocessable(
-                                "invalid",
-                                "after",
-                                "invalid after: must be an integer id",
-                            )
-                        })?);
-                    }
+                    // An empty value is a bad value, not a missing one: `?after=` is refused.
+                    page.after = Some(value.parse().map_err(|_| {
+                        ApiError::unprocessable(
+                            "invalid",
+                            "after",
+                            "invalid after: must be an integer id",
+                        )
+                    })?);
                 }
                 "limit" if !seen.1 => {
                     seen.1 = true;
-                    if !value.is_empty() {
-                        let n: u32 = value.parse().map_err(|_| {
-                            ApiError::unprocessable(
-                                "invalid",
-                                "limit",
-                                "invalid limit: must be 1 to 500",
-                            )
-                        })?;
-                        page.limit = PageLimit::try_from(n)?;
-                    }
+                    let n: u32 = value.parse().map_err(|_| {
+                        ApiError::unprocessable(
+                            "invalid",
+                            "limit",
+                            "invalid limit: must be 1 to 500",
+                        )
+                    })?;
+                    page.limit = PageLimit::try_from(n)?;
                 }
                 "after" | "limit" => {
                     return Err(ApiError::unprocessable(
@@ -375,6 +484,32 @@ mod tests {
         let err = parse_json::<Body>(br#"{"domain":"a.example","aliases":[],"n":1} {}"#, 32)
             .expect_err("trailing");
         assert_eq!(err.code(), "malformed_json");
+    }
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_integers() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"n":15.0}"#, r#"{"n":15}"#),
+            (
+                r#"{"n":1.5e1,"m":[2E3,-0.0,-7.00]}"#,
+                r#"{"n":15,"m":[2000,0,-7]}"#,
+            ),
+            (r#"{"n":1e0}"#, r#"{"n":1}"#),
+            (r#"{"s":"1.0","n":1.5}"#, r#"{"s":"1.0","n":1.5}"#),
+            (r#"{"s":"a\"1.0","n":12e-1}"#, r#"{"s":"a\"1.0","n":12e-1}"#),
+            (r#"{"n":1e400}"#, r#"{"n":1e400}"#),
+            (r#"{"n":120e-1}"#, r#"{"n":12}"#),
+        ];
+        for (input, output) in cases {
+            assert_eq!(
+                std::str::from_utf8(&integral_numbers(input.as_bytes())).expect("utf-8"),
+                *output,
+                "{input}"
+            );
+        }
+        let body: Body =
+            parse_json(br#"{"domain":"a.example","aliases":[],"n":3.0}"#, 32).expect("body");
+        assert_eq!(body.n, 3);
     }
 
     #[test]
