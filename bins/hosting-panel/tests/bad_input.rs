@@ -865,15 +865,14 @@ async fn unreadable_requests_are_4xx(store: Store) {
         ("foo=bar", "foo"),
         ("limit=1&limit=2", "limit"),
         ("after=1;DROP", "after"),
+        ("limit=", "limit"),
+        ("after=", "after"),
+        ("after=&limit=", "after"),
     ] {
         let answer = panel.get(&format!("/api/v1/users?{query}"), &admin).await;
         check(&answer, query, None, Some(field));
         assert_eq!(answer.status.as_u16(), 422, "{query}");
     }
-    panel
-        .get("/api/v1/users?after=&limit=", &admin)
-        .await
-        .expect(200);
     for path in [
         "/api/v1/users/abc",
         "/api/v1/users/1.5",
