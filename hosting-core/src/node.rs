@@ -34,6 +34,17 @@ pub struct NodeReport {
     pub php_failed: Vec<FailedVersion>,
 }
 
+/// A server process a backend runs, as it stands now: what an operator asks of a node after a
+/// crash or a reboot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerState {
+    /// `nginx`, `apache`, `php-fpm 8.2`.
+    pub name: String,
+    /// Its master's pid when its pid file names this server (never a bare `kill -0`); `None`:
+    /// it does not run.
+    pub pid: Option<u32>,
+}
+
 /// The sites whose pools run: every site but the suspended ones, which the web server answers
 /// with a 403 page of its own.
 pub fn pool_sites(sites: &[Website]) -> Vec<Website> {

@@ -91,4 +91,9 @@ pub trait PhpRuntime: Debug + Send + Sync {
     }
     /// Differences between the live pools and what `sites` render to.
     async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>>;
+    /// The masters this runtime runs, each with whether it runs now. A runtime that cannot
+    /// tell reports none.
+    async fn servers(&self) -> Result<Vec<crate::node::ServerState>> {
+        Ok(Vec::new())
+    }
 }

@@ -103,6 +103,11 @@ pub trait WebServer: Debug + Send + Sync {
         let _ = sites;
         Ok(Vec::new())
     }
+    /// The server processes this backend runs, each with whether it runs now. A backend that
+    /// cannot tell reports none.
+    async fn servers(&self) -> Result<Vec<crate::node::ServerState>> {
+        Ok(Vec::new())
+    }
 }
 
 /// The sites of `sites` that `trial` refuses, for a backend that can test any set of site

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hosting_core::model::{Website, WebsiteId};
+use hosting_core::node::ServerState;
 use hosting_core::php::{FailedVersion, PhpApplyReport, PhpInstallation, PhpRuntime};
 use hosting_core::process::{self, Identity};
 use hosting_core::tree::{FileUndo, ManagedTree, Staged, replace_file};
@@ -801,6 +802,22 @@ impl PhpRuntime for PhpFpm {
     async fn apply_versions(&self, sites: &[Website]) -> Result<PhpApplyReport> {
         let (report, _) = self.apply_each(sites, Failures::Report).await?;
         Ok(report)
+    }
+
+    /// The master of every version that has live pools (a version without runs none).
+    async fn servers(&self) -> Result<Vec<ServerState>> {
+        let mut servers = Vec::new();
+        for install in &self.installations {
+            let version = install.version;
+            let live = self.tree(version).read_live()?;
+            if live.keys().any(|path| path.as_str().starts_with("pool.d/")) {
+                servers.push(ServerState {
+                    name: format!("php-fpm {}", version.as_str()),
+                    pid: self.running_master(version),
+                });
+            }
+        }
+        Ok(servers)
     }
 
     async fn drift(&self, sites: &[Website]) -> Result<Vec<Drift>> {

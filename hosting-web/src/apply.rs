@@ -221,6 +221,13 @@ macro_rules! managed_web_server {
             ) -> hosting_core::Result<Vec<hosting_core::RefusedSite>> {
                 $crate::apply::refused_sites(self, self.config.runner.clone(), sites).await
             }
+
+            async fn servers(&self) -> hosting_core::Result<Vec<hosting_core::node::ServerState>> {
+                Ok(vec![hosting_core::node::ServerState {
+                    name: $ty::kind(self).to_string(),
+                    pid: $crate::apply::master_pid(self),
+                }])
+            }
         }
     };
 }

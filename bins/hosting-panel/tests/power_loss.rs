@@ -508,3 +508,119 @@ async fn a_stale_pid_file_naming_another_process_is_not_signalled_by_the_panel()
     assert_untouched(&mut for_php);
     drop(panel);
 }
+
+impl Panel {
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// After a power loss in which PHP 8.4's master cannot start again (a directory where its pid
+/// file goes; its configuration test passes), the start still brings nginx back: the 8.2 sites
+/// serve, the 8.4 site answers 502 and is recorded `failed` with the reason, the failed job
+/// attempt is logged at WARN with its error and its next attempt, and `GET /nodes/{id}` shows
+/// the 8.4 master not running and the last apply's failure. Once mended, the next apply serves
+/// the site again and its record is active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_php_version_that_cannot_start_is_visible_and_spares_the_others() {
+    let Some(setup) = Setup::new() else {
+        return;
+    };
+    if !setup.php84 {
+        assert!(!hosting_tests::in_ci(), "CI has PHP 8.4");
+        eprintln!("SKIPPED: PHP 8.4 is not installed");
+        return;
+    }
+    let mut panel = setup.start();
+    panel.ready(&setup).await;
+    let sites = three_sites(&setup, &panel).await;
+    power_loss(&setup, panel, &sites).await;
+    let blocked = setup.php_pid_file("8.4");
+    std::fs::remove_file(&blocked).expect("the stale pid file");
+    std::fs::create_dir(&blocked).expect("a directory in its place");
+
+    let mut panel = setup.start();
+    panel.ready(&setup).await;
+    let (on_82, on_84): (Sites, Sites) = sites.iter().cloned().partition(|s| s.2 == "8.2");
+    served(&setup, &on_82, Instant::now() + RECOVERY).await;
+    let (id84, domain84, _) = &on_84[0];
+    let (status, _) = http_get(setup.http_port, domain84, "/index.php")
+        .await
+        .expect("nginx answers the 8.4 site");
+    assert_eq!(status, 502, "the 8.4 site's PHP is down");
+
+    let operator = panel.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let boss = panel.login("boss@power.example", "boss-password-1").await;
+    let deadline = Instant::now() + RECOVERY;
+    let website = loop {
+        let (status, website) = panel.get(&format!("/api/v1/websites/{id84}"), &boss).await;
+        assert_eq!(status, 200, "{website}");
+        if website["status"] == "failed" {
+            break website;
+        }
+        assert!(Instant::now() < deadline, "not recorded failed: {website}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let reason = website["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("PHP 8.4 does not run"), "{website}");
+    assert!(
+        !reason.contains(&setup.data().display().to_string()),
+        "no node path: {reason}"
+    );
+
+    let log = setup.log();
+    let warned = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("job attempt failed"))
+        .unwrap_or_else(|| panic!("a WARN line for the failed attempt:\n{log}"));
+    assert!(
+        warned.contains("next_attempt") && warned.contains("PHP 8.4"),
+        "{warned}"
+    );
+
+    let (status, node) = panel.get("/api/v1/nodes/1", &operator).await;
+    assert_eq!(status, 200, "{node}");
+    let servers = node["status"]["servers"].as_array().expect("servers");
+    let running = |name: &str| {
+        servers
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {node}"))["running"]
+            .as_bool()
+    };
+    assert_eq!(running("nginx"), Some(true), "{node}");
+    assert_eq!(running("php-fpm 8.2"), Some(true), "{node}");
+    assert_eq!(running("php-fpm 8.4"), Some(false), "{node}");
+    let last = &node["status"]["last_apply"];
+    assert_eq!(last["ok"], false, "{node}");
+    assert_eq!(last["php_failed"][0]["version"], "8.4", "{node}");
+    assert_eq!(last["php_failed"][0]["websites"][0], *id84, "{node}");
+    // A tenant sees the node, not its servers.
+    let (status, seen) = panel.get("/api/v1/nodes/1", &boss).await;
+    assert_eq!((status, &seen["status"]), (200, &Value::Null), "{seen}");
+
+    std::fs::remove_dir(&blocked).expect("mend");
+    let (status, job) = panel
+        .call("/api/v1/nodes/1/apply", Some(&operator), &json!({}))
+        .await;
+    assert!(status < 300, "{status} {job}");
+    served(&setup, &sites, Instant::now() + RECOVERY).await;
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let (_, website) = panel.get(&format!("/api/v1/websites/{id84}"), &boss).await;
+        if website["status"] == "active" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not active again: {website}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(panel);
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Actor, Panel};
+use super::{Actor, NodeStatus, Panel};
 use crate::accounts::Isolation;
 use crate::auth::{Permission, generate_password};
 use crate::database::ServerHealth;
@@ -610,6 +610,42 @@ impl Panel {
             .await?;
         // Logged like a website change's steps (`recovery`), so a crash test can stop it here.
         tracing::info!(saga = %"apply", node = node.0, step = %"deploy", "saga step");
-        self.converge(&entry.backends, &sites, &sites).await
+        let failed = self.converge_changing(&entry, &sites, &sites, None).await?;
+        // The web server is live; a PHP version whose master did not start is tried again
+        // with the job's backoff.
+        match failed.as_slice() {
+            [] => Ok(()),
+            failed => Err(Error::backend(
+                "php-fpm",
+                format!(
+                    "the masters of PHP {} do not run; their websites answer 502",
+                    failed
+                        .iter()
+                        .map(|f| f.version.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// What `node`'s servers run now and how its last apply ended (the operator only).
+    pub async fn node_status(&self, actor: &Actor, node: NodeId) -> Result<NodeStatus> {
+        self.operator(actor)?;
+        let entry = self.node(node)?;
+        let mut servers = Vec::new();
+        for web in &entry.backends.web {
+            servers.extend(web.servers().await?);
+        }
+        servers.extend(entry.backends.php.servers().await?);
+        let last_apply = entry
+            .last_apply
+            .lock()
+            .map_err(|_| Error::backend("panel", "the node's last apply is poisoned"))?
+            .clone();
+        Ok(NodeStatus {
+            servers,
+            last_apply,
+        })
     }
 }

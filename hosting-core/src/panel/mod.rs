@@ -179,11 +179,34 @@ pub struct Panel {
     denials: denials::Denials,
 }
 
-/// A node's backends and the lock that keeps two applies to it from interleaving.
+/// A node's backends, the lock that keeps two applies to it from interleaving, and how its
+/// last apply ended (kept by this panel process, for [`Panel::node_status`]).
 #[derive(Debug, Clone)]
 struct NodeEntry {
     backends: Arc<NodeBackends>,
     apply_lock: Arc<tokio::sync::Mutex<()>>,
+    last_apply: Arc<std::sync::Mutex<Option<LastApply>>>,
+}
+
+/// How a node's last apply (a website change or a whole-node apply) ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastApply {
+    /// When it ended.
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// Why it failed, for the operator (it may name node paths); `None`: it went live.
+    pub error: Option<String>,
+    /// The PHP versions whose master did not run their pools after it, with their sites.
+    pub php_failed: Vec<crate::php::FailedVersion>,
+}
+
+/// What a node runs now and how its last apply ended: the operator's view after a crash or
+/// a reboot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Each server process of its backends, running or not.
+    pub servers: Vec<crate::node::ServerState>,
+    /// Its last apply since this panel started; `None` before the first.
+    pub last_apply: Option<LastApply>,
 }
 
 /// How an actor proved who it is.
@@ -319,6 +342,7 @@ impl Panel {
         let entry = NodeEntry {
             backends: Arc::new(backends),
             apply_lock: Arc::new(tokio::sync::Mutex::new(())),
+            last_apply: Arc::new(std::sync::Mutex::new(None)),
         };
         if let Ok(mut nodes) = self.nodes.write() {
             nodes.insert(node, entry);

@@ -253,7 +253,7 @@ impl Panel {
         }
         // The node first, so no pool or vhost uses a home or account removed below.
         let sites = self.node_sites(op, node).await?;
-        if let Err(e) = self.converge(&entry.backends, &sites, &sites).await {
+        if let Err(e) = self.converge(&entry, &sites, &sites).await {
             tracing::warn!(node = node.0, error = %e, "converging the node after a restart failed: queued an apply");
             self.enqueue_apply(op, node).await?;
             report.queued.push(node);
@@ -674,10 +674,10 @@ impl Panel {
         deployed.status = WebsiteStatus::Active;
         let desired = with_site(&previous, &deployed);
         if let Err(e) = self
-            .converge_changing(&entry.backends, &previous, &desired, Some(site.id))
+            .converge_changing(entry, &previous, &desired, Some(site.id))
             .await
         {
-            if let Err(again) = self.converge(&entry.backends, &previous, &previous).await {
+            if let Err(again) = self.converge(entry, &previous, &previous).await {
                 tracing::error!(website = site.id.0, error = %again, "putting the node back failed: queued an apply");
                 self.enqueue_apply(&op, site.node_id).await?;
             }

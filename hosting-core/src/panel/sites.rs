@@ -14,11 +14,13 @@
 //!   aside ([`Panel::converge_changing`]) so that the change goes through: served without their
 //!   tenant directives, else left out, and recorded `failed` until their own next change.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use super::quotas::{LoginStep, prefixed};
 use super::recovery::Journal;
-use super::{Actor, NodeBackends, NodeEntry, Panel};
+use super::{Actor, LastApply, NodeBackends, NodeEntry, Panel};
 use crate::accounts::{Isolation, UnixAccount, derived_account_name};
 use crate::auth::{Permission, generate_password};
 use crate::database::{DatabaseLimits, DatabaseOptions};
@@ -31,9 +33,9 @@ use crate::model::{
 };
 use crate::node::{pool_sites, transition_pools};
 use crate::page::{Page, PageLimit, PageRequest};
-use crate::php::PhpInstallation;
+use crate::php::{FailedVersion, PhpInstallation};
 use crate::rbac::{Caller, Operator};
-use crate::types::{DbEngine, DbName, DbUserName, Password, SystemUser, WebServerKind};
+use crate::types::{DbEngine, DbName, DbUserName, Password, PhpVersion, SystemUser, WebServerKind};
 use crate::web::RefusedSite;
 
 /// How a site reaches its database. The password is shown once, here, and stored nowhere.
@@ -98,6 +100,15 @@ fn share(sites: &[Website], kind: WebServerKind) -> Vec<Website> {
 }
 
 /// Why a site set aside is failed (the server's own words go to the log, not to its owner).
+/// The error on the record of a site whose PHP version's master does not run on its node.
+fn php_down_reason(version: PhpVersion) -> String {
+    format!(
+        "PHP {} does not run on the node: the site's PHP answers 502 until the node's next apply \
+         starts it",
+        version.as_str()
+    )
+}
+
 const SET_ASIDE_REASON: &str = "the web server refuses its stored configuration: it is served \
      without its tenant directives (or not at all) until its next accepted change";
 
@@ -266,11 +277,33 @@ impl Panel {
     /// have, so a change is its retry.
     pub(super) async fn converge_changing(
         &self,
+        entry: &NodeEntry,
+        previous: &[Website],
+        stored: &[Website],
+        changing: Option<WebsiteId>,
+    ) -> Result<Vec<FailedVersion>> {
+        let result = self
+            .converge_recorded(&entry.backends, previous, stored, changing)
+            .await;
+        let outcome = LastApply {
+            finished_at: self.clock.now(),
+            error: result.as_ref().err().map(ToString::to_string),
+            php_failed: result.as_ref().map(Vec::clone).unwrap_or_default(),
+        };
+        if let Ok(mut last) = entry.last_apply.lock() {
+            *last = Some(outcome);
+        }
+        result
+    }
+
+    /// [`Self::converge_changing`] without keeping its outcome.
+    async fn converge_recorded(
+        &self,
         backends: &NodeBackends,
         previous: &[Website],
         stored: &[Website],
         changing: Option<WebsiteId>,
-    ) -> Result<()> {
+    ) -> Result<Vec<FailedVersion>> {
         let desired = stored;
         if let Some(site) = desired
             .iter()
@@ -288,9 +321,14 @@ impl Panel {
         let previous = served(previous);
         let mut desired = served(desired);
         let mut set_aside = Vec::new();
+        let mut php_failed = Vec::new();
         for round in 0..=SET_ASIDE_ROUNDS {
-            let Err(refusal) = self.converge_once(backends, &previous, &desired).await else {
-                break;
+            let refusal = match self.converge_once(backends, &previous, &desired).await {
+                Ok(failed) => {
+                    php_failed = failed;
+                    break;
+                }
+                Err(refusal) => refusal,
             };
             let (error, refused) = match refusal {
                 Refusal::Other(e) => return Err(e),
@@ -328,19 +366,105 @@ impl Panel {
                 tracing::error!(website = id.0, error = %e, "recording a website as failed failed");
             }
         }
+        self.record_php_failures(stored, &php_failed, changing)
+            .await?;
+        Ok(php_failed)
+    }
+
+    /// Puts an error on the record of every site whose PHP version's master does not run
+    /// after a converge (the web server answers 502 for its PHP), and takes it off the sites
+    /// of versions that run again. The change's own site on such a version fails the change
+    /// instead, so that it is undone.
+    async fn record_php_failures(
+        &self,
+        stored: &[Website],
+        failed: &[FailedVersion],
+        changing: Option<WebsiteId>,
+    ) -> Result<()> {
+        let op = Operator::assume();
+        for version in failed {
+            tracing::error!(
+                php = version.version.as_str(),
+                websites = ?version.sites.iter().map(|s| s.0).collect::<Vec<_>>(),
+                reason = %version.reason,
+                "a PHP version's master does not run: its websites answer 502"
+            );
+            if let Some(own) = changing.filter(|id| version.sites.contains(id)) {
+                return Err(Error::backend(
+                    "php-fpm",
+                    format!(
+                        "PHP {} does not run on the node, so website {own} cannot be served with it",
+                        version.version.as_str()
+                    ),
+                ));
+            }
+            for id in &version.sites {
+                let live = stored
+                    .iter()
+                    .find(|s| s.id == *id)
+                    .is_some_and(|s| s.status == WebsiteStatus::Active);
+                if live
+                    && let Err(e) = self
+                        .store
+                        .fail_website(&op, *id, &php_down_reason(version.version))
+                        .await
+                {
+                    tracing::error!(website = id.0, error = %e, "recording a website as failed failed");
+                }
+            }
+        }
+        self.heal_php_failures(stored, failed).await;
         Ok(())
+    }
+
+    /// Sites recorded failed only because their PHP version did not run are active again once
+    /// it runs.
+    async fn heal_php_failures(&self, stored: &[Website], failed: &[FailedVersion]) {
+        let down: BTreeSet<PhpVersion> = failed.iter().map(|f| f.version).collect();
+        let candidates: Vec<&Website> = stored
+            .iter()
+            .filter(|s| s.status == WebsiteStatus::Failed)
+            .filter(|s| s.php_version.is_some_and(|v| !down.contains(&v)))
+            .collect();
+        let op = Operator::assume();
+        for site in candidates {
+            let Some(version) = site.php_version else {
+                continue;
+            };
+            let caller = Caller {
+                tenant: site.tenant_id,
+                user: site.owner_id,
+                role: Role::Admin,
+            };
+            let reason = match self.store.website_failures(&caller, &[site.id]).await {
+                Ok(failures) => failures.into_iter().next().map(|f| f.reason),
+                Err(e) => {
+                    tracing::error!(website = site.id.0, error = %e, "reading a failure reason failed");
+                    None
+                }
+            };
+            if reason.as_deref() == Some(php_down_reason(version).as_str())
+                && let Err(e) = self
+                    .store
+                    .set_website_status(&op, site.id, WebsiteStatus::Active)
+                    .await
+            {
+                tracing::error!(website = site.id.0, error = %e, "recording a website as active failed");
+            }
+        }
     }
 
     /// [`Self::converge_changing`] for a move that changes no site of its own (a deletion, an
     /// undo, a node apply): every refused site is set aside.
     pub(super) async fn converge(
         &self,
-        backends: &NodeBackends,
+        entry: &NodeEntry,
         previous: &[Website],
         desired: &[Website],
     ) -> Result<()> {
-        self.converge_changing(backends, previous, desired, None)
+        self.converge_changing(entry, previous, desired, None)
             .await
+            .map(|_| ())
     }
 
     /// One attempt of [`Self::converge_changing`]; a web server's refusal comes with the sites it names.
@@ -349,10 +473,12 @@ impl Panel {
         backends: &NodeBackends,
         previous: &[Website],
         desired: &[Website],
-    ) -> std::result::Result<(), Refusal> {
+    ) -> std::result::Result<Vec<FailedVersion>, Refusal> {
+        // Version by version: a master that cannot run keeps no web server from its change
+        // (the other versions and the static sites go on serving); the final step says which.
         backends
             .php
-            .apply(&transition_pools(previous, desired))
+            .apply_versions(&transition_pools(previous, desired))
             .await
             .map_err(Refusal::Other)?;
         let (previous_pools, desired_pools) = (pool_sites(previous), pool_sites(desired));
@@ -364,8 +490,15 @@ impl Panel {
                         tracing::error!(error = %again, "putting a web server back failed");
                     }
                 }
-                if let Err(again) = backends.php.apply(&previous_pools).await {
-                    tracing::error!(error = %again, "putting the PHP pools back failed");
+                match backends.php.apply_versions(&previous_pools).await {
+                    Ok(report) if report.failed.is_empty() => {}
+                    Ok(report) => tracing::error!(
+                        versions = ?report.failed.iter().map(|f| f.version.as_str()).collect::<Vec<_>>(),
+                        "putting the PHP pools back left versions without a master"
+                    ),
+                    Err(again) => {
+                        tracing::error!(error = %again, "putting the PHP pools back failed");
+                    }
                 }
                 if !matches!(e.root(), Error::Validation { .. }) {
                     return Err(Refusal::Other(e));
@@ -379,9 +512,9 @@ impl Panel {
         }
         backends
             .php
-            .apply(&desired_pools)
+            .apply_versions(&desired_pools)
             .await
-            .map(|_| ())
+            .map(|report| report.failed)
             .map_err(Refusal::Other)
     }
 
@@ -477,7 +610,7 @@ impl Panel {
                 Done::Database(settings) => drop_database(&entry.backends, settings).await,
                 Done::Files(site) => entry.backends.files.remove(site).await,
                 Done::Node(previous) => match self.node_sites(&op, node).await {
-                    Ok(now) => self.converge(&entry.backends, &now, previous).await,
+                    Ok(now) => self.converge(entry, &now, previous).await,
                     Err(e) => Err(e),
                 },
             };
@@ -699,7 +832,7 @@ impl Panel {
         done.push(Done::Node(previous.clone()));
         let deployed = async {
             self.journal_step(journal, SagaStep::Deploy).await?;
-            self.converge_changing(&entry.backends, &previous, &desired, Some(site.id))
+            self.converge_changing(entry, &previous, &desired, Some(site.id))
                 .await
         };
         if let Err(e) = deployed.await {
@@ -1229,7 +1362,7 @@ impl Panel {
         let desired = with_site(&previous, &deployed);
         let moved = async {
             self.journal_step(journal, SagaStep::Deploy).await?;
-            self.converge_changing(&entry.backends, &previous, &desired, Some(id))
+            self.converge_changing(entry, &previous, &desired, Some(id))
                 .await
         };
         if let Err(e) = moved.await {
@@ -1321,7 +1454,7 @@ impl Panel {
         let op = Operator::assume();
         let previous = self.node_sites(&op, node).await?;
         let desired = without_site(&previous, id);
-        self.converge(&entry.backends, &previous, &desired)
+        self.converge(entry, &previous, &desired)
             .await
             .map_err(step("deploy"))?;
         if let Some(settings) = &current.settings.database {

@@ -7,8 +7,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hosting_core::model::{JobId, NodeId};
-use hosting_core::{Operator, PageLimit, PageRequest};
+use chrono::{DateTime, Utc};
+use hosting_core::model::{JobId, NodeId, WebsiteId};
+use hosting_core::panel::NodeStatus;
+use hosting_core::{Error, Operator, PageLimit, PageRequest};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -80,20 +84,113 @@ async fn create_node(
     Ok((StatusCode::CREATED, Json(NodeView::new(node, isolation))))
 }
 
-/// One node.
+/// A node, and for the operator whether its servers run and how its last apply ended.
+#[derive(Debug, Serialize, ToSchema)]
+struct NodeDetailView {
+    #[serde(flatten)]
+    node: NodeView,
+    /// For the operator, on a node this panel drives; `null` otherwise.
+    status: Option<NodeStatusView>,
+}
+
+/// What a node runs now and how its last apply ended.
+#[derive(Debug, Serialize, ToSchema)]
+struct NodeStatusView {
+    /// Each server process of the node (`nginx`, `apache`, `php-fpm 8.2`, ...).
+    servers: Vec<ServerStateView>,
+    /// The node's last apply since this panel started; `null` before the first.
+    last_apply: Option<LastApplyView>,
+}
+
+/// One server process.
+#[derive(Debug, Serialize, ToSchema)]
+struct ServerStateView {
+    /// Its name.
+    name: String,
+    /// Whether it runs: its pid file names this server's master.
+    running: bool,
+    /// The master's pid while it runs.
+    pid: Option<u32>,
+}
+
+/// How an apply ended.
+#[derive(Debug, Serialize, ToSchema)]
+struct LastApplyView {
+    /// When it ended.
+    finished_at: DateTime<Utc>,
+    /// Whether everything went live.
+    ok: bool,
+    /// Why it failed (for the operator: it may name node paths).
+    error: Option<String>,
+    /// PHP versions whose master did not run their pools after it, with their websites.
+    php_failed: Vec<FailedPhpView>,
+}
+
+/// A PHP version whose master does not run.
+#[derive(Debug, Serialize, ToSchema)]
+struct FailedPhpView {
+    /// The version.
+    version: String,
+    /// Its websites, whose PHP answers 502.
+    #[schema(value_type = Vec<i64>)]
+    websites: Vec<WebsiteId>,
+    /// What failed.
+    reason: String,
+}
+
+impl From<NodeStatus> for NodeStatusView {
+    fn from(status: NodeStatus) -> Self {
+        Self {
+            servers: status
+                .servers
+                .into_iter()
+                .map(|s| ServerStateView {
+                    name: s.name,
+                    running: s.pid.is_some(),
+                    pid: s.pid,
+                })
+                .collect(),
+            last_apply: status.last_apply.map(|last| LastApplyView {
+                finished_at: last.finished_at,
+                ok: last.error.is_none() && last.php_failed.is_empty(),
+                error: last.error,
+                php_failed: last
+                    .php_failed
+                    .into_iter()
+                    .map(|f| FailedPhpView {
+                        version: f.version.as_str().to_owned(),
+                        websites: f.sites,
+                        reason: f.reason,
+                    })
+                    .collect(),
+            }),
+        }
+    }
+}
+
+/// One node; the operator also sees whether its servers run and how its last apply ended.
 #[utoipa::path(
     get, path = "/nodes/{id}", tag = "nodes",
     params(("id" = i64, Path, description = "The node")),
-    responses((status = 200, description = "The node", body = NodeView), Errors)
+    responses((status = 200, description = "The node", body = NodeDetailView), Errors)
 )]
 async fn get_node(
     State(state): State<AppState>,
     Authed(actor): Authed,
     _: NoQuery,
     PathId(id): PathId<NodeId>,
-) -> ApiResult<Json<NodeView>> {
+) -> ApiResult<Json<NodeDetailView>> {
     let node = state.panel().get_node(&actor, id).await?;
-    Ok(Json(NodeView::new(node, state.panel().node_isolation(id))))
+    let status = match state.panel().node_status(&actor, id).await {
+        Ok(status) => Some(status.into()),
+        // Not the operator, or a node this panel drives no backends for.
+        Err(Error::PermissionDenied(_) | Error::Conflict(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Json(NodeDetailView {
+        node: NodeView::new(node, state.panel().node_isolation(id)),
+        status,
+    }))
 }
 
 /// The Unix accounts the panel keeps on a node, each with its one tenant (the operator only).
