@@ -405,6 +405,26 @@ named_enum!(WwwRedirect, "www_redirect", "must be one of none, to_www, to_apex",
     None => "none", ToWww => "to_www", ToApex => "to_apex",
 });
 
+impl WwwRedirect {
+    /// The `(redirected, canonical)` pairs this mode asks for among a site's `names`: a name
+    /// redirects only when its counterpart is one of the site's own names. Every renderer
+    /// (the SDK's and a plugin's) takes its redirects from here.
+    pub fn pairs<'a>(self, names: &[&'a DomainName]) -> Vec<(&'a DomainName, &'a DomainName)> {
+        let find = |wanted: &str| names.iter().copied().find(|n| n.as_str() == wanted);
+        names
+            .iter()
+            .filter_map(|&name| {
+                let counterpart = match (self, name.as_str().strip_prefix("www.")) {
+                    (WwwRedirect::ToWww, None) => find(&format!("www.{name}")),
+                    (WwwRedirect::ToApex, Some(bare)) => find(bare),
+                    _ => None,
+                };
+                counterpart.map(|to| (name, to))
+            })
+            .collect()
+    }
+}
+
 /// An operator-supplied directive added inside the site's server block: the escape hatch for
 /// what the typed settings do not cover. Interpreted by the site's current web server, and
 /// validated by that server's own config test before it goes live.
@@ -1280,5 +1300,39 @@ impl NewAuditEntry {
     pub fn with_credential(mut self, credential: Option<String>) -> Self {
         self.credential = credential;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<DomainName> {
+        list.iter().map(|n| n.parse().expect("domain")).collect()
+    }
+
+    fn pairs(mode: WwwRedirect, list: &[&str]) -> Vec<(String, String)> {
+        let owned = names(list);
+        let refs: Vec<&DomainName> = owned.iter().collect();
+        mode.pairs(&refs)
+            .into_iter()
+            .map(|(from, to)| (from.to_string(), to.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_name_redirects_only_to_a_counterpart_the_site_has() {
+        let both = ["example.com", "www.example.com", "shop.example.com"];
+        assert_eq!(
+            pairs(WwwRedirect::ToWww, &both),
+            [("example.com".to_owned(), "www.example.com".to_owned())]
+        );
+        assert_eq!(
+            pairs(WwwRedirect::ToApex, &both),
+            [("www.example.com".to_owned(), "example.com".to_owned())]
+        );
+        assert!(pairs(WwwRedirect::None, &both).is_empty());
+        assert!(pairs(WwwRedirect::ToWww, &["example.com"]).is_empty());
+        assert!(pairs(WwwRedirect::ToApex, &["www.example.com"]).is_empty());
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use hosting_core::directives::DirectivePolicy;
-use hosting_core::model::{Ssl, Website, WebsiteStatus, WwwRedirect};
+use hosting_core::model::{Ssl, Website, WebsiteStatus};
 use hosting_core::types::{DomainName, IpNetwork, PhpVersion, WebServerKind};
 use hosting_core::{Error, HostLayout, Result};
 use serde::Serialize;
@@ -185,7 +185,9 @@ impl<'a> SiteContext<'a> {
             (None, Ports { http: 80, .. }) => format!("http://{to}"),
             (None, Ports { http, .. }) => format!("http://{to}:{http}"),
         };
-        let redirects: Vec<Redirect<'a>> = www_pairs(&names, settings.www_redirect)
+        let redirects: Vec<Redirect<'a>> = settings
+            .www_redirect
+            .pairs(&names)
             .into_iter()
             .map(|(from, to)| Redirect {
                 from,
@@ -239,34 +241,12 @@ fn site_names(site: &Website) -> Vec<&DomainName> {
 /// it to its counterpart): the name the health check asks for.
 pub(crate) fn first_serving_name(site: &Website) -> &DomainName {
     let names = site_names(site);
-    let redirected = www_pairs(&names, site.settings.www_redirect);
+    let redirected = site.settings.www_redirect.pairs(&names);
     names
         .iter()
         .copied()
         .find(|n| !redirected.iter().any(|(from, _)| from == n))
         .unwrap_or(&site.domain)
-}
-
-/// The `(redirected, canonical)` pairs `mode` asks for among `names`: a name redirects only
-/// when its counterpart is one of the site's own names.
-fn www_pairs<'a>(
-    names: &[&'a DomainName],
-    mode: WwwRedirect,
-) -> Vec<(&'a DomainName, &'a DomainName)> {
-    let find = |wanted: &str| names.iter().copied().find(|n| n.as_str() == wanted);
-    names
-        .iter()
-        .copied()
-        .filter_map(|name| {
-            let bare = name.as_str().strip_prefix("www.");
-            let other = match (mode, bare) {
-                (WwwRedirect::ToWww, None) => find(&format!("www.{name}")),
-                (WwwRedirect::ToApex, Some(bare)) => find(bare),
-                _ => None,
-            }?;
-            Some((name, other))
-        })
-        .collect()
 }
 
 /// `path` as text for a configuration file: absolute, UTF-8, no `.` or `..` components, and

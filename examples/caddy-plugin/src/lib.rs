@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hosting_core::directives::{AllowedDirective, ArgRule, DirectivePolicy};
-use hosting_core::model::{Ssl, Website, WebsiteId, WebsiteStatus, WwwRedirect};
+use hosting_core::model::{Ssl, Website, WebsiteId, WebsiteStatus};
 use hosting_core::process::{Identity, clear_stale};
 use hosting_core::system::SystemRunner;
 use hosting_core::tree::{ManagedTree, Staged};
@@ -188,26 +188,6 @@ impl Caddyfile {
     }
 }
 
-/// The `(redirected, canonical)` pairs `mode` asks for among `names`: a name redirects only when
-/// its counterpart is one of the site's own names.
-fn www_pairs<'a>(
-    names: &[&'a DomainName],
-    mode: WwwRedirect,
-) -> Vec<(&'a DomainName, &'a DomainName)> {
-    let find = |wanted: &str| names.iter().copied().find(|n| n.as_str() == wanted);
-    names
-        .iter()
-        .filter_map(|&name| {
-            let counterpart = match (mode, name.as_str().strip_prefix("www.")) {
-                (WwwRedirect::ToWww, None) => find(&format!("www.{name}")),
-                (WwwRedirect::ToApex, Some(bare)) => find(bare),
-                _ => None,
-            };
-            counterpart.map(|to| (name, to))
-        })
-        .collect()
-}
-
 /// `redirect` for every request except ACME HTTP-01 challenges, which are served from the
 /// document root (where the panel's ACME client writes them), so a certificate can be issued or
 /// renewed for a redirected name. (`handle` blocks are exclusive and tried in order; a bare
@@ -277,7 +257,7 @@ impl Caddy {
                 names.push(name);
             }
         }
-        let redirects = www_pairs(&names, settings.www_redirect);
+        let redirects = settings.www_redirect.pairs(&names);
         let serving: Vec<&DomainName> = names
             .iter()
             .copied()
