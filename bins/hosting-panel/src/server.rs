@@ -523,10 +523,9 @@ pub async fn prepare(
     let node = local_node_record(store.as_ref(), &op, &config.node.name, has_databases).await?;
     panel.attach_node(node.id, local.backends);
     // Website changes a crash interrupted are finished or undone before any job or request.
-    panel
-        .recover(&op)
-        .await
-        .map_err(failed("recovering the website changes a restart interrupted"))?;
+    panel.recover(&op).await.map_err(failed(
+        "recovering the website changes a restart interrupted",
+    ))?;
     let api = Api::new(panel.clone(), api_settings(config)?);
     api.describe_node(node.id, local.notes);
     // After a restart the supervised servers are down: converge the node from the records.
