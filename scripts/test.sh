@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Full local/CI check: rustfmt, clippy and all tests against throwaway
-# PostgreSQL and MariaDB servers on 127.0.0.1.
+# PostgreSQL and MariaDB servers on 127.0.0.1, then schemathesis against a
+# live panel (scripts/schemathesis.sh).
 #
 #   ./scripts/test.sh                  # everything
 #   ./scripts/test.sh -p hosting-db    # extra args go to `cargo test`
@@ -136,3 +137,8 @@ step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets "${locked[@]}" -- -D warnings
 step "cargo test" cargo test "${scope[@]}" --all-targets "${locked[@]}" "$@"
 step "cargo test --doc" cargo test "${packages[@]}" --doc "${locked[@]}"
+# The API document against the live panel (SQLite): schema-valid requests
+# accepted, schema-violating ones refused, no 5xx. Whole-workspace runs only.
+if ((${#scope[@]})); then
+    step "schemathesis (API document vs. panel)" ./scripts/schemathesis.sh
+fi

@@ -27,18 +27,19 @@
 HOSTING_APT_PACKAGES=(
     postgresql mariadb-server mariadb-client
     nginx apache2 php8.2-fpm php8.2-cli php8.2-mysql caddy openssl debootstrap patchelf wrk
-    systemd
+    systemd python3-venv
 )
 
 # Binaries the harness needs.  "pg:NAME" means NAME in the newest
 # /usr/lib/postgresql/*/bin directory; "php:MODULE" is a module php-fpm8.2 -m
-# must list (the end-to-end sites talk to MariaDB through PDO); everything else
-# is looked up on PATH.
+# must list (the end-to-end sites talk to MariaDB through PDO); "py:MODULE" is
+# a module python3 must import (ensurepip: `python3 -m venv` for schemathesis);
+# everything else is looked up on PATH.
 HOSTING_REQUIRED_COMMANDS=(
     pg:initdb pg:pg_ctl pg:postgres psql
     mariadbd mariadb-install-db mariadb-admin mariadb
     nginx apache2 php-fpm8.2 php:pdo_mysql caddy openssl debootstrap patchelf wrk
-    systemd-analyze
+    systemd-analyze python3 py:ensurepip
 )
 
 # Throwaway Unix accounts that generated PHP-FPM pools run as: php-fpm -t
@@ -98,6 +99,11 @@ _hosting_missing_commands() {
                 printf '%s\n' "${spec#pg:}"
             fi
             ;;
+        py:*)
+            if ! python3 -c "import ${spec#py:}" >/dev/null 2>&1; then
+                printf '%s\n' "${spec}"
+            fi
+            ;;
         php:*)
             if ! command -v php-fpm8.2 >/dev/null 2>&1 \
                 || ! php-fpm8.2 -m 2>/dev/null | grep -ix "${spec#php:}" >/dev/null; then
@@ -155,6 +161,30 @@ hosting_install_packages() {
         _hosting_log "still missing after install: ${missing//$'\n'/ }"
         return 1
     fi
+}
+
+# The schemathesis version scripts/schemathesis.sh runs (PyPI), pinned so a
+# new release cannot change what the API is held to.
+HOSTING_SCHEMATHESIS_VERSION="4.32.5"
+
+# Print the path of a schemathesis executable of the pinned version, installed
+# into a venv under ~/.cache/hosting-sdk from PyPI when missing.
+hosting_install_schemathesis() {
+    local venv="${XDG_CACHE_HOME:-${HOME}/.cache}/hosting-sdk/st-venv"
+    local want="${HOSTING_SCHEMATHESIS_VERSION}" have=""
+    if [[ -x "${venv}/bin/schemathesis" ]]; then
+        have="$("${venv}/bin/schemathesis" --version 2>/dev/null || true)"
+    fi
+    if [[ "${have}" != *"version ${want}" ]]; then
+        _hosting_log "installing schemathesis ${want} into ${venv}"
+        if [[ ! -x "${venv}/bin/pip" ]]; then
+            rm -rf -- "${venv}"
+            python3 -m venv "${venv}" >&2 || return 1
+        fi
+        "${venv}/bin/pip" install -q --disable-pip-version-check \
+            "schemathesis==${want}" >&2 || return 1
+    fi
+    printf '%s\n' "${venv}/bin/schemathesis"
 }
 
 # Random alphanumeric (hex) password; safe in URLs without encoding.
