@@ -16,7 +16,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib/servers.sh
 source scripts/lib/servers.sh
 
-max_examples="${HOSTING_ST_MAX_EXAMPLES:-20}"
+max_examples="${HOSTING_ST_MAX_EXAMPLES:-10}"
 config="${PWD}/scripts/schemathesis.toml"
 schemathesis="$(hosting_install_schemathesis)"
 
