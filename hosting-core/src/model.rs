@@ -360,6 +360,19 @@ pub struct DatabaseSettings {
     pub collation: Collation,
 }
 
+impl DatabaseSettings {
+    /// A database `name` on `engine` with the engine's usual character set and collation
+    /// ([`Charset::default_for`], [`Collation::default_for`]).
+    pub fn for_engine(engine: DbEngine, name: DbName) -> Self {
+        Self {
+            engine,
+            name,
+            charset: Charset::default_for(engine),
+            collation: Collation::default_for(engine),
+        }
+    }
+}
+
 /// Who issues the site's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SslProvider {
@@ -1318,6 +1331,29 @@ mod tests {
             .into_iter()
             .map(|(from, to)| (from.to_string(), to.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_database_gets_its_engines_usual_charset_and_collation() {
+        let name: DbName = "shop".parse().expect("name");
+        for (engine, charset, collation) in [
+            (DbEngine::Postgres, "UTF8", "C"),
+            (DbEngine::MariaDb, "utf8mb4", "utf8mb4_unicode_ci"),
+            (DbEngine::MySql, "utf8mb4", "utf8mb4_unicode_ci"),
+        ] {
+            let settings = DatabaseSettings::for_engine(engine, name.clone());
+            assert_eq!(settings.charset.as_str(), charset);
+            assert_eq!(settings.collation.as_str(), collation);
+            // What the parsers accept.
+            assert_eq!(
+                charset.parse::<Charset>().expect("charset"),
+                settings.charset
+            );
+            assert_eq!(
+                collation.parse::<Collation>().expect("collation"),
+                settings.collation
+            );
+        }
     }
 
     #[test]

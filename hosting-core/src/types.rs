@@ -712,6 +712,32 @@ validated_string!(Charset, "charset", parse_charset);
 impl Charset {
     /// The longest name (of a charset or a collation).
     pub const MAX_LEN: usize = 64;
+
+    /// `engine`'s usual character set for a new database: `UTF8` on PostgreSQL, `utf8mb4` on
+    /// MySQL and MariaDB.
+    pub fn default_for(engine: DbEngine) -> Self {
+        Self(
+            match engine {
+                DbEngine::Postgres => "UTF8",
+                DbEngine::MySql | DbEngine::MariaDb => "utf8mb4",
+            }
+            .to_owned(),
+        )
+    }
+}
+
+impl Collation {
+    /// `engine`'s usual collation for a new database: `C` on PostgreSQL (byte order, the same
+    /// on every server), `utf8mb4_unicode_ci` on MySQL and MariaDB.
+    pub fn default_for(engine: DbEngine) -> Self {
+        Self(
+            match engine {
+                DbEngine::Postgres => "C",
+                DbEngine::MySql | DbEngine::MariaDb => "utf8mb4_unicode_ci",
+            }
+            .to_owned(),
+        )
+    }
 }
 
 /// A database collation name; see [`Charset`] for the rule.

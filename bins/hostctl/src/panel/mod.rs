@@ -13,6 +13,7 @@ use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use hosting_core::types::{Charset, Collation, DbEngine};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
@@ -706,18 +707,27 @@ async fn sites(c: &mut Client, cmd: &SitesCommand, json: bool) -> Result<u8, Fai
             let node = node_id(c, &args.node).await?;
             let mut settings = Map::new();
             if let (Some(name), Some(engine)) = (&args.database, &args.engine) {
-                let postgres = engine == "postgresql";
+                // The engine's defaults come from the domain; an engine it does not know is
+                // sent as typed, for the panel to refuse naming the field.
+                let defaults = engine.parse::<DbEngine>().ok();
                 let charset = args
                     .charset
                     .clone()
-                    .unwrap_or_else(|| if postgres { "UTF8" } else { "utf8mb4" }.to_owned());
-                let collation = args.collation.clone().unwrap_or_else(|| {
-                    if postgres { "C" } else { "utf8mb4_unicode_ci" }.to_owned()
-                });
-                settings.insert(
-                    "database".to_owned(),
-                    json!({"engine": engine, "name": name, "charset": charset, "collation": collation}),
-                );
+                    .or_else(|| defaults.map(|e| Charset::default_for(e).as_str().to_owned()));
+                let collation = args
+                    .collation
+                    .clone()
+                    .or_else(|| defaults.map(|e| Collation::default_for(e).as_str().to_owned()));
+                let mut database = Map::new();
+                database.insert("engine".to_owned(), json!(engine));
+                database.insert("name".to_owned(), json!(name));
+                if let Some(charset) = charset {
+                    database.insert("charset".to_owned(), json!(charset));
+                }
+                if let Some(collation) = collation {
+                    database.insert("collation".to_owned(), json!(collation));
+                }
+                settings.insert("database".to_owned(), Value::Object(database));
             }
             let body = json!({
                 "owner_id": owner,
