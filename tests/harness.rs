@@ -357,6 +357,131 @@ pub fn helper_binary(name: &str) -> std::path::PathBuf {
     })
 }
 
+/// Every process whose command line names a path under `dir`, and their descendants; never
+/// this test process. Found by path, never by name: other tests run the same servers beside.
+pub fn processes_under(dir: &std::path::Path) -> std::collections::BTreeSet<u32> {
+    let needle = format!("{}/", dir.display());
+    let mut found: std::collections::BTreeSet<u32> = all_pids()
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .replace('\0', " ")
+                    .contains(&needle)
+            })
+        })
+        .collect();
+    found.remove(&std::process::id());
+    loop {
+        let children: std::collections::BTreeSet<u32> = all_pids()
+            .into_iter()
+            .filter(|pid| !found.contains(pid))
+            .filter(|pid| parent_of(*pid).is_some_and(|p| found.contains(&p)))
+            .collect();
+        if children.is_empty() {
+            return found;
+        }
+        found.extend(children);
+    }
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn signal(signal: &str, pids: &std::collections::BTreeSet<u32>) {
+    if pids.is_empty() {
+        return;
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(signal)
+        .args(pids.iter().map(u32::to_string))
+        .output();
+}
+
+/// A power cut for everything under `dir`: freezes each process found there (so none forks
+/// one the kill would miss), then kills them all at once with SIGKILL, leaving their pid and
+/// socket files behind, and waits until they are gone. The number killed.
+pub fn power_cut(dir: &std::path::Path) -> usize {
+    let mut frozen = std::collections::BTreeSet::new();
+    loop {
+        let new: std::collections::BTreeSet<u32> =
+            processes_under(dir).difference(&frozen).copied().collect();
+        if new.is_empty() {
+            break;
+        }
+        signal("-STOP", &new);
+        frozen.extend(new);
+    }
+    signal("-KILL", &frozen);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while frozen.iter().any(|pid| hosting_core::process::alive(*pid)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "killed processes are gone"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    frozen.len()
+}
+
+/// A live process that is not a server (`sleep`, which any signal a server is sent would
+/// end), for a stale pid file to name after a "reboot"; killed when dropped.
+pub struct Bystander(std::process::Child);
+
+impl Bystander {
+    /// Starts it.
+    pub fn start() -> Self {
+        Self(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .expect("start sleep"),
+        )
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Asserts that nothing signalled it: still running, still sleeping (not stopped).
+    #[track_caller]
+    pub fn assert_untouched(&mut self) {
+        assert!(
+            self.0.try_wait().expect("try_wait").is_none(),
+            "the process a stale pid file named was signalled"
+        );
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.0.id()))
+            .expect("its /proc entry");
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .map(str::to_owned);
+        assert_eq!(state.as_deref(), Some("S"), "still sleeping, not stopped");
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -20,11 +20,11 @@ mod support;
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Output};
+use std::path::PathBuf;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use hosting_tests::{TempDir, env_or_skip, free_port, root_or_skip};
+use hosting_tests::{Bystander, TempDir, env_or_skip, free_port, power_cut, root_or_skip};
 use support::TestAccounts;
 
 /// How long the node may take to serve every site again after the apply starts.
@@ -96,17 +96,7 @@ impl Drop for StopServers {
             self.0.as_os_str(),
         ]);
         // A failed test may leave processes hostctl no longer knows (its pid files replaced).
-        kill_node_processes(&self.0);
-    }
-}
-
-/// A process this test started, killed and reaped when dropped.
-struct Unrelated(Child);
-
-impl Drop for Unrelated {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        power_cut(&self.0);
     }
 }
 
@@ -244,7 +234,7 @@ impl Node {
     /// SIGKILLs nginx, every PHP-FPM master and all their workers at once, leaving every file
     /// as it was; checks that the pid and socket files are still there.
     fn power_loss(&self) {
-        let killed = kill_node_processes(&self.root());
+        let killed = power_cut(&self.root());
         assert!(
             killed > self.versions().len(),
             "nginx and a master per version were running ({killed} processes killed)"
@@ -264,78 +254,6 @@ impl Node {
     }
 }
 
-/// Every process whose command line names `root`, and their descendants.
-fn node_processes(root: &Path) -> BTreeSet<u32> {
-    let root = format!("{}/", root.display());
-    let mut found: BTreeSet<u32> = all_pids()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|raw| text(&raw).replace('\0', " ").contains(&root))
-        })
-        .collect();
-    loop {
-        let children: BTreeSet<u32> = all_pids()
-            .into_iter()
-            .filter(|pid| !found.contains(pid))
-            .filter(|pid| parent_of(*pid).is_some_and(|p| found.contains(&p)))
-            .collect();
-        if children.is_empty() {
-            return found;
-        }
-        found.extend(children);
-    }
-}
-
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn signal(signal: &str, pids: &BTreeSet<u32>) {
-    if pids.is_empty() {
-        return;
-    }
-    let _ = std::process::Command::new("kill")
-        .arg(signal)
-        .args(pids.iter().map(u32::to_string))
-        .output();
-}
-
-/// Freezes the node's processes (so no master forks a worker the kill would miss), then kills
-/// them all at once and waits until they are gone. The number killed.
-fn kill_node_processes(root: &Path) -> usize {
-    let mut frozen = BTreeSet::new();
-    loop {
-        let found = node_processes(root);
-        let new: BTreeSet<u32> = found.difference(&frozen).copied().collect();
-        if new.is_empty() {
-            break;
-        }
-        signal("-STOP", &new);
-        frozen.extend(new);
-    }
-    signal("-KILL", &frozen);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while frozen.iter().any(|pid| hosting_core::process::alive(*pid)) {
-        assert!(Instant::now() < deadline, "killed processes are gone");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    frozen.len()
-}
-
 /// `GET path` for `host` on 127.0.0.1:`port` over HTTP/1.0: status and body.
 fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
@@ -353,32 +271,6 @@ fn http_get(port: u16, host: &str, path: &str) -> std::io::Result<(u16, String)>
         .map_or("", |(_, b)| b)
         .to_owned();
     Ok((status, body))
-}
-
-/// A live process that is not a server: `sleep`, which any of the signals a server is sent
-/// would end.
-fn unrelated_process() -> Unrelated {
-    Unrelated(
-        std::process::Command::new("sleep")
-            .arg("600")
-            .spawn()
-            .expect("sleep"),
-    )
-}
-
-#[track_caller]
-fn assert_untouched(process: &mut Unrelated) {
-    assert!(
-        process.0.try_wait().expect("try_wait").is_none(),
-        "the unrelated process a stale pid file named was signalled"
-    );
-    let state =
-        std::fs::read_to_string(format!("/proc/{}/stat", process.0.id())).expect("its /proc entry");
-    let state = state
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .map(str::to_owned);
-    assert_eq!(state.as_deref(), Some("S"), "still sleeping, not stopped");
 }
 
 #[test]
@@ -417,17 +309,17 @@ fn a_stale_pid_file_naming_another_process_is_not_signalled() {
 
     // After the reboot the pids in the files belong to other processes: one unrelated process
     // is named by nginx's pid file, another by a PHP master's.
-    let mut for_nginx = unrelated_process();
-    let mut for_php = unrelated_process();
-    std::fs::write(node.nginx_pid_file(), format!("{}\n", for_nginx.0.id())).expect("pid file");
-    std::fs::write(node.php_pid_file("8.2"), format!("{}\n", for_php.0.id())).expect("pid file");
+    let mut for_nginx = Bystander::start();
+    let mut for_php = Bystander::start();
+    std::fs::write(node.nginx_pid_file(), format!("{}\n", for_nginx.pid())).expect("pid file");
+    std::fs::write(node.php_pid_file("8.2"), format!("{}\n", for_php.pid())).expect("pid file");
 
     let started = Instant::now();
     let out = node.apply();
     assert_ok(&out);
     node.wait_until_served(started + RECOVERY);
-    assert_untouched(&mut for_nginx);
-    assert_untouched(&mut for_php);
+    for_nginx.assert_untouched();
+    for_php.assert_untouched();
     for (file, other) in [
         (node.nginx_pid_file(), &for_nginx),
         (node.php_pid_file("8.2"), &for_php),
@@ -439,14 +331,14 @@ fn a_stale_pid_file_naming_another_process_is_not_signalled() {
             .expect("a pid");
         assert_ne!(
             named,
-            other.0.id(),
+            other.pid(),
             "{} names the new server",
             file.display()
         );
     }
 
     // `hostctl node stop` must not signal it either, once a pid file names it again.
-    std::fs::write(node.nginx_pid_file(), format!("{}\n", for_nginx.0.id())).expect("pid file");
+    std::fs::write(node.nginx_pid_file(), format!("{}\n", for_nginx.pid())).expect("pid file");
     let root = node.root();
     let out = hostctl([
         OsStr::new("node"),
@@ -455,7 +347,7 @@ fn a_stale_pid_file_naming_another_process_is_not_signalled() {
         root.as_os_str(),
     ]);
     assert_ok(&out);
-    assert_untouched(&mut for_nginx);
+    for_nginx.assert_untouched();
 }
 
 #[test]

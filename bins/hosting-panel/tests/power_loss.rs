@@ -18,11 +18,13 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hosting_tests::{TempDir, TestUids, env_or_skip, free_port, http_get, root_or_skip};
+use hosting_tests::{
+    Bystander, TempDir, TestUids, env_or_skip, free_port, http_get, power_cut, root_or_skip,
+};
 use serde_json::{Value, json};
 
 /// How long the node may take to serve every site again after the panel starts.
@@ -150,7 +152,7 @@ impl Drop for Setup {
             .stderr(Stdio::null())
             .status();
         // What a failed test may leave that the pid files no longer name.
-        kill_processes_under(self.dir.path());
+        power_cut(self.dir.path());
     }
 }
 
@@ -231,82 +233,6 @@ impl Panel {
         assert_eq!(status, 201, "POST {path}: {answer}");
         answer
     }
-}
-
-/// Every process whose command line names a path under `dir`, and their descendants.
-fn processes_under(dir: &Path) -> BTreeSet<u32> {
-    let needle = format!("{}/", dir.display());
-    let mut found: BTreeSet<u32> = all_pids()
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|raw| {
-                String::from_utf8_lossy(&raw)
-                    .replace('\0', " ")
-                    .contains(&needle)
-            })
-        })
-        .collect();
-    // Never this test process itself.
-    found.remove(&std::process::id());
-    loop {
-        let children: BTreeSet<u32> = all_pids()
-            .into_iter()
-            .filter(|pid| !found.contains(pid))
-            .filter(|pid| parent_of(*pid).is_some_and(|p| found.contains(&p)))
-            .collect();
-        if children.is_empty() {
-            return found;
-        }
-        found.extend(children);
-    }
-}
-
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .expect("/proc")
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-fn signal(signal: &str, pids: &BTreeSet<u32>) {
-    if pids.is_empty() {
-        return;
-    }
-    let _ = Command::new("kill")
-        .arg(signal)
-        .args(pids.iter().map(u32::to_string))
-        .output();
-}
-
-/// Freezes every process under `dir` (so none forks one the kill would miss), then kills them
-/// all at once, as a power cut does, and waits until they are gone. The number killed.
-fn kill_processes_under(dir: &Path) -> usize {
-    let mut frozen = BTreeSet::new();
-    loop {
-        let new: BTreeSet<u32> = processes_under(dir).difference(&frozen).copied().collect();
-        if new.is_empty() {
-            break;
-        }
-        signal("-STOP", &new);
-        frozen.extend(new);
-    }
-    signal("-KILL", &frozen);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while frozen.iter().any(|pid| hosting_core::process::alive(*pid)) {
-        assert!(Instant::now() < deadline, "killed processes are gone");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    frozen.len()
 }
 
 /// The sites: id, domain, PHP version.
@@ -409,7 +335,7 @@ async fn served(setup: &Setup, sites: &Sites, deadline: Instant) {
 /// SIGKILLs the panel and every process it started, at once; checks that the pid and socket
 /// files stay behind and nothing answers.
 async fn power_loss(setup: &Setup, mut panel: Panel, sites: &Sites) {
-    let killed = kill_processes_under(setup.dir.path());
+    let killed = power_cut(setup.dir.path());
     let _ = panel.child.wait();
     let versions: BTreeSet<&str> = sites.iter().map(|(_, _, php)| *php).collect();
     assert!(
@@ -434,34 +360,6 @@ async fn power_loss(setup: &Setup, mut panel: Panel, sites: &Sites) {
             "site {id} answers after the power loss"
         );
     }
-}
-
-/// A process this test started, killed and reaped when dropped.
-struct Unrelated(Child);
-
-impl Drop for Unrelated {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn unrelated_process() -> Unrelated {
-    Unrelated(Command::new("sleep").arg("600").spawn().expect("sleep"))
-}
-
-#[track_caller]
-fn assert_untouched(process: &mut Unrelated) {
-    assert!(
-        process.0.try_wait().expect("try_wait").is_none(),
-        "the unrelated process a stale pid file named was signalled"
-    );
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", process.0.id())).expect("stat");
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .map(str::to_owned);
-    assert_eq!(state.as_deref(), Some("S"), "still sleeping, not stopped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,17 +393,17 @@ async fn a_stale_pid_file_naming_another_process_is_not_signalled_by_the_panel()
     let sites = three_sites(&setup, &panel).await;
     power_loss(&setup, panel, &sites).await;
 
-    let mut for_nginx = unrelated_process();
-    let mut for_php = unrelated_process();
-    std::fs::write(setup.nginx_pid_file(), format!("{}\n", for_nginx.0.id())).expect("pid");
-    std::fs::write(setup.php_pid_file("8.2"), format!("{}\n", for_php.0.id())).expect("pid");
+    let mut for_nginx = Bystander::start();
+    let mut for_php = Bystander::start();
+    std::fs::write(setup.nginx_pid_file(), format!("{}\n", for_nginx.pid())).expect("pid");
+    std::fs::write(setup.php_pid_file("8.2"), format!("{}\n", for_php.pid())).expect("pid");
 
     let started = Instant::now();
     let mut panel = setup.start();
     panel.ready(&setup).await;
     served(&setup, &sites, started + RECOVERY).await;
-    assert_untouched(&mut for_nginx);
-    assert_untouched(&mut for_php);
+    for_nginx.assert_untouched();
+    for_php.assert_untouched();
     drop(panel);
 }
 
