@@ -12,9 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::database::DatabaseLimits;
 use crate::error::InvalidValue;
 use crate::types::{
-    Charset, Collation, ConfinedPath, DbEngine, DbName, DirectiveArg, DirectiveName, DisplayName,
-    DomainName, EmailAddress, IpNetwork, NodeAddress, NodeName, PhpBytes, PhpExtension, PhpVersion,
-    Slug, SystemUser, WebServerKind, WebhookUrl, named_enum,
+    Charset, Collation, ConfinedPath, DbEngine, DbName, DbUserName, DirectiveArg, DirectiveName,
+    DisplayName, DomainName, EmailAddress, IpNetwork, NodeAddress, NodeName, PhpBytes,
+    PhpExtension, PhpVersion, Slug, SystemUser, WebServerKind, WebhookUrl, named_enum,
 };
 
 macro_rules! id_type {
@@ -361,6 +361,13 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
+    /// The database's login: its own name, cut to a login's 32 characters, without a trailing
+    /// `_`. Derived, never stored, so a listing names it without a secret.
+    pub fn login(&self) -> Result<DbUserName, InvalidValue> {
+        let cut: String = self.name.as_str().chars().take(32).collect();
+        cut.trim_end_matches('_').parse()
+    }
+
     /// A database `name` on `engine` with the engine's usual character set and collation
     /// ([`Charset::default_for`], [`Collation::default_for`]).
     pub fn for_engine(engine: DbEngine, name: DbName) -> Self {
@@ -1354,6 +1361,23 @@ mod tests {
                 settings.collation
             );
         }
+    }
+
+    #[test]
+    fn a_databases_login_is_its_name_cut_to_32_without_a_trailing_underscore() {
+        let login = |name: &str| {
+            DatabaseSettings::for_engine(DbEngine::MariaDb, name.parse().expect("name"))
+                .login()
+                .expect("login")
+                .to_string()
+        };
+        assert_eq!(login("acme7_shop"), "acme7_shop");
+        let long = format!("{}_tail", "a".repeat(31));
+        assert_eq!(
+            login(&long),
+            "a".repeat(31),
+            "cut at 32, the trailing '_' dropped"
+        );
     }
 
     #[test]

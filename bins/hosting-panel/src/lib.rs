@@ -39,12 +39,3 @@ pub use app::{Api, ApiSettings, AppState, DatabaseEndpoint, NodeNotes, openapi};
 pub use config::{Config, Flags};
 pub use error::{ApiError, ErrorBody};
 pub use server::{Prepared, Server, StartError, prepare, start};
-
-/// The login of a site's database, derived as the Panel derives it (the database's own name,
-/// cut to 32 characters, without a trailing `_`), so listings can name it without a secret.
-pub(crate) fn database_user(
-    name: &hosting_core::types::DbName,
-) -> Result<hosting_core::types::DbUserName, ApiError> {
-    let cut: String = name.as_str().chars().take(32).collect();
-    Ok(cut.trim_end_matches('_').parse()?)
-}

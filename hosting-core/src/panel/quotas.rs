@@ -3,7 +3,6 @@
 //! its sites.
 
 use super::Panel;
-use super::sites::database_user;
 use crate::database::DatabaseLimits;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -209,7 +208,7 @@ impl Panel {
         let server = entry.backends.database(settings.engine).ok_or_else(|| {
             Error::Conflict(format!("the node offers no {} server", settings.engine))
         })?;
-        let user = database_user(&settings.name)?;
+        let user = settings.login()?;
         let db = &server.backend;
         let outcome = match step {
             LoginStep::Lock => db.lock_user(&user).await,

@@ -72,12 +72,6 @@ pub struct CreatedWebsite {
     pub database: Option<DatabaseCredentials>,
 }
 
-/// The login of a site's database: the database's own name, cut to the logins' length.
-pub(crate) fn database_user(name: &DbName) -> Result<DbUserName> {
-    let cut: String = name.as_str().chars().take(32).collect();
-    Ok(cut.trim_end_matches('_').parse()?)
-}
-
 /// `sites` with `site` in place of its previous version (or added).
 pub(super) fn with_site(sites: &[Website], site: &Website) -> Vec<Website> {
     let mut out: Vec<Website> = sites.iter().filter(|s| s.id != site.id).cloned().collect();
@@ -1511,7 +1505,7 @@ impl Panel {
                 .ok_or_else(|| Error::Conflict(format!("website {id} has no database")))?;
             let entry = self.node(site.node_id)?;
             let server = database_server(&entry.backends, settings.engine)?;
-            let user = database_user(&settings.name)?;
+            let user = settings.login()?;
             let password = generate_password()?;
             server.backend.rotate_password(&user, &password).await?;
             Ok(DatabaseCredentials {
@@ -1596,7 +1590,7 @@ pub(super) async fn create_database(
 ) -> Result<DatabaseCredentials> {
     let server = database_server(backends, settings.engine)?;
     let db = &server.backend;
-    let user = database_user(&settings.name)?;
+    let user = settings.login()?;
     let password = generate_password()?;
     let options = DatabaseOptions {
         charset: Some(settings.charset.clone()),
@@ -1640,7 +1634,7 @@ pub(super) async fn drop_database(
     settings: &DatabaseSettings,
 ) -> Result<()> {
     let server = database_server(backends, settings.engine)?;
-    let user = database_user(&settings.name)?;
+    let user = settings.login()?;
     let done = |result: Result<()>| match result {
         Err(Error::NotFound { .. }) => Ok(()),
         other => other,

@@ -393,7 +393,7 @@ async fn list_databases(
             domain: site.domain,
             node_id: site.node_id,
             engine: db.engine,
-            user: crate::database_user(&db.name)?,
+            user: db.login()?,
             name: db.name,
             charset: db.charset.to_string(),
             collation: db.collation.to_string(),
