@@ -200,15 +200,16 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
 
     let mut databases = Vec::new();
     let mut missing = Vec::new();
-    for (name, server) in [
-        ("mariadb", config.mariadb.as_ref()),
-        ("postgres", config.postgres.as_ref()),
+    for (kind, server) in [
+        (CustomerServer::MariaDb, config.mariadb.as_ref()),
+        (CustomerServer::Postgres, config.postgres.as_ref()),
     ] {
+        let name = kind.config_key();
         let Some(server) = server else {
             missing.push(format!("node.{name}_url is not set"));
             continue;
         };
-        match connect(name, server).await {
+        match connect(kind, server).await {
             Ok(backend) => {
                 notes.databases.push(DatabaseEndpoint {
                     engine: backend.engine(),
@@ -270,18 +271,37 @@ pub async fn local_node(config: &NodeConfig, data_dir: &Path) -> Result<LocalNod
     })
 }
 
+/// The customer-database servers a local node may be given, each by its own `node.*_url`.
+#[derive(Debug, Clone, Copy)]
+enum CustomerServer {
+    /// MariaDB or MySQL (`node.mariadb_url`).
+    MariaDb,
+    /// PostgreSQL (`node.postgres_url`).
+    Postgres,
+}
+
+impl CustomerServer {
+    /// Its configuration key's stem, for messages: `node.{stem}_url`.
+    fn config_key(self) -> &'static str {
+        match self {
+            Self::MariaDb => "mariadb",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
 async fn connect(
-    name: &str,
+    kind: CustomerServer,
     server: &DatabaseServerConfig,
 ) -> hosting_core::Result<Arc<dyn DatabaseBackend>> {
+    let name = kind.config_key();
     let mut config = CustomerServerConfig::new(server.admin_url.expose());
     if !server.user_hosts.is_empty() {
         config = config.user_hosts(server.user_hosts.clone());
     }
-    let backend: Arc<dyn DatabaseBackend> = if name == "postgres" {
-        Arc::new(PostgresBackend::connect(config).await?)
-    } else {
-        Arc::new(MySqlBackend::connect(config).await?)
+    let backend: Arc<dyn DatabaseBackend> = match kind {
+        CustomerServer::Postgres => Arc::new(PostgresBackend::connect(config).await?),
+        CustomerServer::MariaDb => Arc::new(MySqlBackend::connect(config).await?),
     };
     // The health check runs at every start too, so an operator sees it in the log.
     let health = backend.health().await?;
