@@ -369,24 +369,10 @@ impl Panel {
                     .await;
             }
         }
-        if let Some(site) = &site {
-            let admin = Caller {
-                tenant: site.tenant_id,
-                user: operation.user_id,
-                role: Role::Admin,
-            };
-            if let Err(e) = self.store.delete_website(&admin, site.id).await {
-                tracing::error!(operation = operation.id.0, error = %e, "deleting an interrupted creation's record failed");
-                return self
-                    .failed(
-                        op,
-                        operation,
-                        Some(site),
-                        "its record could not be deleted",
-                        report,
-                    )
-                    .await;
-            }
+        if let Some(site) = &site
+            && let Err(end) = self.delete_record(op, operation, site, report).await
+        {
+            return end;
         }
         report.undone += 1;
         Some(Cleanup {
@@ -434,24 +420,8 @@ impl Panel {
             report.left += 1;
             return None;
         }
-        if present {
-            let admin = Caller {
-                tenant: site.tenant_id,
-                user: operation.user_id,
-                role: Role::Admin,
-            };
-            if let Err(e) = self.store.delete_website(&admin, site.id).await {
-                tracing::error!(operation = operation.id.0, error = %e, "deleting a website's record failed");
-                return self
-                    .failed(
-                        op,
-                        operation,
-                        Some(site),
-                        "its record could not be deleted",
-                        report,
-                    )
-                    .await;
-            }
+        if present && let Err(end) = self.delete_record(op, operation, site, report).await {
+            return end;
         }
         report.deleted += 1;
         // The account goes when the panel created it and no other site uses it.
@@ -499,6 +469,37 @@ impl Panel {
 
     /// Records `site` failed with a reason and ends the change (a retry or a deletion is the
     /// way on); with no site, the row stays for the next start.
+    /// Deletes `site`'s record on the panel's authority, as an admin of its tenant; when that
+    /// fails, the site is recorded failed and `Err` holds how the operation ends.
+    async fn delete_record(
+        &self,
+        op: &Operator,
+        operation: &Operation,
+        site: &Website,
+        report: &mut Recovery,
+    ) -> Result<(), Option<Cleanup>> {
+        let admin = Caller {
+            tenant: site.tenant_id,
+            user: operation.user_id,
+            role: Role::Admin,
+        };
+        match self.store.delete_website(&admin, site.id).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::error!(operation = operation.id.0, error = %e, "deleting a website's record failed");
+                Err(self
+                    .failed(
+                        op,
+                        operation,
+                        Some(site),
+                        "its record could not be deleted",
+                        report,
+                    )
+                    .await)
+            }
+        }
+    }
+
     async fn failed(
         &self,
         op: &Operator,
