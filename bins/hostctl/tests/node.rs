@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use hosting_tests::{TempDir, env_or_skip, free_port};
 use serde_json::Value;
-use support::{TestAccounts, getent};
+use support::{TestAccounts, getent, hostctl, text};
 
 /// The real binaries and users this machine provides, or `None` (skipped / failing in CI).
 struct Machine {
@@ -61,22 +61,6 @@ fn machine() -> Option<Machine> {
         php84_scan_dir: env_or_skip("HOSTING_TEST_PHP_FPM_84_SCAN_DIR")?,
         users,
     })
-}
-
-/// Runs the real binary with `args`.
-fn hostctl<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    std::process::Command::new(env!("CARGO_BIN_EXE_hostctl"))
-        .args(args)
-        .output()
-        .expect("run hostctl")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Asserts the exit code, showing everything hostctl printed when it differs.

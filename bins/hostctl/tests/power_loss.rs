@@ -23,6 +23,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
+use support::{hostctl, text};
 
 use hosting_tests::{Bystander, TempDir, env_or_skip, free_port, power_cut, root_or_skip};
 use support::TestAccounts;
@@ -56,21 +57,6 @@ fn machine() -> Option<Machine> {
         php82: env_or_skip("HOSTING_TEST_PHP_FPM_82")?,
         php84,
     })
-}
-
-fn hostctl<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    std::process::Command::new(env!("CARGO_BIN_EXE_hostctl"))
-        .args(args)
-        .output()
-        .expect("run hostctl")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[track_caller]

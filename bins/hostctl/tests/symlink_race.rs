@@ -38,17 +38,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hosting_tests::{TempDir, env_or_skip, free_port, helper_binary, root_or_skip};
-use support::{TestAccounts, getent};
+use support::{TestAccounts, getent, text};
 
 const APPLIES: usize = 500;
 const CREATIONS: i64 = 100;
 const CANARY: &[u8] = b"root's secret, 0600\n";
 /// What a disturbed apply says, and the only way it may fail.
 const REFUSED: &str = "refused, never followed";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Runs the swapper as `uid:gid` with no supplementary group, counting its exchanges; killed
 /// when dropped.

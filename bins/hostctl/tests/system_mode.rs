@@ -48,7 +48,7 @@ use hosting_tests::{TempDir, env_or_skip};
 use hosting_web::{
     Apache, ApacheConfig, ApacheService, Management, Nginx, NginxConfig, NginxService, Ports,
 };
-use support::{TestAccounts, getent};
+use support::{TestAccounts, getent, hostctl, text};
 
 /// One test at a time in this process; [`machine_lock`] does the same across processes.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -187,10 +187,6 @@ fn alive(pid: &str) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X")
     })
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Holds the machine for one test and puts it back on drop, whatever happened: stops the
@@ -644,18 +640,6 @@ async fn library(distro: Distro, users: &[SystemUser], dir: &Path) {
     assert!(!Path::new(FPM_INCLUDE).exists());
     let (status, head, _) = http_get(first.domain.as_str(), "/.hosting-site").expect("get");
     assert_ne!(status, 204, "{head}");
-}
-
-/// `hostctl` with `args`.
-fn hostctl<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    std::process::Command::new(env!("CARGO_BIN_EXE_hostctl"))
-        .args(args)
-        .output()
-        .expect("run hostctl")
 }
 
 #[track_caller]

@@ -120,6 +120,19 @@ impl Drop for TestAccounts {
     }
 }
 
-fn text(bytes: &[u8]) -> String {
+/// Output as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs the real `hostctl` binary with `args`.
+pub fn hostctl<I, S>(args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    std::process::Command::new(env!("CARGO_BIN_EXE_hostctl"))
+        .args(args)
+        .output()
+        .expect("run hostctl")
 }
